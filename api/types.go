@@ -1,0 +1,357 @@
+package api
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Source says who owns an object. The config file owns what it declares and a
+// reload may change or delete it; nothing else is ever touched by a reload.
+type Source string
+
+// Owners of objects.
+const (
+	SourceConfig    Source = "config"    // declared in the config file
+	SourceAPI       Source = "api"       // created through the HTTP API
+	SourceAgent     Source = "agent"     // registered by a seamark agent
+	SourceCandidate Source = "candidate" // found by probing a service's candidate pool
+)
+
+// NodeState is the state a node's registrant reports. Health checks decide on
+// top of it: a node is advertised only when its state is healthy and its checks
+// pass.
+type NodeState string
+
+// Node states.
+const (
+	StateHealthy     NodeState = "healthy"
+	StateUnhealthy   NodeState = "unhealthy"
+	StateDraining    NodeState = "draining"    // no new connections or answers; existing ones run out
+	StateMaintenance NodeState = "maintenance" // taken out by an operator
+)
+
+// Service is a named pool of nodes that serve on one port. It is served in DNS
+// as <name>.<zone> (A/AAAA) and _<name>._tcp.<zone> (SRV).
+type Service struct {
+	// Name is a DNS label: lower-case letters, digits and '-', at most 63 characters.
+	Name string `json:"name"`
+	// Port is the port clients connect to on every node (a node may override it).
+	Port int `json:"port"`
+	// Check says how nodes are probed; see Check.
+	Check Check `json:"check"`
+	// Answers says how DNS answers for this service are formed.
+	Answers AnswerPolicy `json:"answers"`
+	// Candidates are addresses and CIDR prefixes that are probed; the ones that
+	// pass are advertised as nodes (at most 65 536 addresses in total).
+	Candidates []string `json:"candidates,omitempty"`
+	// Source is set by the server: config or api.
+	Source Source `json:"source,omitempty"`
+}
+
+// Check kinds.
+const (
+	CheckTCP   = "tcp"
+	CheckHTTP  = "http"
+	CheckHTTPS = "https"
+	CheckTLS   = "tls"
+	CheckNone  = "none"
+)
+
+// Check describes a health probe.
+type Check struct {
+	// Type is tcp (connect), http, https, tls (handshake) or none (trust the
+	// registration). Default tcp.
+	Type string `json:"type,omitempty"`
+	// Interval between probes of a node whose state is settled. Default 1s.
+	Interval Duration `json:"interval,omitempty"`
+	// Timeout of one probe. Default 1s; at most the interval.
+	Timeout Duration `json:"timeout,omitempty"`
+	// FastInterval is used while a node is changing state. Default: Interval.
+	FastInterval Duration `json:"fast_interval,omitempty"`
+	// DownInterval is used while a node is down. Default: Interval.
+	DownInterval Duration `json:"down_interval,omitempty"`
+	// Rise is how many passes in a row make a node healthy. Default 2.
+	Rise int `json:"rise,omitempty"`
+	// Fall is how many failures in a row make a node unhealthy. Default 2.
+	Fall int `json:"fall,omitempty"`
+	// Initial is the state of a node before its first verdict: unhealthy
+	// (default: never advertise an unchecked node) or healthy.
+	Initial NodeState `json:"initial,omitempty"`
+	// Address overrides the probed address (host:port); used by group tracks.
+	Address string `json:"address,omitempty"`
+	// Method, Path, Host, ExpectStatus and ExpectBody shape http/https probes.
+	Method       string `json:"method,omitempty"`
+	Path         string `json:"path,omitempty"`
+	Host         string `json:"host,omitempty"`
+	ExpectStatus string `json:"expect_status,omitempty"` // "200-399" (default) or "200"
+	ExpectBody   string `json:"expect_body,omitempty"`
+	// SNI is the server name sent by tls and https probes.
+	SNI string `json:"sni,omitempty"`
+}
+
+// Answer policies.
+const (
+	PolicyAll      = "all"      // every healthy node, rotated per query
+	PolicyWeighted = "weighted" // max_answers nodes drawn by weight
+)
+
+// What to answer when no node of a service is healthy.
+const (
+	NoneHealthyFailOpen = "fail_open" // answer every node, as managed DNS does
+	NoneHealthyEmpty    = "empty"     // answer NODATA
+)
+
+// AnswerPolicy says how DNS answers for a service are formed.
+type AnswerPolicy struct {
+	Policy          string   `json:"policy,omitempty"`            // all (default) or weighted
+	MaxAnswers      int      `json:"max_answers,omitempty"`       // default 8
+	TTL             Duration `json:"ttl,omitempty"`               // default 5s
+	WhenNoneHealthy string   `json:"when_none_healthy,omitempty"` // fail_open (default) or empty
+}
+
+// AltAddress is another address of a node, with a label clients select it by
+// ("public", "private").
+type AltAddress struct {
+	Label   string     `json:"label"`
+	Address netip.Addr `json:"address"`
+}
+
+// Node is one member of a service.
+type Node struct {
+	// ID is stable across restarts of the node: a DNS label.
+	ID string `json:"id"`
+	// Service is the service the node belongs to (taken from the URL on register).
+	Service string `json:"service,omitempty"`
+	// Address is the access address clients must use.
+	Address netip.Addr `json:"address"`
+	// Alternates are further addresses, selectable by label.
+	Alternates []AltAddress `json:"alternates,omitempty"`
+	// Port overrides the service's port for this node (0: the service's).
+	Port int `json:"port,omitempty"`
+	// Weight for weighted answers and balancing. Default 1, at most 1000.
+	Weight int `json:"weight,omitempty"`
+	// Tags are free-form labels.
+	Tags map[string]string `json:"tags,omitempty"`
+	// State is what the registrant reports. Default healthy.
+	State NodeState `json:"state,omitempty"`
+	// TTL, when set, puts the registration on a lease: the node disappears
+	// unless renewed within TTL. At least 1s, at most 24h.
+	TTL Duration `json:"ttl,omitempty"`
+	// Source is set by the server: config, api, agent or candidate.
+	Source Source `json:"source,omitempty"`
+	// Registered is set by the server.
+	Registered time.Time `json:"registered,omitzero"`
+
+	// Healthy is computed by the server from State and the health verdicts; it
+	// is ignored on writes.
+	Healthy bool `json:"healthy"`
+	// Lease is the store lease the registration lives on (0: none); set by the server.
+	Lease int64 `json:"lease,omitempty"`
+}
+
+// PortOf returns the port clients use for n in service s.
+func (n Node) PortOf(s Service) int {
+	if n.Port != 0 {
+		return n.Port
+	}
+	return s.Port
+}
+
+// Record is a static resource record set: every value of one name and type.
+type Record struct {
+	// Name is relative to the zone ("www", "@" for the apex) or absolute with a
+	// trailing dot inside the zone.
+	Name string `json:"name"`
+	// Type is A, AAAA, CNAME, TXT, SRV, MX or NS.
+	Type string `json:"type"`
+	// TTL of the set. Default 60s.
+	TTL Duration `json:"ttl,omitempty"`
+	// Values in presentation format: "192.0.2.1", "10 mail.example.com.",
+	// "0 5 3000 db-a.node.example.com.", "some text".
+	Values []string `json:"values"`
+}
+
+// Change actions, with Route 53's meaning.
+const (
+	ActionCreate = "CREATE" // fails if the record set exists
+	ActionDelete = "DELETE" // fails if the record set does not exist
+	ActionUpsert = "UPSERT" // creates or replaces
+)
+
+// Change is one step of a ChangeBatch.
+type Change struct {
+	Action string `json:"action"`
+	Record Record `json:"record"`
+}
+
+// ChangeBatch is applied atomically: every change or none.
+type ChangeBatch struct {
+	Comment string   `json:"comment,omitempty"`
+	Changes []Change `json:"changes"`
+}
+
+// ChangeResult answers a ChangeBatch.
+type ChangeResult struct {
+	// Revision is the store revision at which the batch was applied.
+	Revision int64 `json:"revision"`
+	Applied  int   `json:"applied"`
+}
+
+// Zone is a DNS zone seamark is authoritative for.
+type Zone struct {
+	Name   string `json:"name"` // fully qualified, lower case, with a trailing dot
+	Source Source `json:"source,omitempty"`
+}
+
+// PortRange is an inclusive range of ports written "9100-9199" (or "9100").
+type PortRange struct{ First, Last int }
+
+// String formats r as "first-last".
+func (r PortRange) String() string {
+	if r.First == r.Last {
+		return strconv.Itoa(r.First)
+	}
+	return fmt.Sprintf("%d-%d", r.First, r.Last)
+}
+
+// IsZero reports whether r is unset.
+func (r PortRange) IsZero() bool { return r.First == 0 && r.Last == 0 }
+
+// MarshalText writes r as "first-last".
+func (r PortRange) MarshalText() ([]byte, error) {
+	if r.IsZero() {
+		return []byte(""), nil
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText reads "9100-9199" or "9100".
+func (r *PortRange) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		*r = PortRange{}
+		return nil
+	}
+	lo, hi, found := strings.Cut(s, "-")
+	first, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	last, err2 := first, error(nil)
+	if found {
+		last, err2 = strconv.Atoi(strings.TrimSpace(hi))
+	}
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("%q is not a port range (write it like \"9100-9199\")", s)
+	}
+	if first < 1 || last > 65535 || first > last {
+		return fmt.Errorf("%q is not a port range: ports go from 1 to 65535, first before last", s)
+	}
+	*r = PortRange{First: first, Last: last}
+	return nil
+}
+
+// Balance algorithms.
+const (
+	BalanceRoundRobin = "round_robin"
+	BalanceLeastConn  = "least_conn"
+	BalanceHash       = "hash"
+	BalanceRandom2    = "random2"
+)
+
+// Listener is a TCP port (or range of ports) balanced to a service's healthy nodes.
+type Listener struct {
+	Name string `json:"name"`
+	// Port, or Ports for a range ("9100-9199", one listener per port).
+	Port  int       `json:"port,omitempty"`
+	Ports PortRange `json:"ports,omitzero"`
+	// Bind is the local address to listen on. Default 0.0.0.0.
+	Bind    netip.Addr `json:"bind,omitzero"`
+	Service string     `json:"service"`
+	// Balance is round_robin (default), least_conn, hash or random2.
+	Balance        string   `json:"balance,omitempty"`
+	MaxConns       int      `json:"max_conns,omitempty"`
+	ConnectTimeout Duration `json:"connect_timeout,omitempty"` // default 2s
+	IdleTimeout    Duration `json:"idle_timeout,omitempty"`    // default 5m
+	Retries        int      `json:"retries,omitempty"`         // default 2
+	// ProxyProtocol sends a PROXY header to backends: "", v1 or v2.
+	ProxyProtocol string `json:"proxy_protocol,omitempty"`
+	// AcceptProxy reads a PROXY header from an upstream balancer.
+	AcceptProxy  bool     `json:"accept_proxy,omitempty"`
+	DrainTimeout Duration `json:"drain_timeout,omitempty"` // default 30s
+	Source       Source   `json:"source,omitempty"`
+}
+
+// Group modes.
+const (
+	ModeActiveStandby = "active-standby"
+	ModeActiveActive  = "active-active"
+)
+
+// Member is one balancer instance of a Group.
+type Member struct {
+	Name     string     `json:"name"`
+	Address  netip.Addr `json:"address"`
+	Priority int        `json:"priority"` // 1-254, higher wins
+}
+
+// Track is a check whose failure shifts a member's priority by Weight.
+type Track struct {
+	Check  Check `json:"check"`
+	Weight int   `json:"weight"` // -254..254
+}
+
+// Hooks are commands (or http(s) URLs) run on role changes.
+type Hooks struct {
+	OnActive  string `json:"on_active,omitempty"`
+	OnStandby string `json:"on_standby,omitempty"`
+	OnFault   string `json:"on_fault,omitempty"`
+}
+
+// Group is a set of balancer instances that back each other up under one name.
+type Group struct {
+	Name             string   `json:"name"`
+	Mode             string   `json:"mode,omitempty"` // active-standby (default) or active-active
+	Members          []Member `json:"members"`
+	Track            []Track  `json:"track,omitempty"`
+	Preempt          *bool    `json:"preempt,omitempty"` // default true
+	PreemptDelay     Duration `json:"preempt_delay,omitempty"`
+	LeaseTTL         Duration `json:"lease_ttl,omitempty"`         // default 1s
+	ReassertInterval Duration `json:"reassert_interval,omitempty"` // default 30s
+	Hooks            Hooks    `json:"hooks,omitzero"`
+	Source           Source   `json:"source,omitempty"`
+}
+
+// StoreStatus describes the store a server uses.
+type StoreStatus struct {
+	Kind        string   `json:"kind"` // embedded or external
+	Endpoints   []string `json:"endpoints"`
+	Revision    int64    `json:"revision"`
+	Leader      string   `json:"leader"`
+	ClusterID   string   `json:"cluster_id"`
+	EtcdVersion string   `json:"etcd_version"`
+	DBSize      int64    `json:"db_size"`
+}
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Version   string      `json:"version"`
+	StartedAt time.Time   `json:"started_at"`
+	Store     StoreStatus `json:"store"`
+	// SnapshotRevision is the store revision the server's answers reflect.
+	SnapshotRevision int64 `json:"snapshot_revision"`
+	Zones            []string `json:"zones"`
+	Services         int      `json:"services"`
+	Nodes            int      `json:"nodes"`
+	HealthyNodes     int      `json:"healthy_nodes"`
+	Listeners        int      `json:"listeners"`
+	Groups           int      `json:"groups"`
+}
+
+// Error is the body of every 4xx and 5xx answer.
+type Error struct {
+	Status  int    `json:"status"`
+	Message string `json:"error"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Message) }

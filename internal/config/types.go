@@ -1,0 +1,99 @@
+package config
+
+import (
+	"net/netip"
+
+	"github.com/seamark/seamark/api"
+)
+
+// File is the desired state an operator writes: zones, services with their
+// static nodes and candidate pools, listeners, balancer groups, API and DNS
+// settings, and the server's own addresses. Keys are snake_case. Nodes that
+// agents or the API register live beside it and are never touched by a reload.
+type File struct {
+	// Server holds the addresses and store settings of `seamark server`; every
+	// key here has a command-line flag of the same name that overrides it.
+	Server Server `json:"server"`
+	// Zones are the DNS zones names are served under ("cluster.example.com").
+	Zones []string `json:"zones"`
+	// API configures the HTTP API.
+	API API `json:"api"`
+	// DNS configures the authoritative DNS server.
+	DNS DNS `json:"dns"`
+	// Services are the pools of nodes names lead to.
+	Services []Service `json:"services"`
+	// Listeners are TCP ports balanced to services.
+	Listeners []api.Listener `json:"listeners"`
+	// Groups are balancer groups that fail over by name.
+	Groups []api.Group `json:"groups"`
+
+	// name is the file name errors are reported against; lines maps a key
+	// path ("services[2].check.interval") to its line in the file.
+	name  string
+	lines map[string]int
+}
+
+// Server is the `server:` section.
+type Server struct {
+	// HTTPAddr is where the HTTP API and dashboard listen. Default 127.0.0.1:9400.
+	HTTPAddr string `json:"http_addr"`
+	// DNSAddr is where DNS listens, UDP and TCP. Default 127.0.0.1:9453.
+	DNSAddr string `json:"dns_addr"`
+	// DataDir holds the embedded store. Default ./seamark-data.
+	DataDir string `json:"data_dir"`
+	// EtcdEndpoints, when set, use an existing etcd cluster and start no
+	// embedded store ("http://10.0.0.1:2379").
+	EtcdEndpoints []string `json:"etcd_endpoints"`
+	// EtcdClientAddr and EtcdPeerAddr are the embedded store's loopback
+	// listeners. Defaults 127.0.0.1:9479 and 127.0.0.1:9480 (not etcd's
+	// 2379/2380, so a real etcd on the same machine does not collide).
+	EtcdClientAddr string `json:"etcd_client_addr"`
+	EtcdPeerAddr   string `json:"etcd_peer_addr"`
+	// StorePrefix is the key prefix every key lives under. Default /seamark/.
+	StorePrefix string `json:"store_prefix"`
+}
+
+// Service is a service with the nodes the file declares for it.
+type Service struct {
+	api.Service
+	// Nodes are static nodes owned by the file.
+	Nodes []api.Node `json:"nodes"`
+}
+
+// API is the `api:` section.
+type API struct {
+	// Tokens, when any is given, are required for writes (access: write) and,
+	// unless anonymous_read is true, for reads.
+	Tokens []Token `json:"tokens"`
+	// AnonymousRead lets requests without a token read. Default true.
+	AnonymousRead *bool `json:"anonymous_read"`
+}
+
+// Token is one bearer token of the API.
+type Token struct {
+	Name string `json:"name"`
+	// SecretFile holds the token (surrounding white space is trimmed). Secret
+	// gives it inline instead; prefer a file.
+	SecretFile string `json:"secret_file"`
+	Secret     string `json:"secret"`
+	// Access is read or write.
+	Access string `json:"access"`
+}
+
+// DNS is the `dns:` section.
+type DNS struct {
+	// TSIGKeys sign dynamic updates and zone transfers.
+	TSIGKeys []TSIGKey `json:"tsig_keys"`
+	// Secondaries are sent NOTIFY on every change and may transfer the zones.
+	Secondaries []netip.AddrPort `json:"secondaries"`
+	// AllowTransfer lists further prefixes allowed to transfer without TSIG.
+	AllowTransfer []netip.Prefix `json:"allow_transfer"`
+}
+
+// TSIGKey is a shared secret for DNS UPDATE and AXFR.
+type TSIGKey struct {
+	Name       string `json:"name"`
+	Algorithm  string `json:"algorithm"` // hmac-sha256 (default), hmac-sha512, hmac-sha1
+	SecretFile string `json:"secret_file"`
+	Secret     string `json:"secret"` // base64
+}

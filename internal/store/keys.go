@@ -1,0 +1,123 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/seamark/seamark/api"
+)
+
+// The key layout. Every key lives under the store prefix (default /seamark/)
+// and a version segment, and every value is JSON:
+//
+//	<prefix>v1/zones/<zone>                         api.Zone
+//	<prefix>v1/services/<service>                   api.Service
+//	<prefix>v1/nodes/<service>/<node-id>            api.Node (on the registrant's lease when it has a ttl)
+//	<prefix>v1/records/<zone>/<owner-name>/<type>   api.Record (owner name fully qualified, lower case)
+//	<prefix>v1/listeners/<listener>                 api.Listener
+//	<prefix>v1/groups/<group>                       api.Group
+//
+// Zones end in a dot ("cluster.test."), so a zone is one path segment. Names
+// are DNS labels and never contain '/'. This file is the only place that knows
+// the layout: the rest of seamark speaks in Keys and api types.
+const version = "v1/"
+
+// Kind is the kind of object a key holds.
+type Kind string
+
+// Kinds of object.
+const (
+	KindZone     Kind = "zones"
+	KindService  Kind = "services"
+	KindNode     Kind = "nodes"
+	KindRecord   Kind = "records"
+	KindListener Kind = "listeners"
+	KindGroup    Kind = "groups"
+)
+
+// Key names one object in the store.
+type Key struct {
+	Kind Kind
+	// A and B are the key's segments after the kind: (zone), (service),
+	// (service, node id), (zone, owner name + "/" + type), (listener), (group).
+	A, B string
+}
+
+// ZoneKey, ServiceKey, NodeKey, RecordKey, ListenerKey and GroupKey build Keys.
+func ZoneKey(zone string) Key         { return Key{Kind: KindZone, A: zone} }
+func ServiceKey(name string) Key      { return Key{Kind: KindService, A: name} }
+func NodeKey(service, id string) Key  { return Key{Kind: KindNode, A: service, B: id} }
+func ListenerKey(name string) Key     { return Key{Kind: KindListener, A: name} }
+func GroupKey(name string) Key        { return Key{Kind: KindGroup, A: name} }
+func RecordKey(zone, owner, typ string) Key {
+	return Key{Kind: KindRecord, A: zone, B: strings.ToLower(owner) + "/" + strings.ToUpper(typ)}
+}
+
+func (k Key) String() string {
+	if k.B == "" {
+		return string(k.Kind) + "/" + k.A
+	}
+	return string(k.Kind) + "/" + k.A + "/" + k.B
+}
+
+// path returns the full etcd key for k under prefix.
+func (k Key) path(prefix string) string { return prefix + version + k.String() }
+
+// kindPrefix returns the etcd prefix holding every object of kind under prefix.
+func kindPrefix(prefix string, kind Kind) string { return prefix + version + string(kind) + "/" }
+
+// parseKey reads an etcd key under prefix back into a Key.
+func parseKey(prefix, full string) (Key, bool) {
+	rest, ok := strings.CutPrefix(full, prefix+version)
+	if !ok {
+		return Key{}, false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) < 2 || parts[1] == "" {
+		return Key{}, false
+	}
+	k := Key{Kind: Kind(parts[0]), A: parts[1]}
+	switch k.Kind {
+	case KindZone, KindService, KindListener, KindGroup:
+		return k, len(parts) == 2
+	case KindNode:
+		if len(parts) != 3 || parts[2] == "" {
+			return Key{}, false
+		}
+		k.B = parts[2]
+		return k, true
+	case KindRecord:
+		if len(parts) != 4 {
+			return Key{}, false
+		}
+		k.B = parts[2] + "/" + parts[3]
+		return k, true
+	}
+	return Key{}, false
+}
+
+// decodeValue reads the JSON value of an object of kind k.
+func decodeValue(k Key, data []byte) (any, error) {
+	var v any
+	switch k.Kind {
+	case KindZone:
+		v = new(api.Zone)
+	case KindService:
+		v = new(api.Service)
+	case KindNode:
+		v = new(api.Node)
+	case KindRecord:
+		v = new(api.Record)
+	case KindListener:
+		v = new(api.Listener)
+	case KindGroup:
+		v = new(api.Group)
+	default:
+		return nil, fmt.Errorf("decode %s: unknown kind", k)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", k, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,256 @@
+// Package store is seamark's only door to etcd.
+//
+// It starts an embedded single-node etcd in a data directory, or connects to an
+// existing etcd cluster, and offers typed reads and writes of seamark's objects
+// (zones, services, nodes, records, listeners, groups) plus a watch stream of
+// typed events. The key layout is documented in keys.go and known nowhere else.
+// Anything that must vanish when its owner dies (a node registered with a ttl)
+// lives on an etcd lease.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/seamark/seamark/api"
+)
+
+// Errors callers compare with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("conflict")
+	ErrNoLease  = errors.New("registered without a ttl")
+)
+
+// Options says which etcd to use.
+type Options struct {
+	// Endpoints of an existing etcd cluster. Empty: start an embedded one.
+	Endpoints []string
+	// DataDir of the embedded etcd.
+	DataDir string
+	// ClientAddr and PeerAddr are the embedded etcd's loopback listeners
+	// (host:port; port 0 picks a free one).
+	ClientAddr, PeerAddr string
+	// Prefix every key lives under; default "/seamark/".
+	Prefix string
+	// DialTimeout bounds connecting to an external cluster; default 5s.
+	DialTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Store is an open etcd, embedded or external.
+type Store struct {
+	cli    *clientv3.Client
+	etcd   *embed.Etcd // nil when external
+	prefix string
+	kind   string
+	eps    []string
+	log    *slog.Logger
+}
+
+// Embedded etcd timing: a single member has no peers to wait for, so short
+// ticks cost nothing and make leases (the floor of every "vanishes when it
+// dies" bound) honour a 1 s TTL. See DESIGN.md, "Facts already measured".
+const (
+	embeddedTickMs     = 20
+	embeddedElectionMs = 100
+	// embeddedMaxTxnOps lets a 1000-change record batch (a compare and a write
+	// per change) commit in one transaction.
+	embeddedMaxTxnOps = 4096
+)
+
+// Open starts or connects to etcd and returns a ready Store.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.Prefix == "" {
+		o.Prefix = "/seamark/"
+	}
+	if !strings.HasPrefix(o.Prefix, "/") || !strings.HasSuffix(o.Prefix, "/") {
+		return nil, fmt.Errorf("open store: prefix %q must start and end with '/'", o.Prefix)
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store")}
+	if len(o.Endpoints) == 0 {
+		e, ep, err := startEmbedded(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		s.etcd, s.kind, s.eps = e, "embedded", []string{ep}
+	} else {
+		s.kind, s.eps = "external", o.Endpoints
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            s.eps,
+		DialTimeout:          o.DialTimeout,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+		Context:              context.WithoutCancel(ctx),
+		MaxCallSendMsgSize:   8 << 20,
+		MaxCallRecvMsgSize:   256 << 20,
+	})
+	if err != nil {
+		s.stopEmbedded()
+		return nil, fmt.Errorf("open store: connect to etcd at %s: %w", strings.Join(s.eps, ","), err)
+	}
+	s.cli = cli
+	// Prove the cluster answers before anyone relies on it.
+	sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+	defer cancel()
+	if _, err := cli.Get(sctx, s.prefix+version+"ping", clientv3.WithCountOnly()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store: etcd at %s does not answer: %w", strings.Join(s.eps, ","), err)
+	}
+	s.log.Info("store ready", "kind", s.kind, "endpoints", strings.Join(s.eps, ","), "prefix", s.prefix)
+	return s, nil
+}
+
+func startEmbedded(ctx context.Context, o Options) (*embed.Etcd, string, error) {
+	if o.DataDir == "" {
+		return nil, "", errors.New("open store: embedded etcd needs a data directory")
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("open store: create data directory: %w", err)
+	}
+	clientURL, err := loopbackURL(o.ClientAddr, "127.0.0.1:9479", false)
+	if err != nil {
+		return nil, "", fmt.Errorf("open store: etcd client address: %w", err)
+	}
+	peerURL, err := loopbackURL(o.PeerAddr, "127.0.0.1:9480", true)
+	if err != nil {
+		return nil, "", fmt.Errorf("open store: etcd peer address: %w", err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "seamark"
+	cfg.Dir = filepath.Join(o.DataDir, "etcd")
+	cfg.ListenClientUrls = []url.URL{*clientURL}
+	cfg.AdvertiseClientUrls = []url.URL{*clientURL}
+	cfg.ListenPeerUrls = []url.URL{*peerURL}
+	cfg.AdvertisePeerUrls = []url.URL{*peerURL}
+	cfg.InitialCluster = cfg.Name + "=" + peerURL.String()
+	cfg.TickMs = embeddedTickMs
+	cfg.ElectionMs = embeddedElectionMs
+	cfg.MaxTxnOps = embeddedMaxTxnOps
+	cfg.AutoCompactionMode = embed.CompactorModeRevision
+	cfg.AutoCompactionRetention = "100000"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapErrorsOnly())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("open store: start embedded etcd in %s: %w", cfg.Dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, "", fmt.Errorf("open store: embedded etcd failed: %w", err)
+	case <-time.After(30 * time.Second):
+		e.Close()
+		return nil, "", errors.New("open store: embedded etcd not ready after 30s")
+	case <-ctx.Done():
+		e.Close()
+		return nil, "", fmt.Errorf("open store: %w", ctx.Err())
+	}
+	ep := "http://" + e.Clients[0].Addr().String()
+	return e, ep, nil
+}
+
+// zapErrorsOnly is etcd's logger: its info logs are loud and say nothing an
+// operator of seamark acts on; errors still reach stderr.
+func zapErrorsOnly() *zap.Logger {
+	enc := zapcore.NewConsoleEncoder(zap.NewProductionEncoderConfig())
+	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), zapcore.ErrorLevel)
+	return zap.New(core).With(zap.String("component", "etcd"))
+}
+
+// loopbackURL turns host:port into an http URL; a peer listener asked for port
+// 0 gets a free port chosen now, because etcd must advertise the real one.
+func loopbackURL(addr, def string, pickPort bool) (*url.URL, error) {
+	if addr == "" {
+		addr = def
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not host:port", addr)
+	}
+	if port == "0" && pickPort {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, err
+		}
+		_, port, _ = net.SplitHostPort(l.Addr().String())
+		l.Close()
+	}
+	return &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}, nil
+}
+
+// Close disconnects and stops the embedded etcd, if any.
+func (s *Store) Close() error {
+	var err error
+	if s.cli != nil {
+		err = s.cli.Close()
+	}
+	s.stopEmbedded()
+	return err
+}
+
+func (s *Store) stopEmbedded() {
+	if s.etcd != nil {
+		s.etcd.Close()
+		<-s.etcd.Server.StopNotify()
+		s.etcd = nil
+	}
+}
+
+// Kind is "embedded" or "external".
+func (s *Store) Kind() string { return s.kind }
+
+// Endpoints are the etcd client URLs in use.
+func (s *Store) Endpoints() []string { return s.eps }
+
+// Prefix is the key prefix.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Status asks etcd who leads, its version and the current revision.
+func (s *Store) Status(ctx context.Context) (api.StoreStatus, error) {
+	st := api.StoreStatus{Kind: s.kind, Endpoints: s.eps}
+	var lastErr error
+	for _, ep := range s.eps {
+		r, err := s.cli.Status(ctx, ep)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		st.Revision = r.Header.Revision
+		st.ClusterID = fmt.Sprintf("%x", r.Header.ClusterId)
+		st.EtcdVersion = r.Version
+		st.DBSize = r.DbSize
+		st.Leader = fmt.Sprintf("%x", r.Leader)
+		if ms, err := s.cli.MemberList(ctx); err == nil {
+			for _, m := range ms.Members {
+				if m.ID == r.Leader {
+					st.Leader = m.Name
+				}
+			}
+		}
+		return st, nil
+	}
+	return st, fmt.Errorf("store status: %w", lastErr)
+}
