@@ -45,11 +45,11 @@ type Key struct {
 }
 
 // ZoneKey, ServiceKey, NodeKey, RecordKey, ListenerKey and GroupKey build Keys.
-func ZoneKey(zone string) Key         { return Key{Kind: KindZone, A: zone} }
-func ServiceKey(name string) Key      { return Key{Kind: KindService, A: name} }
-func NodeKey(service, id string) Key  { return Key{Kind: KindNode, A: service, B: id} }
-func ListenerKey(name string) Key     { return Key{Kind: KindListener, A: name} }
-func GroupKey(name string) Key        { return Key{Kind: KindGroup, A: name} }
+func ZoneKey(zone string) Key        { return Key{Kind: KindZone, A: zone} }
+func ServiceKey(name string) Key     { return Key{Kind: KindService, A: name} }
+func NodeKey(service, id string) Key { return Key{Kind: KindNode, A: service, B: id} }
+func ListenerKey(name string) Key    { return Key{Kind: KindListener, A: name} }
+func GroupKey(name string) Key       { return Key{Kind: KindGroup, A: name} }
 func RecordKey(zone, owner, typ string) Key {
 	return Key{Kind: KindRecord, A: zone, B: strings.ToLower(owner) + "/" + strings.ToUpper(typ)}
 }

@@ -18,12 +18,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/seamark/seamark/api"
 )
@@ -60,6 +60,8 @@ type Store struct {
 	kind   string
 	eps    []string
 	log    *slog.Logger
+	// closing silences the embedded etcd's logs while it is stopped on purpose.
+	closing atomic.Bool
 }
 
 // Embedded etcd timing: a single member has no peers to wait for, so short
@@ -89,7 +91,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store")}
 	if len(o.Endpoints) == 0 {
-		e, ep, err := startEmbedded(ctx, o)
+		e, ep, err := startEmbedded(ctx, o, s.log, &s.closing)
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +125,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(ctx context.Context, o Options) (*embed.Etcd, string, error) {
+func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool) (*embed.Etcd, string, error) {
 	if o.DataDir == "" {
 		return nil, "", errors.New("open store: embedded etcd needs a data directory")
 	}
@@ -151,7 +153,7 @@ func startEmbedded(ctx context.Context, o Options) (*embed.Etcd, string, error) 
 	cfg.MaxTxnOps = embeddedMaxTxnOps
 	cfg.AutoCompactionMode = embed.CompactorModeRevision
 	cfg.AutoCompactionRetention = "100000"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapErrorsOnly())
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, "", fmt.Errorf("open store: start embedded etcd in %s: %w", cfg.Dir, err)
@@ -170,14 +172,6 @@ func startEmbedded(ctx context.Context, o Options) (*embed.Etcd, string, error) 
 	}
 	ep := "http://" + e.Clients[0].Addr().String()
 	return e, ep, nil
-}
-
-// zapErrorsOnly is etcd's logger: its info logs are loud and say nothing an
-// operator of seamark acts on; errors still reach stderr.
-func zapErrorsOnly() *zap.Logger {
-	enc := zapcore.NewConsoleEncoder(zap.NewProductionEncoderConfig())
-	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), zapcore.ErrorLevel)
-	return zap.New(core).With(zap.String("component", "etcd"))
 }
 
 // loopbackURL turns host:port into an http URL; a peer listener asked for port
@@ -213,6 +207,7 @@ func (s *Store) Close() error {
 
 func (s *Store) stopEmbedded() {
 	if s.etcd != nil {
+		s.closing.Store(true)
 		s.etcd.Close()
 		<-s.etcd.Server.StopNotify()
 		s.etcd = nil

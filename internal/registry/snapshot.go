@@ -1,0 +1,134 @@
+// Package registry turns the store into the Snapshot every reader answers from.
+//
+// What it reads: the store's objects (zones, services, nodes, records,
+// listeners, groups), first with one Load at a single revision, then as a
+// stream of watch batches. What it produces: an immutable *Snapshot, stamped
+// with the store revision it reflects and swapped atomically, so DNS, the load
+// balancer, the health checker and the API read without locks or store round
+// trips. A watch that breaks or falls behind compaction leads to a full re-read
+// at a new revision; a snapshot never shows half of a change. It writes nothing.
+package registry
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/store"
+)
+
+// Snapshot is one consistent view of the registry at a store revision. It is
+// never modified after it is published: readers may keep and share it.
+type Snapshot struct {
+	// Revision is the store revision the snapshot reflects.
+	Revision int64
+
+	zones     []string
+	services  map[string]*ServiceView
+	records   map[string]*ZoneRecords
+	listeners map[string]*api.Listener
+	groups    map[string]*api.Group
+	// listIndex is the last revision that changed any object of a kind (or
+	// deleted one), for blocking reads of whole lists.
+	listIndex map[store.Kind]int64
+}
+
+// ServiceView is a service with its nodes, health already decided.
+type ServiceView struct {
+	Service api.Service
+	// Nodes sorted by ID, with Healthy set.
+	Nodes []api.Node
+	// Healthy are the nodes that may be advertised, sorted by ID.
+	Healthy []api.Node
+	// Index is the last revision that changed the service or one of its nodes.
+	Index int64
+}
+
+// ZoneRecords are a zone's static record sets.
+type ZoneRecords struct {
+	// Sets sorted by owner name, then type.
+	Sets  []api.Record
+	Index int64
+}
+
+// Zones returns the served zones, fully qualified, sorted.
+func (s *Snapshot) Zones() []string { return s.zones }
+
+// HasZone reports whether zone (fully qualified) is served.
+func (s *Snapshot) HasZone(zone string) bool {
+	_, ok := slices.BinarySearch(s.zones, zone)
+	return ok
+}
+
+// Service returns one service.
+func (s *Snapshot) Service(name string) (*ServiceView, bool) {
+	v, ok := s.services[name]
+	return v, ok
+}
+
+// Services returns every service, sorted by name.
+func (s *Snapshot) Services() []*ServiceView {
+	out := make([]*ServiceView, 0, len(s.services))
+	for _, v := range s.services {
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b *ServiceView) int { return cmp.Compare(a.Service.Name, b.Service.Name) })
+	return out
+}
+
+// Records returns a zone's static records (nil when none).
+func (s *Snapshot) Records(zone string) *ZoneRecords { return s.records[zone] }
+
+// Listeners returns every listener, sorted by name.
+func (s *Snapshot) Listeners() []*api.Listener { return sortedValues(s.listeners) }
+
+// Listener returns one listener.
+func (s *Snapshot) Listener(name string) (*api.Listener, bool) {
+	l, ok := s.listeners[name]
+	return l, ok
+}
+
+// Groups returns every balancer group, sorted by name.
+func (s *Snapshot) Groups() []*api.Group { return sortedValues(s.groups) }
+
+// Index returns the last revision that changed any object of kind.
+func (s *Snapshot) Index(kind store.Kind) int64 { return s.listIndex[kind] }
+
+type named interface{ *api.Listener | *api.Group }
+
+func sortedValues[T named](m map[string]T) []T {
+	out := make([]T, 0, len(m))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		out = append(out, m[k])
+	}
+	return out
+}
+
+// Counts sums nodes and healthy nodes over every service.
+func (s *Snapshot) Counts() (nodes, healthy int) {
+	for _, v := range s.services {
+		nodes += len(v.Nodes)
+		healthy += len(v.Healthy)
+	}
+	return nodes, healthy
+}
+
+// Healthy decides whether a node may be advertised. A node is healthy when its
+// registrant says so and its checks agree; a service with check type none
+// trusts the registration. Until the health checker has reported on a node,
+// the service's check.initial decides (unhealthy by default: never advertise
+// an unchecked node).
+func Healthy(svc api.Service, n api.Node) bool {
+	if n.State != api.StateHealthy {
+		return false
+	}
+	if svc.Check.Type == api.CheckNone {
+		return true
+	}
+	return svc.Check.Initial == api.StateHealthy
+}

@@ -1,0 +1,166 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/seamark/seamark/internal/store"
+)
+
+// Source is what the Watcher reads: a consistent full load and a stream of
+// changes after a revision. *store.Store is one.
+type Source interface {
+	Load(ctx context.Context) ([]store.Item, int64, error)
+	Watch(ctx context.Context, from int64) (<-chan store.Batch, func() error)
+}
+
+var _ Source = (*store.Store)(nil)
+
+var (
+	metricRevision = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "seamark_snapshot_revision", Help: "Store revision of the snapshot answers are served from.",
+	})
+	metricResyncs = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "seamark_snapshot_resyncs_total", Help: "Full re-reads of the store, by reason.",
+	}, []string{"reason"})
+	metricBuild = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "seamark_snapshot_build_seconds", Help: "Time to build a new snapshot from a watch batch or a full load.",
+		Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+	})
+)
+
+// Watcher keeps the current Snapshot up to date with the store.
+type Watcher struct {
+	src Source
+	log *slog.Logger
+
+	mu    sync.Mutex
+	cur   *Snapshot
+	next  chan struct{} // closed when a snapshot newer than cur is published
+	ready chan struct{}
+	once  sync.Once
+}
+
+// NewWatcher returns a Watcher of src; Run starts it.
+func NewWatcher(src Source, log *slog.Logger) *Watcher {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Watcher{src: src, log: log.With("component", "registry"), next: make(chan struct{}), ready: make(chan struct{})}
+}
+
+// Current returns the newest snapshot, or nil before the first load.
+func (w *Watcher) Current() *Snapshot {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur
+}
+
+// Ready is closed once the first snapshot is published.
+func (w *Watcher) Ready() <-chan struct{} { return w.ready }
+
+// Next returns a channel that is closed when a snapshot other than s is
+// published (at once if one already is). Readers loop on Current and Next.
+func (w *Watcher) Next(s *Snapshot) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cur != s {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return w.next
+}
+
+// WaitRevision waits until the published snapshot reflects at least rev.
+func (w *Watcher) WaitRevision(ctx context.Context, rev int64) (*Snapshot, error) {
+	for {
+		s := w.Current()
+		if s != nil && s.Revision >= rev {
+			return s, nil
+		}
+		select {
+		case <-w.Next(s):
+		case <-ctx.Done():
+			return s, ctx.Err()
+		}
+	}
+}
+
+func (w *Watcher) publish(s *Snapshot) {
+	w.mu.Lock()
+	w.cur = s
+	close(w.next)
+	w.next = make(chan struct{})
+	w.mu.Unlock()
+	metricRevision.Set(float64(s.Revision))
+	w.once.Do(func() { close(w.ready) })
+}
+
+// Run loads, publishes and follows the store until ctx ends. Every break of
+// the stream (compaction, lost connection, lost leader) leads to a full
+// re-read at a new revision; the old snapshot is served until then.
+func (w *Watcher) Run(ctx context.Context) error {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := w.follow(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		reason := "stream"
+		if errors.Is(err, store.ErrCompacted) {
+			reason = "compacted"
+		}
+		metricResyncs.WithLabelValues(reason).Inc()
+		w.log.Warn("store watch broke; reading everything again", "err", err, "reason", reason)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(backoff*2, 2*time.Second)
+		if errors.Is(err, store.ErrCompacted) {
+			backoff = 0 // nothing is wrong with the store: re-read at once
+		}
+	}
+	return nil
+}
+
+// follow does one full load and then applies watch batches until the stream
+// breaks.
+func (w *Watcher) follow(ctx context.Context) error {
+	items, rev, err := w.src.Load(ctx)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	st := newState()
+	snap, _ := st.load(items, rev)
+	metricBuild.Observe(time.Since(t0).Seconds())
+	if cur := w.Current(); cur == nil || cur.Revision != rev {
+		w.publish(snap)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches, errf := w.src.Watch(wctx, rev)
+	for b := range batches {
+		if b.Revision <= snap.Revision {
+			continue
+		}
+		t0 := time.Now()
+		d := newDirty()
+		for _, it := range b.Items {
+			st.apply(it, d)
+		}
+		snap = st.build(snap, b.Revision, d)
+		metricBuild.Observe(time.Since(t0).Seconds())
+		w.publish(snap)
+	}
+	cancel()
+	return errf()
+}

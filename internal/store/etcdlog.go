@@ -1,0 +1,77 @@
+package store
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// etcdLogger hands embedded etcd a zap logger that writes its warnings and
+// errors to seamark's slog logger (etcd's info logs are loud and say nothing a
+// seamark operator acts on). Messages etcd prints as errors while it is being
+// stopped on purpose, or that a fresh single member always prints, are
+// dropped.
+func etcdLogger(log *slog.Logger, closing *atomic.Bool) *zap.Logger {
+	return zap.New(&slogCore{log: log, closing: closing, level: zapcore.WarnLevel})
+}
+
+type slogCore struct {
+	log     *slog.Logger
+	closing *atomic.Bool
+	level   zapcore.Level
+	fields  []zapcore.Field
+}
+
+// benign are messages etcd logs as errors that mean nothing is wrong.
+var benign = []string{
+	"setting up serving from embedded etcd failed", // printed for every listener on a clean stop
+	"failed to update storage version",             // a fresh member has no term yet
+}
+
+func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
+
+func (c *slogCore) With(fs []zapcore.Field) zapcore.Core {
+	n := *c
+	n.fields = append(append([]zapcore.Field(nil), c.fields...), fs...)
+	return &n
+}
+
+func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *slogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
+	if c.closing.Load() {
+		return nil
+	}
+	for _, b := range benign {
+		if strings.HasPrefix(e.Message, b) {
+			return nil
+		}
+	}
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range append(c.fields, fs...) {
+		f.AddTo(enc)
+	}
+	attrs := make([]slog.Attr, 0, len(enc.Fields))
+	for k, v := range enc.Fields {
+		attrs = append(attrs, slog.Any(k, v))
+	}
+	level := slog.LevelWarn
+	if e.Level >= zapcore.ErrorLevel {
+		level = slog.LevelError
+	}
+	c.log.LogAttrs(context.Background(), level, "etcd: "+e.Message, attrs...)
+	return nil
+}
+
+func (c *slogCore) Sync() error { return nil }
+
+var _ zapcore.Core = (*slogCore)(nil)
