@@ -339,7 +339,7 @@ type Status struct {
 	StartedAt time.Time   `json:"started_at"`
 	Store     StoreStatus `json:"store"`
 	// SnapshotRevision is the store revision the server's answers reflect.
-	SnapshotRevision int64 `json:"snapshot_revision"`
+	SnapshotRevision int64    `json:"snapshot_revision"`
 	Zones            []string `json:"zones"`
 	Services         int      `json:"services"`
 	Nodes            int      `json:"nodes"`
@@ -355,3 +355,31 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Message) }
+
+// WriteResult answers every write.
+type WriteResult struct {
+	// Revision is the store revision of the write; reads with ?index= at or
+	// after it see the write.
+	Revision int64 `json:"revision"`
+	// Lease and TTL are set when a node was registered with a ttl.
+	Lease int64    `json:"lease,omitempty"`
+	TTL   Duration `json:"ttl,omitempty"`
+}
+
+// IndexHeader carries the index of a read: pass it back as ?index= to block
+// until something newer exists (Consul-style blocking reads).
+const IndexHeader = "X-Seamark-Index"
+
+// PortBounds returns the first and last port l listens on.
+func (l Listener) PortBounds() (first, last int) {
+	if l.Port != 0 {
+		return l.Port, l.Port
+	}
+	return l.Ports.First, l.Ports.Last
+}
+
+// PortsString formats l's port or port range.
+func (l Listener) PortsString() string {
+	first, last := l.PortBounds()
+	return PortRange{First: first, Last: last}.String()
+}
