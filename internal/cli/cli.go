@@ -1,0 +1,127 @@
+// Package cli is seamark's command line: `seamark server`, `seamark validate`,
+// `seamark version` and the operator verbs (status, services, nodes) that talk
+// to a running server through the public api client.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/seamark/seamark/api"
+)
+
+// Version is the seamark version, set at build time with
+// -ldflags "-X github.com/seamark/seamark/internal/cli.Version=v1.2.3".
+var Version = "dev"
+
+// exitError carries an exit code out of a command.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "seamark:", err)
+	return 1
+}
+
+// clientFlags are shared by the verbs that talk to a server.
+type clientFlags struct {
+	servers string
+	token   string
+	output  string
+}
+
+func (c *clientFlags) client() (*api.Client, error) {
+	var opts []api.ClientOption
+	if c.token != "" {
+		opts = append(opts, api.WithToken(c.token))
+	}
+	return api.NewClient(strings.Split(c.servers, ","), opts...)
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "seamark",
+		Short: "Stable names and ports for clusters whose machines come and go",
+		Long: `seamark gives a cluster whose machines come and go with new addresses a small
+set of names and ports that always lead to a live node: a registry on etcd,
+health checks, authoritative DNS, a TCP load balancer and balancer failover,
+in one binary.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cf := &clientFlags{}
+	pf := root.PersistentFlags()
+	pf.StringVar(&cf.servers, "server", envOr("SEAMARK_SERVER", "http://127.0.0.1:9400"), "seamark server URL(s), comma separated (env SEAMARK_SERVER)")
+	pf.StringVar(&cf.token, "token", os.Getenv("SEAMARK_TOKEN"), "API bearer token (env SEAMARK_TOKEN)")
+	pf.StringVarP(&cf.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(
+		newServerCmd(),
+		newValidateCmd(),
+		newVersionCmd(),
+		newStatusCmd(cf),
+		newServicesCmd(cf),
+		newNodesCmd(cf),
+	)
+	return root
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the seamark version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "seamark", Version)
+			return nil
+		},
+	}
+}
+
+// newLogger builds the process logger from --log-level and --log-format.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", level)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+func withTimeout(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), 10*time.Second)
+}

@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/seamark/seamark/internal/config"
+	"github.com/seamark/seamark/internal/server"
+)
+
+func newServerCmd() *cobra.Command {
+	var (
+		configPath          string
+		logLevel, logFormat string
+		flagSrv             config.Server
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the seamark server (store, registry, HTTP API)",
+		Long: `Run the seamark server. With no flags it starts an embedded single-node etcd
+in ./seamark-data and serves the HTTP API on 127.0.0.1:9400. With
+--etcd-endpoints it uses that etcd cluster instead, so several servers can
+share one store.
+
+--config names the desired-state file (YAML or JSON, see docs/config.md). It is
+applied on start and again on SIGHUP; a file with any error is rejected whole
+and the running state stays. Flags override the file's server: section.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			f := &config.File{}
+			if configPath != "" {
+				if f, err = config.Load(configPath); err != nil {
+					return fmt.Errorf("config rejected:\n%w", err)
+				}
+			} else {
+				f.SetDefaults()
+			}
+			overrideServer(cmd.Flags(), &f.Server, flagSrv)
+			if err := f.Validate(); err != nil {
+				return fmt.Errorf("config rejected:\n%w", err)
+			}
+			if err := f.ReadSecrets(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			srv, err := server.Start(startCtx, server.Options{Config: f, ConfigPath: configPath, Logger: log, Version: Version})
+			cancel()
+			if err != nil {
+				return err
+			}
+			log.Info("seamark server running", "version", Version, "http", srv.HTTPAddr().String(), "store", srv.Store().Kind())
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			for {
+				select {
+				case <-hup:
+					rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					if err := srv.Reload(rctx); err != nil {
+						log.Error("reload", "err", err)
+					} else {
+						log.Info("reloaded", "file", configPath)
+					}
+					cancel()
+				case <-ctx.Done():
+					log.Info("stopping")
+					return srv.Close()
+				}
+			}
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&configPath, "config", "c", "", "desired-state file (YAML or JSON)")
+	fl.StringVar(&flagSrv.HTTPAddr, "http-addr", "127.0.0.1:9400", "HTTP API and dashboard address")
+	fl.StringVar(&flagSrv.DNSAddr, "dns-addr", "127.0.0.1:9453", "DNS address (UDP and TCP)")
+	fl.StringVar(&flagSrv.DataDir, "data-dir", "./seamark-data", "data directory of the embedded store")
+	fl.StringSliceVar(&flagSrv.EtcdEndpoints, "etcd-endpoints", nil, "use this etcd cluster instead of the embedded store (comma separated URLs)")
+	fl.StringVar(&flagSrv.EtcdClientAddr, "etcd-client-addr", "127.0.0.1:9479", "embedded etcd client listener (loopback)")
+	fl.StringVar(&flagSrv.EtcdPeerAddr, "etcd-peer-addr", "127.0.0.1:9480", "embedded etcd peer listener (loopback)")
+	fl.StringVar(&flagSrv.StorePrefix, "store-prefix", "/seamark/", "key prefix in etcd")
+	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+// overrideServer copies every flag the user set onto the file's server section.
+func overrideServer(fs *pflag.FlagSet, dst *config.Server, src config.Server) {
+	set := map[string]func(){
+		"http-addr":        func() { dst.HTTPAddr = src.HTTPAddr },
+		"dns-addr":         func() { dst.DNSAddr = src.DNSAddr },
+		"data-dir":         func() { dst.DataDir = src.DataDir },
+		"etcd-endpoints":   func() { dst.EtcdEndpoints = src.EtcdEndpoints },
+		"etcd-client-addr": func() { dst.EtcdClientAddr = src.EtcdClientAddr },
+		"etcd-peer-addr":   func() { dst.EtcdPeerAddr = src.EtcdPeerAddr },
+		"store-prefix":     func() { dst.StorePrefix = src.StorePrefix },
+	}
+	fs.Visit(func(f *pflag.Flag) {
+		if fn, ok := set[f.Name]; ok {
+			fn()
+		}
+	})
+}
+
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a config file and print every problem in it",
+		Long: `Check a config file the way the server would, and print every problem with
+its file, line and key path. Exits 1 when the file would be rejected; warnings
+(things that are valid but probably not what you mean) do not fail it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := config.Load(args[0])
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return exitError{code: 1}
+			}
+			for _, w := range f.Warnings() {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d zones, %d services, %d listeners, %d groups)\n",
+				args[0], len(f.Zones), len(f.Services), len(f.Listeners), len(f.Groups))
+			return nil
+		},
+	}
+}

@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/seamark/seamark/api"
+)
+
+// render writes v as JSON with -o json, else calls table.
+func render(w io.Writer, cf *clientFlags, v any, table func(tw *tabwriter.Writer)) error {
+	switch cf.output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "table", "":
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		table(tw)
+		return tw.Flush()
+	}
+	return fmt.Errorf("-o: %q is not table or json", cf.output)
+}
+
+func newStatusCmd(cf *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show a running server's status: store, revision, counts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withTimeout(cmd)
+			defer cancel()
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			return render(cmd.OutOrStdout(), cf, st, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "version\t%s\n", st.Version)
+				fmt.Fprintf(tw, "up since\t%s (%s)\n", st.StartedAt.Format(time.RFC3339), time.Since(st.StartedAt).Round(time.Second))
+				fmt.Fprintf(tw, "store\t%s %s (etcd %s, leader %s)\n", st.Store.Kind, strings.Join(st.Store.Endpoints, ","), st.Store.EtcdVersion, st.Store.Leader)
+				fmt.Fprintf(tw, "revision\tstore %d, snapshot %d\n", st.Store.Revision, st.SnapshotRevision)
+				fmt.Fprintf(tw, "zones\t%s\n", strings.Join(st.Zones, " "))
+				fmt.Fprintf(tw, "services\t%d\n", st.Services)
+				fmt.Fprintf(tw, "nodes\t%d (%d healthy)\n", st.Nodes, st.HealthyNodes)
+				fmt.Fprintf(tw, "listeners\t%d\n", st.Listeners)
+				fmt.Fprintf(tw, "groups\t%d\n", st.Groups)
+			})
+		},
+	}
+}
+
+func newServicesCmd(cf *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "services",
+		Short: "List services with their port, check and node counts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withTimeout(cmd)
+			defer cancel()
+			svcs, _, err := c.Services(ctx, nil)
+			if err != nil {
+				return err
+			}
+			nodes, _, err := c.AllNodes(ctx, nil)
+			if err != nil {
+				return err
+			}
+			total, healthy := map[string]int{}, map[string]int{}
+			for _, n := range nodes {
+				total[n.Service]++
+				if n.Healthy {
+					healthy[n.Service]++
+				}
+			}
+			return render(cmd.OutOrStdout(), cf, svcs, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "NAME\tPORT\tCHECK\tNODES\tHEALTHY\tSOURCE")
+				for _, s := range svcs {
+					fmt.Fprintf(tw, "%s\t%d\t%s/%s\t%d\t%d\t%s\n", s.Name, s.Port, s.Check.Type, s.Check.Interval, total[s.Name], healthy[s.Name], s.Source)
+				}
+			})
+		},
+	}
+}
+
+func newNodesCmd(cf *clientFlags) *cobra.Command {
+	var healthyOnly bool
+	cmd := &cobra.Command{
+		Use:   "nodes [SERVICE]",
+		Short: "List nodes (of one service, or of all) with address, state and health",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withTimeout(cmd)
+			defer cancel()
+			q := &api.QueryOptions{HealthyOnly: healthyOnly}
+			var nodes []api.Node
+			if len(args) == 1 {
+				nodes, _, err = c.Nodes(ctx, args[0], q)
+			} else {
+				nodes, _, err = c.AllNodes(ctx, q)
+			}
+			if err != nil {
+				return err
+			}
+			return render(cmd.OutOrStdout(), cf, nodes, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "SERVICE\tID\tADDRESS\tPORT\tSTATE\tHEALTHY\tSOURCE\tLEASE")
+				for _, n := range nodes {
+					port, lease := "-", "-"
+					if n.Port != 0 {
+						port = fmt.Sprint(n.Port)
+					}
+					if n.Lease != 0 {
+						lease = fmt.Sprintf("%x", n.Lease)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", n.Service, n.ID, n.Address, port, n.State, n.Healthy, n.Source, lease)
+				}
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&healthyOnly, "healthy", false, "only nodes that may be advertised")
+	return cmd
+}

@@ -1,0 +1,230 @@
+// Package server assembles the roles of `seamark server` and runs their
+// lifecycle.
+//
+// It opens the store (embedded or external etcd), writes the config file's
+// desired state into it (on start and on every Reload), runs the registry
+// watcher that keeps the snapshot current, and serves the HTTP API. Roles
+// never talk to each other: each reads the snapshot and writes the store.
+// Everything it starts it stops in Close, in reverse order.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/config"
+	"github.com/seamark/seamark/internal/httpapi"
+	"github.com/seamark/seamark/internal/registry"
+	"github.com/seamark/seamark/internal/store"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Config is the loaded, valid desired state (addresses included).
+	Config *config.File
+	// ConfigPath is re-read by Reload; empty means Reload has nothing to read.
+	ConfigPath string
+	Logger     *slog.Logger
+	Version    string
+}
+
+// Server is a running `seamark server`.
+type Server struct {
+	o   Options
+	log *slog.Logger
+
+	st      *store.Store
+	watcher *registry.Watcher
+	httpLn  net.Listener
+	httpSrv *http.Server
+
+	reloadMu sync.Mutex
+	cfg      *config.File
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start opens the store, applies the config, and starts every role. On error
+// everything already started is stopped.
+func Start(ctx context.Context, o Options) (s *Server, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Config == nil {
+		return nil, errors.New("start server: no config")
+	}
+	s = &Server{o: o, log: o.Logger.With("component", "server"), cfg: o.Config}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	sc := o.Config.Server
+	s.st, err = store.Open(ctx, store.Options{
+		Endpoints:  sc.EtcdEndpoints,
+		DataDir:    sc.DataDir,
+		ClientAddr: sc.EtcdClientAddr,
+		PeerAddr:   sc.EtcdPeerAddr,
+		Prefix:     sc.StorePrefix,
+		Logger:     o.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.apply(ctx, o.Config); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.watcher = registry.NewWatcher(s.st, o.Logger)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.watcher.Run(runCtx) }()
+	select {
+	case <-s.watcher.Ready():
+	case <-ctx.Done():
+		return nil, fmt.Errorf("start server: %w", ctx.Err())
+	}
+	if err := s.startHTTP(o.Config); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) startHTTP(f *config.File) error {
+	ln, err := net.Listen("tcp", f.Server.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("start server: listen for the HTTP API on %s: %w (change server.http_addr or --http-addr)", f.Server.HTTPAddr, err)
+	}
+	s.httpLn = ln
+	tokens := make([]httpapi.Token, 0, len(f.API.Tokens))
+	for _, t := range f.API.Tokens {
+		tokens = append(tokens, httpapi.Token{Name: t.Name, Secret: t.Secret, Access: t.Access})
+	}
+	anon := f.API.AnonymousRead == nil || *f.API.AnonymousRead
+	h := httpapi.New(httpapi.Options{
+		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
+		Tokens: tokens, AnonymousRead: anon,
+	})
+	s.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http api stopped", "err", err)
+		}
+	}()
+	s.log.Info("http api listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// HTTPAddr is the bound address of the HTTP API.
+func (s *Server) HTTPAddr() net.Addr { return s.httpLn.Addr() }
+
+// Store returns the open store (for status and tests).
+func (s *Server) Store() *store.Store { return s.st }
+
+// Snapshots returns the registry watcher.
+func (s *Server) Snapshots() *registry.Watcher { return s.watcher }
+
+// apply writes the file's config-owned objects into the store.
+func (s *Server) apply(ctx context.Context, f *config.File) error {
+	res, err := s.st.Reconcile(ctx, Desired(f))
+	if err != nil {
+		return fmt.Errorf("apply config: %w", err)
+	}
+	for _, w := range f.Warnings() {
+		s.log.Warn("config", "warning", w)
+	}
+	for _, sk := range res.Skipped {
+		s.log.Warn("config object not applied", "reason", sk)
+	}
+	s.log.Info("config applied", "file", f.Name(), "created", res.Created, "updated", res.Updated, "deleted", res.Deleted, "unchanged", res.Kept)
+	return nil
+}
+
+// Reload re-reads the config file and applies it. A file with any error is
+// rejected whole and the running state stays as it was. Addresses and store
+// settings take effect only on restart; a change to them is logged.
+func (s *Server) Reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if s.o.ConfigPath == "" {
+		return errors.New("reload: the server was started without --config; nothing to re-read")
+	}
+	f, err := config.Load(s.o.ConfigPath)
+	if err == nil {
+		err = f.ReadSecrets()
+	}
+	if err != nil {
+		return fmt.Errorf("reload rejected, nothing changed:\n%w", err)
+	}
+	// The running server keeps its addresses and store.
+	if f.Server.HTTPAddr != s.cfg.Server.HTTPAddr || strings.Join(f.Server.EtcdEndpoints, ",") != strings.Join(s.cfg.Server.EtcdEndpoints, ",") || f.Server.DataDir != s.cfg.Server.DataDir {
+		s.log.Warn("reload: server addresses and store settings change only on restart")
+	}
+	f.Server = s.cfg.Server
+	if err := s.apply(ctx, f); err != nil {
+		return err
+	}
+	s.cfg = f
+	return nil
+}
+
+// Close stops every role and the store, and waits for their goroutines.
+func (s *Server) Close() error {
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			s.httpSrv.Close()
+		}
+		cancel()
+	} else if s.httpLn != nil {
+		s.httpLn.Close()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	if s.st != nil {
+		return s.st.Close()
+	}
+	return nil
+}
+
+// Desired turns the config file into the store objects it owns.
+func Desired(f *config.File) store.Desired {
+	d := store.Desired{}
+	for _, z := range f.Zones {
+		d[store.ZoneKey(z)] = &api.Zone{Name: z, Source: api.SourceConfig}
+	}
+	for i := range f.Services {
+		svc := f.Services[i].Service
+		svc.Source = api.SourceConfig
+		d[store.ServiceKey(svc.Name)] = &svc
+		for j := range f.Services[i].Nodes {
+			n := f.Services[i].Nodes[j]
+			n.Service, n.Source = svc.Name, api.SourceConfig
+			d[store.NodeKey(svc.Name, n.ID)] = &n
+		}
+	}
+	for i := range f.Listeners {
+		l := f.Listeners[i]
+		l.Source = api.SourceConfig
+		d[store.ListenerKey(l.Name)] = &l
+	}
+	for i := range f.Groups {
+		g := f.Groups[i]
+		g.Source = api.SourceConfig
+		d[store.GroupKey(g.Name)] = &g
+	}
+	return d
+}
