@@ -333,17 +333,20 @@ func (h *Handler) listNodes(w http.ResponseWriter, r *http.Request) error {
 			return nil, errorf(http.StatusNotFound, "service %q does not exist", name)
 		}
 		if only {
-			return nonNil(v.Healthy), nil
+			return nodeList(v.Healthy), nil
 		}
-		return nonNil(v.Nodes), nil
+		return nodeList(v.Nodes), nil
 	})
 }
 
-func nonNil(ns []api.Node) []api.Node {
-	if ns == nil {
-		return []api.Node{}
+// nodeList copies shared snapshot nodes into an answer (never nil, so it
+// encodes as []).
+func nodeList(ns []*api.Node) []api.Node {
+	out := make([]api.Node, len(ns))
+	for i, n := range ns {
+		out[i] = *n
 	}
-	return ns
+	return out
 }
 
 func (h *Handler) listAllNodes(w http.ResponseWriter, r *http.Request) error {
@@ -356,9 +359,9 @@ func (h *Handler) listAllNodes(w http.ResponseWriter, r *http.Request) error {
 		out := []api.Node{}
 		for _, v := range s.Services() {
 			if only {
-				out = append(out, v.Healthy...)
+				out = append(out, nodeList(v.Healthy)...)
 			} else {
-				out = append(out, v.Nodes...)
+				out = append(out, nodeList(v.Nodes)...)
 			}
 		}
 		return out, nil
@@ -374,7 +377,7 @@ func (h *Handler) getNode(w http.ResponseWriter, r *http.Request) error {
 		}
 		for _, n := range v.Nodes {
 			if n.ID == id {
-				return n, nil
+				return *n, nil
 			}
 		}
 		return nil, errorf(http.StatusNotFound, "node %q of service %q does not exist", id, name)

@@ -103,7 +103,7 @@ var (
 	}, []string{"route"})
 	metricWriteVisible = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name: "seamark_write_visible_seconds", Help: "Time from an API write being committed to the local snapshot showing it.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		Buckets: prometheus.ExponentialBuckets(0.00005, 1.25, 48),
 	})
 )
 

@@ -15,7 +15,8 @@ import (
 type state struct {
 	zones     map[string]int64 // zone -> mod revision
 	services  map[string]store.Item
-	nodes     map[string]map[string]store.Item // service -> id -> item
+	nodes     map[string][]*api.Node // service -> nodes sorted by ID, Service, Lease and Healthy filled in
+	healthy   map[string][]*api.Node // service -> its healthy nodes, sorted by ID
 	records   map[string]map[string]store.Item // zone -> owner/type -> item
 	listeners map[string]*api.Listener
 	groups    map[string]*api.Group
@@ -25,7 +26,8 @@ func newState() *state {
 	return &state{
 		zones:     map[string]int64{},
 		services:  map[string]store.Item{},
-		nodes:     map[string]map[string]store.Item{},
+		nodes:     map[string][]*api.Node{},
+		healthy:   map[string][]*api.Node{},
 		records:   map[string]map[string]store.Item{},
 		listeners: map[string]*api.Listener{},
 		groups:    map[string]*api.Group{},
@@ -57,18 +59,10 @@ func (st *state) apply(it store.Item, d *dirty) {
 		} else {
 			st.services[k.A] = it
 		}
+		st.rejudge(k.A)
 		d.services[k.A] = true
 	case store.KindNode:
-		m := st.nodes[k.A]
-		if it.Deleted {
-			delete(m, k.B)
-		} else {
-			if m == nil {
-				m = map[string]store.Item{}
-				st.nodes[k.A] = m
-			}
-			m[k.B] = it
-		}
+		st.applyNode(k.A, k.B, it)
 		d.services[k.A] = true
 	case store.KindRecord:
 		m := st.records[k.A]
@@ -141,28 +135,80 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 	return s
 }
 
+func byID(n *api.Node, id string) int { return strings.Compare(n.ID, id) }
+
+// put inserts or replaces n in a list sorted by ID; drop removes id.
+func put(list []*api.Node, n *api.Node) []*api.Node {
+	i, found := slices.BinarySearchFunc(list, n.ID, byID)
+	if found {
+		list[i] = n
+		return list
+	}
+	return slices.Insert(list, i, n)
+}
+
+func drop(list []*api.Node, id string) []*api.Node {
+	if i, found := slices.BinarySearchFunc(list, id, byID); found {
+		return slices.Delete(list, i, i+1)
+	}
+	return list
+}
+
+// applyNode inserts, replaces or removes one node in its service's sorted
+// lists, deciding its health once, here. The lists are private to the
+// builder; snapshots get copies, so a change costs a binary search and a copy
+// of pointers, never a sort or a pass over every node's health.
+func (st *state) applyNode(service, id string, it store.Item) {
+	if it.Deleted {
+		st.nodes[service] = drop(st.nodes[service], id)
+		st.healthy[service] = drop(st.healthy[service], id)
+		return
+	}
+	n := it.Value.(*api.Node)
+	n.ID, n.Service, n.Lease = id, service, it.Lease
+	if svc, ok := st.services[service]; ok {
+		n.Healthy = Healthy(svc.Value.(*api.Service), n)
+	}
+	st.nodes[service] = put(st.nodes[service], n)
+	if n.Healthy {
+		st.healthy[service] = put(st.healthy[service], n)
+	} else {
+		st.healthy[service] = drop(st.healthy[service], id)
+	}
+}
+
+// rejudge decides the health of every node of a service again, after the
+// service itself changed. Nodes whose verdict changes are copied, never
+// modified, because older snapshots may be reading them.
+func (st *state) rejudge(service string) {
+	list := st.nodes[service]
+	var healthy []*api.Node
+	svc, ok := st.services[service]
+	for i, n := range list {
+		h := ok && Healthy(svc.Value.(*api.Service), n)
+		if h != n.Healthy {
+			c := *n
+			c.Healthy = h
+			list[i] = &c
+		}
+		if h {
+			healthy = append(healthy, list[i])
+		}
+	}
+	st.healthy[service] = healthy
+}
+
 func (st *state) serviceView(name string, rev int64) *ServiceView {
 	it, ok := st.services[name]
 	if !ok {
 		return nil // nodes of a service that is gone are not served
 	}
-	v := &ServiceView{Service: *it.Value.(*api.Service), Index: rev}
-	m := st.nodes[name]
-	v.Nodes = make([]api.Node, 0, len(m))
-	for _, ni := range m {
-		n := *ni.Value.(*api.Node)
-		n.Service = name
-		n.Lease = ni.Lease
-		n.Healthy = Healthy(v.Service, n)
-		v.Nodes = append(v.Nodes, n)
+	return &ServiceView{
+		Service: *it.Value.(*api.Service),
+		Nodes:   slices.Clone(st.nodes[name]),
+		Healthy: slices.Clone(st.healthy[name]),
+		Index:   rev,
 	}
-	slices.SortFunc(v.Nodes, func(a, b api.Node) int { return cmp.Compare(a.ID, b.ID) })
-	for _, n := range v.Nodes {
-		if n.Healthy {
-			v.Healthy = append(v.Healthy, n)
-		}
-	}
-	return v
 }
 
 func (st *state) zoneRecords(zone string, rev int64) *ZoneRecords {

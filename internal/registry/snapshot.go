@@ -33,13 +33,14 @@ type Snapshot struct {
 	listIndex map[store.Kind]int64
 }
 
-// ServiceView is a service with its nodes, health already decided.
+// ServiceView is a service with its nodes, health already decided. The nodes
+// are shared between snapshots and must never be modified.
 type ServiceView struct {
 	Service api.Service
 	// Nodes sorted by ID, with Healthy set.
-	Nodes []api.Node
+	Nodes []*api.Node
 	// Healthy are the nodes that may be advertised, sorted by ID.
-	Healthy []api.Node
+	Healthy []*api.Node
 	// Index is the last revision that changed the service or one of its nodes.
 	Index int64
 }
@@ -123,7 +124,7 @@ func (s *Snapshot) Counts() (nodes, healthy int) {
 // trusts the registration. Until the health checker has reported on a node,
 // the service's check.initial decides (unhealthy by default: never advertise
 // an unchecked node).
-func Healthy(svc api.Service, n api.Node) bool {
+func Healthy(svc *api.Service, n *api.Node) bool {
 	if n.State != api.StateHealthy {
 		return false
 	}

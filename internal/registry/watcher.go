@@ -149,15 +149,29 @@ func (w *Watcher) follow(ctx context.Context) error {
 	defer cancel()
 	batches, errf := w.src.Watch(wctx, rev)
 	for b := range batches {
-		if b.Revision <= snap.Revision {
-			continue
-		}
+		// Apply every batch already waiting before building once: under a
+		// burst of writes readers get fewer, fresher snapshots, each whole.
 		t0 := time.Now()
 		d := newDirty()
-		for _, it := range b.Items {
-			st.apply(it, d)
+		rev := snap.Revision
+		for more := true; more; {
+			if b.Revision > rev {
+				for _, it := range b.Items {
+					st.apply(it, d)
+				}
+				rev = b.Revision
+			}
+			select {
+			case next, ok := <-batches:
+				b, more = next, ok
+			default:
+				more = false
+			}
 		}
-		snap = st.build(snap, b.Revision, d)
+		if rev == snap.Revision {
+			continue
+		}
+		snap = st.build(snap, rev, d)
 		metricBuild.Observe(time.Since(t0).Seconds())
 		w.publish(snap)
 	}

@@ -20,20 +20,27 @@ import (
 // absent) and writes it only if nobody changed k in between (retrying on a
 // race). fn returns the new value, or nil to delete. guard, when set, must
 // exist for the write to happen (a node needs its service).
+//
+// The first attempt assumes k is absent and costs one round trip: the
+// transaction writes if k is still absent and otherwise returns k's current
+// value, which the next attempt decides on.
 func (s *Store) update(ctx context.Context, k Key, guard *Key, lease clientv3.LeaseID, fn func(old []byte, oldLease int64) ([]byte, error)) (int64, int64, error) {
 	path := k.path(s.prefix)
+	var old []byte
+	var oldMod, oldLease int64
 	for attempt := 0; ; attempt++ {
-		resp, err := s.cli.Get(ctx, path)
-		if err != nil {
-			return 0, 0, fmt.Errorf("read %s: %w", k, err)
-		}
-		var old []byte
-		var oldMod, oldLease int64
-		if len(resp.Kvs) == 1 {
-			old, oldMod, oldLease = resp.Kvs[0].Value, resp.Kvs[0].ModRevision, resp.Kvs[0].Lease
-		}
 		val, err := fn(old, oldLease)
 		if err != nil {
+			if attempt == 0 && old == nil {
+				// fn needs the real current value (a delete, an ownership check).
+				if old, oldMod, oldLease, err = s.get(ctx, path); err != nil {
+					return 0, 0, fmt.Errorf("read %s: %w", k, err)
+				}
+				if old != nil {
+					continue
+				}
+				_, err = fn(nil, 0)
+			}
 			return 0, 0, err
 		}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(path), "=", oldMod)}
@@ -43,7 +50,7 @@ func (s *Store) update(ctx context.Context, k Key, guard *Key, lease clientv3.Le
 		var op clientv3.Op
 		switch {
 		case val == nil && old == nil:
-			return resp.Header.Revision, oldLease, nil
+			return 0, oldLease, nil
 		case val == nil:
 			op = clientv3.OpDelete(path)
 		case lease != 0:
@@ -51,7 +58,7 @@ func (s *Store) update(ctx context.Context, k Key, guard *Key, lease clientv3.Le
 		default:
 			op = clientv3.OpPut(path, string(val))
 		}
-		tr, err := s.cli.Txn(ctx).If(cmps...).Then(op).Commit()
+		tr, err := s.cli.Txn(ctx).If(cmps...).Then(op).Else(clientv3.OpGet(path)).Commit()
 		if err != nil {
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				return 0, 0, fmt.Errorf("write %s: lease expired before the write: %w", k, err)
@@ -60,6 +67,10 @@ func (s *Store) update(ctx context.Context, k Key, guard *Key, lease clientv3.Le
 		}
 		if tr.Succeeded {
 			return tr.Header.Revision, oldLease, nil
+		}
+		old, oldMod, oldLease = nil, 0, 0
+		if kvs := tr.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
+			old, oldMod, oldLease = kvs[0].Value, kvs[0].ModRevision, kvs[0].Lease
 		}
 		if guard != nil {
 			g, err := s.cli.Get(ctx, guard.path(s.prefix), clientv3.WithCountOnly())
@@ -71,6 +82,15 @@ func (s *Store) update(ctx context.Context, k Key, guard *Key, lease clientv3.Le
 			return 0, 0, fmt.Errorf("write %s: changed by others 20 times in a row: %w", k, ErrConflict)
 		}
 	}
+}
+
+func (s *Store) get(ctx context.Context, path string) (val []byte, mod, lease int64, err error) {
+	resp, err := s.cli.Get(ctx, path)
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, 0, 0, err
+	}
+	kv := resp.Kvs[0]
+	return kv.Value, kv.ModRevision, kv.Lease, nil
 }
 
 func sourceOf(data []byte) api.Source {

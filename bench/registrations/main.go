@@ -1,0 +1,260 @@
+// Command registrations measures node registrations per second through
+// seamark's HTTP API and the latency from an API write to the snapshot that
+// every reader answers from, side by side with the floor underneath: raw etcd
+// puts from the same number of concurrent clients to the same embedded store.
+//
+//	go run ./bench/registrations [-c 64] [-d 5s]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/config"
+	"github.com/seamark/seamark/internal/registry"
+	"github.com/seamark/seamark/internal/server"
+)
+
+func main() {
+	conc := flag.Int("c", 64, "concurrent clients")
+	dur := flag.Duration("d", 5*time.Second, "duration of each phase")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*conc, *dur); err != nil {
+		log.Print(err)
+	}
+}
+
+// sample is one write: when it was sent, when it was answered, its revision.
+type sample struct {
+	start, done time.Time
+	rev         int64
+}
+
+// snapTimes records when each snapshot revision was published.
+type snapTimes struct {
+	mu   sync.Mutex
+	revs []int64
+	at   []time.Time
+}
+
+func (s *snapTimes) follow(ctx context.Context, w *registry.Watcher) {
+	cur := w.Current()
+	for {
+		select {
+		case <-w.Next(cur):
+		case <-ctx.Done():
+			return
+		}
+		cur = w.Current()
+		now := time.Now()
+		s.mu.Lock()
+		s.revs = append(s.revs, cur.Revision)
+		s.at = append(s.at, now)
+		s.mu.Unlock()
+	}
+}
+
+// visible returns when the first snapshot at or after rev was published.
+func (s *snapTimes) visible(rev int64) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := sort.Search(len(s.revs), func(i int) bool { return s.revs[i] >= rev })
+	if i == len(s.revs) {
+		return time.Time{}, false
+	}
+	return s.at[i], true
+}
+
+func run(conc int, dur time.Duration) error {
+	dir, err := os.MkdirTemp("", "seamark-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	f := &config.File{}
+	f.SetDefaults()
+	f.Server.DataDir, f.Server.HTTPAddr = dir, "127.0.0.1:0"
+	f.Server.EtcdClientAddr, f.Server.EtcdPeerAddr = "127.0.0.1:0", "127.0.0.1:0"
+	ctx := context.Background()
+	srv, err := server.Start(ctx, server.Options{Config: f, Version: "bench"})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
+	c, err := api.NewClient([]string{"http://" + srv.HTTPAddr().String()}, api.WithHTTPClient(&http.Client{Transport: tr}))
+	if err != nil {
+		return err
+	}
+	if _, err := c.CreateService(ctx, api.Service{Name: "bench", Port: 3000, Check: api.Check{Type: api.CheckNone}}); err != nil {
+		return err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Store().Endpoints(), Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+
+	fmt.Printf("seamark registrations benchmark, %s, %s/%s, %d cores, %d concurrent clients, %v per phase\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), conc, dur)
+
+	// The floor: raw etcd puts of the same size, through one gRPC client.
+	value := make([]byte, 220) // about the size of a registered node's JSON
+	floor := phase(conc, dur, func(w, i int) (int64, error) {
+		r, err := cli.Put(ctx, fmt.Sprintf("/bench/raw/%d/%d", w, i), string(value))
+		if err != nil {
+			return 0, err
+		}
+		return r.Header.Revision, nil
+	})
+
+	snaps := &snapTimes{}
+	fctx, stop := context.WithCancel(ctx)
+	go snaps.follow(fctx, srv.Snapshots())
+	reg := func(ttl time.Duration, tag string) func(w, i int) (int64, error) {
+		return func(w, i int) (int64, error) {
+			n := api.Node{ID: fmt.Sprintf("%s-%d-%d", tag, w, i), Service: "bench", Address: netip.AddrFrom4([4]byte{10, byte(w), byte(i >> 8), byte(i)}), TTL: api.Duration(ttl)}
+			res, err := c.Register(ctx, n)
+			return res.Revision, err
+		}
+	}
+	plain := phase(conc, dur, reg(0, "p"))
+	leased := phase(conc, dur, reg(30*time.Second, "l"))
+	stop()
+
+	fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	floor.print("etcd Put (floor, same store)", nil)
+	plain.print("seamark register (no ttl)", snaps)
+	leased.print("seamark register (ttl 30s, own lease)", snaps)
+	fmt.Printf("\nratio seamark/etcd: %.2f (no ttl), %.2f (ttl)\n", plain.rate()/floor.rate(), leased.rate()/floor.rate())
+	p50, p99, n, err := commitToSnapshot()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("store commit -> local snapshot (server histogram, %d writes): p50 <= %s, p99 <= %s (bucket upper bounds)\n", n, fmtD(p50), fmtD(p99))
+	return nil
+}
+
+// commitToSnapshot reads the server's seamark_write_visible_seconds histogram
+// (time from the store committing an API write to the snapshot showing it)
+// and returns the bucket bounds holding its 50th and 99th percentiles.
+func commitToSnapshot() (p50, p99 time.Duration, n uint64, err error) {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "seamark_write_visible_seconds" {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		n = h.GetSampleCount()
+		q := func(p float64) time.Duration {
+			for _, b := range h.GetBucket() {
+				if float64(b.GetCumulativeCount()) >= p*float64(n) {
+					return time.Duration(b.GetUpperBound() * float64(time.Second))
+				}
+			}
+			return 0
+		}
+		return q(0.5), q(0.99), n, nil
+	}
+	return 0, 0, 0, fmt.Errorf("no seamark_write_visible_seconds metric")
+}
+
+type result struct {
+	samples []sample
+	errors  int64
+	elapsed time.Duration
+}
+
+func (r *result) rate() float64 { return float64(len(r.samples)) / r.elapsed.Seconds() }
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+func (r *result) print(name string, snaps *snapTimes) {
+	var resp, vis []time.Duration
+	for _, s := range r.samples {
+		resp = append(resp, s.done.Sub(s.start))
+		if snaps != nil {
+			if at, ok := snaps.visible(s.rev); ok {
+				vis = append(vis, at.Sub(s.start))
+			}
+		}
+	}
+	v50, v99 := "-", "-"
+	if snaps != nil {
+		v50, v99 = fmtD(pct(vis, 0.50)), fmtD(pct(vis, 0.99))
+	}
+	fmt.Printf("| %s | %.0f | %d | %s | %s | %s | %s |\n", name, r.rate(), r.errors, fmtD(pct(resp, 0.5)), fmtD(pct(resp, 0.99)), v50, v99)
+}
+
+func fmtD(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+// phase runs conc workers calling op until dur has passed.
+func phase(conc int, dur time.Duration, op func(worker, i int) (int64, error)) *result {
+	var mu sync.Mutex
+	res := &result{}
+	var errs atomic.Int64
+	deadline := time.Now().Add(dur)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []sample
+			for i := 0; time.Now().Before(deadline); i++ {
+				s := sample{start: time.Now()}
+				rev, err := op(w, i)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				s.done, s.rev = time.Now(), rev
+				local = append(local, s)
+			}
+			mu.Lock()
+			res.samples = append(res.samples, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(t0)
+	res.errors = errs.Load()
+	return res
+}
