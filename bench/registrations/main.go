@@ -223,7 +223,9 @@ func (r *result) print(name string, snaps *snapTimes) {
 	fmt.Printf("| %s | %.0f | %d | %s | %s | %s | %s |\n", name, r.rate(), r.errors, fmtD(pct(resp, 0.5)), fmtD(pct(resp, 0.99)), v50, v99)
 }
 
-func fmtD(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+func fmtD(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
 
 // phase runs conc workers calling op until dur has passed.
 func phase(conc int, dur time.Duration, op func(worker, i int) (int64, error)) *result {

@@ -78,6 +78,9 @@ type Token struct {
 	Secret     string `json:"secret"`
 	// Access is read or write.
 	Access string `json:"access"`
+
+	// secretRead is set when ReadSecrets filled Secret from SecretFile.
+	secretRead bool
 }
 
 // DNS is the `dns:` section.
@@ -96,4 +99,7 @@ type TSIGKey struct {
 	Algorithm  string `json:"algorithm"` // hmac-sha256 (default), hmac-sha512, hmac-sha1
 	SecretFile string `json:"secret_file"`
 	Secret     string `json:"secret"` // base64
+
+	// secretRead is set when ReadSecrets filled Secret from SecretFile.
+	secretRead bool
 }

@@ -15,8 +15,8 @@ import (
 type state struct {
 	zones     map[string]int64 // zone -> mod revision
 	services  map[string]store.Item
-	nodes     map[string][]*api.Node // service -> nodes sorted by ID, Service, Lease and Healthy filled in
-	healthy   map[string][]*api.Node // service -> its healthy nodes, sorted by ID
+	nodes     map[string][]*api.Node           // service -> nodes sorted by ID, Service, Lease and Healthy filled in
+	healthy   map[string][]*api.Node           // service -> its healthy nodes, sorted by ID
 	records   map[string]map[string]store.Item // zone -> owner/type -> item
 	listeners map[string]*api.Listener
 	groups    map[string]*api.Group
