@@ -171,6 +171,8 @@ func (h *Handler) blockingRead(w http.ResponseWriter, r *http.Request, index fun
 				snap = h.o.Snapshots.Current()
 			case <-timer.C:
 				goto done
+			case <-h.stopping:
+				goto done
 			case <-r.Context().Done():
 				return nil
 			}

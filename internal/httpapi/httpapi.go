@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,6 +92,15 @@ type Handler struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	started time.Time
+	// stopping is closed by Close: blocking reads answer at once.
+	stopping  chan struct{}
+	closeOnce sync.Once
+}
+
+// Close makes every blocking read in flight answer now, so that a server
+// shutdown does not wait for them.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() { close(h.stopping) })
 }
 
 var (
@@ -118,7 +128,7 @@ func New(o Options) *Handler {
 	if o.WriteVisibleTimeout == 0 {
 		o.WriteVisibleTimeout = 2 * time.Second
 	}
-	h := &Handler{o: o, log: o.Logger.With("component", "httpapi"), mux: http.NewServeMux(), started: time.Now()}
+	h := &Handler{o: o, log: o.Logger.With("component", "httpapi"), mux: http.NewServeMux(), started: time.Now(), stopping: make(chan struct{})}
 	h.routes()
 	return h
 }

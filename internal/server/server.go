@@ -45,6 +45,7 @@ type Server struct {
 	watcher *registry.Watcher
 	httpLn  net.Listener
 	httpSrv *http.Server
+	api     *httpapi.Handler
 
 	reloadMu sync.Mutex
 	cfg      *config.File
@@ -110,11 +111,11 @@ func (s *Server) startHTTP(f *config.File) error {
 		tokens = append(tokens, httpapi.Token{Name: t.Name, Secret: t.Secret, Access: t.Access})
 	}
 	anon := f.API.AnonymousRead == nil || *f.API.AnonymousRead
-	h := httpapi.New(httpapi.Options{
+	s.api = httpapi.New(httpapi.Options{
 		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
 		Tokens: tokens, AnonymousRead: anon,
 	})
-	s.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -182,6 +183,7 @@ func (s *Server) Reload(ctx context.Context) error {
 // Close stops every role and the store, and waits for their goroutines.
 func (s *Server) Close() error {
 	if s.httpSrv != nil {
+		s.api.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
 			s.httpSrv.Close()
