@@ -263,6 +263,14 @@ func (h *Handler) decodeService(r *http.Request) (api.Service, error) {
 	if svc.Source != "" && svc.Source != api.SourceAPI {
 		return svc, errorf(http.StatusBadRequest, "source: %q cannot be set through the API; leave it out", svc.Source)
 	}
+	if name := r.PathValue("service"); name != "" {
+		if svc.Name == "" {
+			svc.Name = name
+		}
+		if svc.Name != name {
+			return svc, errorf(http.StatusBadRequest, "name: %q differs from %q in the URL", svc.Name, name)
+		}
+	}
 	svc.Source = api.SourceAPI
 	svc.SetDefaults()
 	return svc, svc.Validate().Err()
@@ -283,16 +291,6 @@ func (h *Handler) createService(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) putService(w http.ResponseWriter, r *http.Request) error {
 	svc, err := h.decodeService(r)
 	if err != nil {
-		return err
-	}
-	name := r.PathValue("service")
-	if svc.Name == "" {
-		svc.Name = name
-	}
-	if svc.Name != name {
-		return errorf(http.StatusBadRequest, "name: %q differs from %q in the URL", svc.Name, name)
-	}
-	if err := svc.Validate().Err(); err != nil {
 		return err
 	}
 	rev, err := h.o.Store.PutService(r.Context(), svc, false)

@@ -95,6 +95,10 @@ func TestAPIErrors(t *testing.T) {
 	if code, body, _ := f.request(t, "PUT", "/v1/services/db/nodes/db-a", node, ""); code != 200 {
 		t.Fatalf("register: %d %s", code, body)
 	}
+	// PUT takes the name from the URL when the body has none.
+	if code, body, _ := f.request(t, "PUT", "/v1/services/named-by-url", `{"port":80}`, ""); code != 200 {
+		t.Fatalf("PUT without a name in the body: got %d %s, want 200", code, body)
+	}
 	tests := []struct {
 		name, method, path, body string
 		code                     int
