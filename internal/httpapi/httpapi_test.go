@@ -303,3 +303,16 @@ func TestReadYourWrites(t *testing.T) {
 		}
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	f := newFixture(t, false)
+	code, body, _ := f.request(t, "GET", "/metrics", "", "")
+	if code != 200 {
+		t.Fatalf("got %d, want 200", code)
+	}
+	for _, want := range []string{"seamark_snapshot_revision ", "seamark_http_requests_total{", "seamark_write_visible_seconds_bucket{"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
