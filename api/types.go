@@ -47,6 +47,10 @@ type Service struct {
 	// Candidates are addresses and CIDR prefixes that are probed; the ones that
 	// pass are advertised as nodes (at most 65 536 addresses in total).
 	Candidates []string `json:"candidates,omitempty"`
+	// OnChange is run when a node of the service changes health: a command
+	// (run with the event as JSON on stdin) or an http(s) URL (POSTed the
+	// event as JSON). Failures are logged and retried with backoff.
+	OnChange string `json:"on_change,omitempty"`
 	// Source is set by the server: config or api.
 	Source Source `json:"source,omitempty"`
 }
@@ -150,6 +154,8 @@ type Node struct {
 	Healthy bool `json:"healthy"`
 	// Lease is the store lease the registration lives on (0: none); set by the server.
 	Lease int64 `json:"lease,omitempty"`
+	// Checks are the live health checkers' verdicts on the node; set by the server.
+	Checks []Verdict `json:"checks,omitempty"`
 }
 
 // PortOf returns the port clients use for n in service s.
@@ -382,4 +388,46 @@ func (l Listener) PortBounds() (first, last int) {
 func (l Listener) PortsString() string {
 	first, last := l.PortBounds()
 	return PortRange{First: first, Last: last}.String()
+}
+
+// Verdict is one health checker's judgement of one node.
+type Verdict struct {
+	// Checker is the ID of the seamark server that probed.
+	Checker string `json:"checker"`
+	// State is healthy or unhealthy.
+	State NodeState `json:"state"`
+	// Reason of the last transition ("tcp connect: connection refused",
+	// "timeout after 1s", "3 of 3 probes passed").
+	Reason string `json:"reason"`
+	// Since is when the checker reached this state.
+	Since time.Time `json:"since"`
+	// Latency of the probe that decided the state.
+	Latency Duration `json:"latency"`
+}
+
+// Checker is a live health checker (one per seamark server).
+type Checker struct {
+	ID      string    `json:"id"`
+	Started time.Time `json:"started"`
+	Version string    `json:"version,omitempty"`
+}
+
+// Event kinds.
+const (
+	EventHealth = "health" // a checker saw a node change state
+)
+
+// Event is one entry of the event log.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Service string    `json:"service,omitempty"`
+	Node    string    `json:"node,omitempty"`
+	Address string    `json:"address,omitempty"`
+	Old     NodeState `json:"old,omitempty"`
+	New     NodeState `json:"new,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Checker string    `json:"checker,omitempty"`
+	// Revision is the store revision of the event; set by the server.
+	Revision int64 `json:"revision,omitempty"`
 }

@@ -483,6 +483,15 @@ func (b ChangeBatch) Validate() FieldErrors {
 	return v.errs
 }
 
+// checkListenerName allows what CheckName allows plus '_': a listener name is
+// a label for metrics and the API, never a DNS name.
+func checkListenerName(s string) string {
+	if msg := CheckName(strings.ReplaceAll(s, "_", "-")); msg != "" {
+		return strings.Replace(msg, "and '-'", "'-' and '_'", 1)
+	}
+	return ""
+}
+
 // SetDefaults fills every unset field of l with its default.
 func (l *Listener) SetDefaults() {
 	if !l.Bind.IsValid() {
@@ -508,7 +517,9 @@ func (l *Listener) SetDefaults() {
 // Validate reports every problem with l (after SetDefaults).
 func (l Listener) Validate() FieldErrors {
 	var v collector
-	v.name("name", l.Name)
+	if msg := checkListenerName(l.Name); msg != "" {
+		v.add("name", "%s", msg)
+	}
 	switch {
 	case l.Port != 0 && !l.Ports.IsZero():
 		v.add("ports", "set either port or ports, not both")

@@ -71,9 +71,11 @@ type API struct {
 
 // Token is one bearer token of the API.
 type Token struct {
+	// Name names the token in logs; unique among tokens.
 	Name string `json:"name"`
-	// SecretFile holds the token (surrounding white space is trimmed). Secret
-	// gives it inline instead; prefer a file.
+	// SecretFile holds the token (surrounding white space is trimmed; a
+	// relative path is taken from the config file's directory). Secret gives
+	// it inline instead; prefer a file. Exactly one of them is required.
 	SecretFile string `json:"secret_file"`
 	Secret     string `json:"secret"`
 	// Access is read or write.
@@ -95,10 +97,14 @@ type DNS struct {
 
 // TSIGKey is a shared secret for DNS UPDATE and AXFR.
 type TSIGKey struct {
-	Name       string `json:"name"`
-	Algorithm  string `json:"algorithm"` // hmac-sha256 (default), hmac-sha512, hmac-sha1
+	// Name is the key's name as the other server knows it ("update-key").
+	Name string `json:"name"`
+	// Algorithm is hmac-sha256 (default), hmac-sha512 or hmac-sha1.
+	Algorithm string `json:"algorithm"`
+	// SecretFile holds the base64 key; Secret gives it inline instead.
+	// Exactly one of them is required.
 	SecretFile string `json:"secret_file"`
-	Secret     string `json:"secret"` // base64
+	Secret     string `json:"secret"`
 
 	// secretRead is set when ReadSecrets filled Secret from SecretFile.
 	secretRead bool

@@ -1,0 +1,125 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/seamark/seamark/api"
+)
+
+// Defaults of the server section.
+const (
+	DefaultHTTPAddr       = "127.0.0.1:9400"
+	DefaultDNSAddr        = "127.0.0.1:9453"
+	DefaultDataDir        = "./seamark-data"
+	DefaultEtcdClientAddr = "127.0.0.1:9479"
+	DefaultEtcdPeerAddr   = "127.0.0.1:9480"
+	DefaultStorePrefix    = "/seamark/"
+)
+
+// Default TSIG algorithm.
+const DefaultTSIGAlgorithm = "hmac-sha256"
+
+// Load reads the config file at path; see Parse. It returns a nil File only
+// when the file cannot be read.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse reads a config file (YAML, or JSON, which is YAML too), applies every
+// default and validates the result. name is the file name errors are reported
+// against. It always returns a File, holding what could be read; the error
+// joins every problem found, each an *Error, in line order. An empty file is a
+// valid, empty config.
+func Parse(name string, data []byte) (*File, error) {
+	f := &File{name: name}
+	d := newDecoder(name, len(data))
+	d.decodeFile(data, f)
+	f.lines = d.lines
+	f.SetDefaults()
+	errs := d.errs
+	if d.cut() {
+		return f, errs.err() // cut short: validating half a file helps no one
+	}
+	for _, e := range f.validate() {
+		if !slices.ContainsFunc(d.bad, func(p string) bool { return under(e.Path, p) }) {
+			errs = append(errs, e)
+		}
+	}
+	return f, errs.err()
+}
+
+// Name returns the file name f was read from, as given to Parse or Load.
+func (f *File) Name() string { return f.name }
+
+// line returns the line of path in the file, or of the nearest enclosing key
+// the file gives (a default has no line of its own), or 0.
+func (f *File) line(path string) int {
+	for ; path != ""; path = parentPath(path) {
+		if l, ok := f.lines[path]; ok {
+			return l
+		}
+	}
+	return 0
+}
+
+// SetDefaults fills every unset value of f with its default, normalises zone
+// names ("Cluster.Test" becomes "cluster.test.") and marks every object f
+// declares as owned by the config file. It is safe to call more than once.
+func (f *File) SetDefaults() {
+	f.Server.setDefaults()
+	for i, z := range f.Zones {
+		if norm, err := api.NormalizeZone(z); err == nil {
+			f.Zones[i] = norm
+		}
+	}
+	if f.API.AnonymousRead == nil {
+		t := true
+		f.API.AnonymousRead = &t
+	}
+	for i := range f.DNS.TSIGKeys {
+		if f.DNS.TSIGKeys[i].Algorithm == "" {
+			f.DNS.TSIGKeys[i].Algorithm = DefaultTSIGAlgorithm
+		}
+	}
+	for i := range f.Services {
+		f.Services[i].setDefaults()
+	}
+	for i := range f.Listeners {
+		f.Listeners[i].SetDefaults()
+		f.Listeners[i].Source = api.SourceConfig
+	}
+	for i := range f.Groups {
+		f.Groups[i].SetDefaults()
+		f.Groups[i].Source = api.SourceConfig
+	}
+}
+
+func (s *Server) setDefaults() {
+	set := func(p *string, def string) {
+		if *p == "" {
+			*p = def
+		}
+	}
+	set(&s.HTTPAddr, DefaultHTTPAddr)
+	set(&s.DNSAddr, DefaultDNSAddr)
+	set(&s.DataDir, DefaultDataDir)
+	set(&s.EtcdClientAddr, DefaultEtcdClientAddr)
+	set(&s.EtcdPeerAddr, DefaultEtcdPeerAddr)
+	set(&s.StorePrefix, DefaultStorePrefix)
+}
+
+func (s *Service) setDefaults() {
+	s.Service.SetDefaults()
+	s.Source = api.SourceConfig
+	for i := range s.Nodes {
+		s.Nodes[i].SetDefaults()
+		s.Nodes[i].Service = s.Name
+		s.Nodes[i].Source = api.SourceConfig
+	}
+}
