@@ -35,6 +35,7 @@ import (
 func main() {
 	conc := flag.Int("c", 64, "concurrent clients")
 	dur := flag.Duration("d", 5*time.Second, "duration of each phase")
+	rate := flag.Int("rate", 0, "open loop: start this many writes per second in total (0: as fast as the clients go)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -45,7 +46,7 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*conc, *dur); err != nil {
+	if err := run(*conc, *dur, *rate); err != nil {
 		log.Print(err)
 	}
 }
@@ -91,7 +92,7 @@ func (s *snapTimes) visible(rev int64) (time.Time, bool) {
 	return s.at[i], true
 }
 
-func run(conc int, dur time.Duration) error {
+func run(conc int, dur time.Duration, rate int) error {
 	dir, err := os.MkdirTemp("", "seamark-bench-")
 	if err != nil {
 		return err
@@ -122,12 +123,16 @@ func run(conc int, dur time.Duration) error {
 	}
 	defer cli.Close()
 
-	fmt.Printf("seamark registrations benchmark, %s, %s/%s, %d cores, %d concurrent clients, %v per phase\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), conc, dur)
+	load := "closed loop (as fast as they go)"
+	if rate > 0 {
+		load = fmt.Sprintf("open loop at %d writes/s", rate)
+	}
+	fmt.Printf("seamark registrations benchmark, %s, %s/%s, %d cores, %d concurrent clients, %s, %v per phase\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), conc, load, dur)
 
 	// The floor: raw etcd puts of the same size, through one gRPC client.
 	value := make([]byte, 220) // about the size of a registered node's JSON
-	floor := phase(conc, dur, func(w, i int) (int64, error) {
+	floor := phase(conc, dur, rate, func(w, i int) (int64, error) {
 		r, err := cli.Put(ctx, fmt.Sprintf("/bench/raw/%d/%d", w, i), string(value))
 		if err != nil {
 			return 0, err
@@ -145,8 +150,8 @@ func run(conc int, dur time.Duration) error {
 			return res.Revision, err
 		}
 	}
-	plain := phase(conc, dur, reg(0, "p"))
-	leased := phase(conc, dur, reg(30*time.Second, "l"))
+	plain := phase(conc, dur, rate, reg(0, "p"))
+	leased := phase(conc, dur, rate, reg(30*time.Second, "l"))
 	stop()
 
 	fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 |")
@@ -154,7 +159,11 @@ func run(conc int, dur time.Duration) error {
 	floor.print("etcd Put (floor, same store)", nil)
 	plain.print("seamark register (no ttl)", snaps)
 	leased.print("seamark register (ttl 30s, own lease)", snaps)
-	fmt.Printf("\nratio seamark/etcd: %.2f (no ttl), %.2f (ttl)\n", plain.rate()/floor.rate(), leased.rate()/floor.rate())
+	if rate == 0 {
+		fmt.Printf("\nratio seamark/etcd: %.2f (no ttl), %.2f (ttl)\n", plain.rate()/floor.rate(), leased.rate()/floor.rate())
+	} else {
+		fmt.Println()
+	}
 	p50, p99, n, err := commitToSnapshot()
 	if err != nil {
 		return err
@@ -227,8 +236,28 @@ func fmtD(d time.Duration) string {
 	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
 }
 
-// phase runs conc workers calling op until dur has passed.
-func phase(conc int, dur time.Duration, op func(worker, i int) (int64, error)) *result {
+// phase runs conc workers calling op until dur has passed. With rate > 0 the
+// writes are started on a fixed schedule and latency is counted from when a
+// write was due, so a slow server cannot hide queueing (no coordinated
+// omission).
+func phase(conc int, dur time.Duration, rate int, op func(worker, i int) (int64, error)) *result {
+	var due chan time.Time
+	if rate > 0 {
+		due = make(chan time.Time, rate)
+		go func() {
+			defer close(due)
+			interval := time.Second / time.Duration(rate)
+			start := time.Now()
+			for i := 0; ; i++ {
+				at := start.Add(time.Duration(i) * interval)
+				if at.After(start.Add(dur)) {
+					return
+				}
+				time.Sleep(time.Until(at))
+				due <- at
+			}
+		}()
+	}
 	var mu sync.Mutex
 	res := &result{}
 	var errs atomic.Int64
@@ -242,6 +271,13 @@ func phase(conc int, dur time.Duration, op func(worker, i int) (int64, error)) *
 			var local []sample
 			for i := 0; time.Now().Before(deadline); i++ {
 				s := sample{start: time.Now()}
+				if due != nil {
+					at, ok := <-due
+					if !ok {
+						break
+					}
+					s.start = at
+				}
 				rev, err := op(w, i)
 				if err != nil {
 					errs.Add(1)

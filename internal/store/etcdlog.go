@@ -30,6 +30,9 @@ type slogCore struct {
 var benign = []string{
 	"setting up serving from embedded etcd failed", // printed for every listener on a clean stop
 	"failed to update storage version",             // a fresh member has no term yet
+	"Failed to detect schema version",              // the same, said again
+	"Running http and grpc server on single port",  // the embedded client port is loopback only
+	"simple token is not cryptographically signed", // etcd auth is not used
 }
 
 func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
