@@ -17,6 +17,12 @@ import (
 //	<prefix>v1/records/<zone>/<owner-name>/<type>   api.Record (owner name fully qualified, lower case)
 //	<prefix>v1/listeners/<listener>                 api.Listener
 //	<prefix>v1/groups/<group>                       api.Group
+//	<prefix>v1/checkers/<checker-id>                api.Checker (on the checker's lease)
+//	<prefix>v1/health/<service>/<node-id>/<checker> api.Verdict (on the checker's lease)
+//	<prefix>v1/events/<unix-nanos, 20 digits>-<origin> api.Event (the newest MaxEvents are kept)
+//
+// Verdicts live on their checker's lease, so a checker that dies stops
+// counting when its lease expires, with no one to clean up after it.
 //
 // Zones end in a dot ("cluster.test."), so a zone is one path segment. Names
 // are DNS labels and never contain '/'. This file is the only place that knows
@@ -34,6 +40,9 @@ const (
 	KindRecord   Kind = "records"
 	KindListener Kind = "listeners"
 	KindGroup    Kind = "groups"
+	KindChecker  Kind = "checkers"
+	KindHealth   Kind = "health"
+	KindEvent    Kind = "events"
 )
 
 // Key names one object in the store.
@@ -50,6 +59,10 @@ func ServiceKey(name string) Key     { return Key{Kind: KindService, A: name} }
 func NodeKey(service, id string) Key { return Key{Kind: KindNode, A: service, B: id} }
 func ListenerKey(name string) Key    { return Key{Kind: KindListener, A: name} }
 func GroupKey(name string) Key       { return Key{Kind: KindGroup, A: name} }
+func CheckerKey(id string) Key       { return Key{Kind: KindChecker, A: id} }
+func HealthKey(service, node, checker string) Key {
+	return Key{Kind: KindHealth, A: service, B: node + "/" + checker}
+}
 func RecordKey(zone, owner, typ string) Key {
 	return Key{Kind: KindRecord, A: zone, B: strings.ToLower(owner) + "/" + strings.ToUpper(typ)}
 }
@@ -79,7 +92,7 @@ func parseKey(prefix, full string) (Key, bool) {
 	}
 	k := Key{Kind: Kind(parts[0]), A: parts[1]}
 	switch k.Kind {
-	case KindZone, KindService, KindListener, KindGroup:
+	case KindZone, KindService, KindListener, KindGroup, KindChecker, KindEvent:
 		return k, len(parts) == 2
 	case KindNode:
 		if len(parts) != 3 || parts[2] == "" {
@@ -87,8 +100,8 @@ func parseKey(prefix, full string) (Key, bool) {
 		}
 		k.B = parts[2]
 		return k, true
-	case KindRecord:
-		if len(parts) != 4 {
+	case KindRecord, KindHealth:
+		if len(parts) != 4 || parts[2] == "" || parts[3] == "" {
 			return Key{}, false
 		}
 		k.B = parts[2] + "/" + parts[3]
@@ -113,6 +126,12 @@ func decodeValue(k Key, data []byte) (any, error) {
 		v = new(api.Listener)
 	case KindGroup:
 		v = new(api.Group)
+	case KindChecker:
+		v = new(api.Checker)
+	case KindHealth:
+		v = new(api.Verdict)
+	case KindEvent:
+		v = new(api.Event)
 	default:
 		return nil, fmt.Errorf("decode %s: unknown kind", k)
 	}

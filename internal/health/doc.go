@@ -1,0 +1,16 @@
+// Package health decides, for every node of every service, whether it is up.
+//
+// What it reads: the registry snapshot (services, their nodes and candidate
+// pools, and the verdicts other checkers wrote). What it does: probes every
+// target (tcp connect, http/https request, tls handshake) on a schedule spread
+// with jitter, with HAProxy's rise/fall counting and inter/fastinter/downinter
+// intervals, each probe bounded by its timeout so one slow target never delays
+// another. What it writes: this checker's verdict on a node, only when it
+// changes, on the checker's own lease (a checker that dies stops counting when
+// its lease expires); an event for every transition; and the service's
+// on_change hook, run in the background with retries.
+//
+// The node's state that DNS and the balancer use is decided by the registry
+// from the verdicts of every live checker (see registry.Healthy), so several
+// seamark servers on one store agree on one answer.
+package health

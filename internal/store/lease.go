@@ -1,0 +1,136 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/seamark/seamark/api"
+)
+
+// Lease is a store lease kept alive until Close or until it is lost. What a
+// live process writes on it (a checker's verdicts, a member's candidacy)
+// disappears when the process dies without a word.
+type Lease struct {
+	id     clientv3.LeaseID
+	ttl    time.Duration
+	s      *Store
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// GrantLease grants a lease of ttl (whole seconds, at least 1s) and keeps it
+// alive in the background. Done is closed when the lease is lost (expired
+// while the store was out of reach, or revoked): its owner must grant a new
+// one and write again.
+func (s *Store) GrantLease(ctx context.Context, ttl time.Duration) (*Lease, error) {
+	secs := max(int64((ttl+time.Second-1)/time.Second), 1)
+	g, err := s.cli.Grant(ctx, secs)
+	if err != nil {
+		return nil, fmt.Errorf("grant lease: %w", err)
+	}
+	kctx, cancel := context.WithCancel(context.Background())
+	ch, err := s.cli.KeepAlive(kctx, g.ID)
+	if err != nil {
+		cancel()
+		s.revoke(g.ID)
+		return nil, fmt.Errorf("keep lease alive: %w", err)
+	}
+	l := &Lease{id: g.ID, ttl: time.Duration(secs) * time.Second, s: s, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for range ch { // drain: etcd's client stalls keep-alives that nobody reads
+		}
+	}()
+	return l, nil
+}
+
+// ID is the lease's etcd ID.
+func (l *Lease) ID() int64 { return int64(l.id) }
+
+// TTL is the lease's time to live.
+func (l *Lease) TTL() time.Duration { return l.ttl }
+
+// Done is closed when the lease is lost or closed.
+func (l *Lease) Done() <-chan struct{} { return l.done }
+
+// Close stops keeping the lease alive and revokes it, so what lives on it
+// disappears now rather than after the ttl.
+func (l *Lease) Close() {
+	l.cancel()
+	<-l.done
+	l.s.revoke(l.id)
+}
+
+func (s *Store) putJSON(ctx context.Context, k Key, v any, lease *Lease) (int64, error) {
+	val, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	var opts []clientv3.OpOption
+	if lease != nil {
+		opts = append(opts, clientv3.WithLease(lease.id))
+	}
+	r, err := s.cli.Put(ctx, k.path(s.prefix), string(val), opts...)
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return 0, fmt.Errorf("write %s: lease lost: %w", k, err)
+		}
+		return 0, fmt.Errorf("write %s: %w", k, err)
+	}
+	return r.Header.Revision, nil
+}
+
+// PutChecker announces a live health checker on its lease.
+func (s *Store) PutChecker(ctx context.Context, c api.Checker, lease *Lease) error {
+	_, err := s.putJSON(ctx, CheckerKey(c.ID), c, lease)
+	return err
+}
+
+// PutVerdict records a checker's verdict on a node, on the checker's lease.
+func (s *Store) PutVerdict(ctx context.Context, service, node string, v api.Verdict, lease *Lease) (int64, error) {
+	return s.putJSON(ctx, HealthKey(service, node, v.Checker), v, lease)
+}
+
+// DeleteVerdict removes a checker's verdict on a node (the node is gone, or
+// the checker no longer checks it).
+func (s *Store) DeleteVerdict(ctx context.Context, service, node, checker string) error {
+	if _, err := s.cli.Delete(ctx, HealthKey(service, node, checker).path(s.prefix)); err != nil {
+		return fmt.Errorf("delete verdict: %w", err)
+	}
+	return nil
+}
+
+// MaxEvents is how many events the log keeps.
+const MaxEvents = 1000
+
+// AppendEvent adds an event to the log and drops the oldest beyond MaxEvents.
+func (s *Store) AppendEvent(ctx context.Context, e api.Event, origin string) (int64, error) {
+	key := Key{Kind: KindEvent, A: fmt.Sprintf("%020d-%s", e.Time.UnixNano(), strings.ReplaceAll(origin, "/", "_"))}
+	rev, err := s.putJSON(ctx, key, e, nil)
+	if err != nil {
+		return 0, err
+	}
+	prefix := kindPrefix(s.prefix, KindEvent)
+	cnt, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || cnt.Count <= MaxEvents {
+		return rev, nil
+	}
+	// Keys sort by time: delete from the first up to the oldest one kept.
+	old, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(cnt.Count-MaxEvents+1))
+	if err != nil || len(old.Kvs) == 0 {
+		return rev, nil
+	}
+	last := old.Kvs[len(old.Kvs)-1].Key
+	if _, err := s.cli.Delete(ctx, prefix, clientv3.WithRange(string(last))); err != nil {
+		s.log.Warn("trim event log", "err", err)
+	}
+	return rev, nil
+}
