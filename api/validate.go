@@ -617,3 +617,65 @@ func (g Group) Validate() FieldErrors {
 	}
 	return v.errs
 }
+
+// CandidateID names the node a candidate address becomes when it passes its
+// checks: "c-10-0-1-5" for 10.0.1.5, "c-fd00--5" for fd00::5.
+func CandidateID(a netip.Addr) string {
+	r := strings.NewReplacer(".", "-", ":", "-")
+	return "c-" + r.Replace(a.Unmap().String())
+}
+
+// ParseCandidateID reads back the address of a CandidateID.
+func ParseCandidateID(id string) (netip.Addr, bool) {
+	rest, ok := strings.CutPrefix(id, "c-")
+	if !ok {
+		return netip.Addr{}, false
+	}
+	if a, err := netip.ParseAddr(strings.ReplaceAll(rest, "-", ".")); err == nil && a.Is4() {
+		return a, true
+	}
+	a, err := netip.ParseAddr(strings.ReplaceAll(rest, "-", ":"))
+	return a, err == nil && a.Is6()
+}
+
+// InCandidates reports whether a is one of the candidates (addresses and
+// prefixes, as Service.Candidates holds them).
+func InCandidates(candidates []string, a netip.Addr) bool {
+	for _, c := range candidates {
+		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(a) {
+			return true
+		}
+		if b, err := netip.ParseAddr(c); err == nil && b == a {
+			return true
+		}
+	}
+	return false
+}
+
+// ExpandCandidates lists every address of a service's candidate pool, in
+// order, without duplicates. Entries that do not parse are skipped
+// (Validate reports them).
+func ExpandCandidates(candidates []string) []netip.Addr {
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	add := func(a netip.Addr) {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, c := range candidates {
+		if n, err := CandidateSize(c); err != nil || n > MaxCandidates {
+			continue
+		}
+		if a, err := netip.ParseAddr(c); err == nil {
+			add(a)
+			continue
+		}
+		p := netip.MustParsePrefix(c)
+		for a := p.Addr(); p.Contains(a); a = a.Next() {
+			add(a)
+		}
+	}
+	return out
+}

@@ -15,22 +15,37 @@ import (
 type state struct {
 	zones     map[string]int64 // zone -> mod revision
 	services  map[string]store.Item
-	nodes     map[string][]*api.Node           // service -> nodes sorted by ID, Service, Lease and Healthy filled in
-	healthy   map[string][]*api.Node           // service -> its healthy nodes, sorted by ID
 	records   map[string]map[string]store.Item // zone -> owner/type -> item
 	listeners map[string]*api.Listener
 	groups    map[string]*api.Group
+
+	// registered are the nodes as stored: service -> id -> node.
+	registered map[string]map[string]*api.Node
+	// verdicts are the live checkers' judgements: service -> node -> checker -> verdict.
+	verdicts map[string]map[string]map[string]api.Verdict
+	checkers map[string]*api.Checker
+	events   map[string]api.Event // key -> event
+
+	// Derived, what snapshots copy: nodes sorted by ID with Service, Lease,
+	// Checks and Healthy filled in (registered nodes, and candidates while
+	// healthy), and the healthy ones.
+	nodes   map[string][]*api.Node
+	healthy map[string][]*api.Node
 }
 
 func newState() *state {
 	return &state{
-		zones:     map[string]int64{},
-		services:  map[string]store.Item{},
-		nodes:     map[string][]*api.Node{},
-		healthy:   map[string][]*api.Node{},
-		records:   map[string]map[string]store.Item{},
-		listeners: map[string]*api.Listener{},
-		groups:    map[string]*api.Group{},
+		zones:      map[string]int64{},
+		services:   map[string]store.Item{},
+		registered: map[string]map[string]*api.Node{},
+		verdicts:   map[string]map[string]map[string]api.Verdict{},
+		checkers:   map[string]*api.Checker{},
+		events:     map[string]api.Event{},
+		nodes:      map[string][]*api.Node{},
+		healthy:    map[string][]*api.Node{},
+		records:    map[string]map[string]store.Item{},
+		listeners:  map[string]*api.Listener{},
+		groups:     map[string]*api.Group{},
 	}
 }
 
@@ -62,8 +77,56 @@ func (st *state) apply(it store.Item, d *dirty) {
 		st.rejudge(k.A)
 		d.services[k.A] = true
 	case store.KindNode:
-		st.applyNode(k.A, k.B, it)
+		m := st.registered[k.A]
+		if it.Deleted {
+			delete(m, k.B)
+		} else {
+			if m == nil {
+				m = map[string]*api.Node{}
+				st.registered[k.A] = m
+			}
+			n := it.Value.(*api.Node)
+			n.ID, n.Service, n.Lease = k.B, k.A, it.Lease
+			m[k.B] = n
+		}
+		st.refresh(k.A, k.B)
 		d.services[k.A] = true
+	case store.KindHealth:
+		node, checker, _ := strings.Cut(k.B, "/")
+		byNode := st.verdicts[k.A]
+		if it.Deleted {
+			delete(byNode[node], checker)
+			if len(byNode[node]) == 0 {
+				delete(byNode, node)
+			}
+		} else {
+			if byNode == nil {
+				byNode = map[string]map[string]api.Verdict{}
+				st.verdicts[k.A] = byNode
+			}
+			if byNode[node] == nil {
+				byNode[node] = map[string]api.Verdict{}
+			}
+			v := *it.Value.(*api.Verdict)
+			v.Checker = checker
+			byNode[node][checker] = v
+		}
+		st.refresh(k.A, node)
+		d.services[k.A] = true
+	case store.KindChecker:
+		if it.Deleted {
+			delete(st.checkers, k.A)
+		} else {
+			st.checkers[k.A] = it.Value.(*api.Checker)
+		}
+	case store.KindEvent:
+		if it.Deleted {
+			delete(st.events, k.A)
+		} else {
+			e := *it.Value.(*api.Event)
+			e.Revision = it.ModRevision
+			st.events[k.A] = e
+		}
 	case store.KindRecord:
 		m := st.records[k.A]
 		if it.Deleted {
@@ -105,6 +168,7 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		s.records = maps.Clone(prev.records)
 		s.listIndex = maps.Clone(prev.listIndex)
 		s.listeners, s.groups = prev.listeners, prev.groups
+		s.checkers, s.events = prev.checkers, prev.events
 	}
 	for k := range d.kinds {
 		s.listIndex[k] = rev
@@ -117,6 +181,18 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 	}
 	if prev == nil || d.kinds[store.KindGroup] {
 		s.groups = maps.Clone(st.groups)
+	}
+	if prev == nil || d.kinds[store.KindChecker] {
+		s.checkers = make([]api.Checker, 0, len(st.checkers))
+		for _, id := range slices.Sorted(maps.Keys(st.checkers)) {
+			s.checkers = append(s.checkers, *st.checkers[id])
+		}
+	}
+	if prev == nil || d.kinds[store.KindEvent] {
+		s.events = make([]api.Event, 0, len(st.events))
+		for _, k := range slices.Sorted(maps.Keys(st.events)) {
+			s.events = append(s.events, st.events[k])
+		}
 	}
 	for name := range d.services {
 		if v := st.serviceView(name, rev); v != nil {
@@ -154,20 +230,18 @@ func drop(list []*api.Node, id string) []*api.Node {
 	return list
 }
 
-// applyNode inserts, replaces or removes one node in its service's sorted
-// lists, deciding its health once, here. The lists are private to the
-// builder; snapshots get copies, so a change costs a binary search and a copy
-// of pointers, never a sort or a pass over every node's health.
-func (st *state) applyNode(service, id string, it store.Item) {
-	if it.Deleted {
+// refresh decides one node of a service again after its registration, its
+// verdicts or its service changed, and puts it in (or drops it from) the
+// sorted lists. The lists are private to the builder; snapshots get copies,
+// so a change costs a binary search and a copy of pointers, never a sort or a
+// pass over every node. A node is always a new value, never modified, because
+// older snapshots may be reading the previous one.
+func (st *state) refresh(service, id string) {
+	n := st.judge(service, id)
+	if n == nil {
 		st.nodes[service] = drop(st.nodes[service], id)
 		st.healthy[service] = drop(st.healthy[service], id)
 		return
-	}
-	n := it.Value.(*api.Node)
-	n.ID, n.Service, n.Lease = id, service, it.Lease
-	if svc, ok := st.services[service]; ok {
-		n.Healthy = Healthy(svc.Value.(*api.Service), n)
 	}
 	st.nodes[service] = put(st.nodes[service], n)
 	if n.Healthy {
@@ -177,25 +251,56 @@ func (st *state) applyNode(service, id string, it store.Item) {
 	}
 }
 
-// rejudge decides the health of every node of a service again, after the
-// service itself changed. Nodes whose verdict changes are copied, never
-// modified, because older snapshots may be reading them.
-func (st *state) rejudge(service string) {
-	list := st.nodes[service]
-	var healthy []*api.Node
-	svc, ok := st.services[service]
-	for i, n := range list {
-		h := ok && Healthy(svc.Value.(*api.Service), n)
-		if h != n.Healthy {
-			c := *n
-			c.Healthy = h
-			list[i] = &c
-		}
-		if h {
-			healthy = append(healthy, list[i])
-		}
+// judge builds the served node id of service, or nil when there is none: a
+// registered node with its verdicts and health, or a candidate address that a
+// majority of live checkers find healthy.
+func (st *state) judge(service, id string) *api.Node {
+	svcItem, ok := st.services[service]
+	if !ok {
+		return nil
 	}
-	st.healthy[service] = healthy
+	svc := svcItem.Value.(*api.Service)
+	votes := st.verdicts[service][id]
+	var n api.Node
+	if reg := st.registered[service][id]; reg != nil {
+		n = *reg
+	} else {
+		a, ok := api.ParseCandidateID(id)
+		if !ok || len(votes) == 0 || !api.InCandidates(svc.Candidates, a) {
+			return nil
+		}
+		n = api.Node{ID: id, Service: service, Address: a, Weight: 1, State: api.StateHealthy, Source: api.SourceCandidate}
+	}
+	n.Checks = nil
+	if len(votes) > 0 {
+		n.Checks = make([]api.Verdict, 0, len(votes))
+		for _, v := range votes {
+			n.Checks = append(n.Checks, v)
+		}
+		slices.SortFunc(n.Checks, func(a, b api.Verdict) int { return cmp.Compare(a.Checker, b.Checker) })
+	}
+	n.Healthy = Healthy(svc, &n)
+	if n.Source == api.SourceCandidate && !n.Healthy {
+		return nil // a candidate is a node only while it passes
+	}
+	return &n
+}
+
+// rejudge decides every node of a service again, after the service changed.
+func (st *state) rejudge(service string) {
+	ids := map[string]bool{}
+	for id := range st.registered[service] {
+		ids[id] = true
+	}
+	for id := range st.verdicts[service] {
+		ids[id] = true
+	}
+	for _, n := range st.nodes[service] {
+		ids[n.ID] = true
+	}
+	for id := range ids {
+		st.refresh(service, id)
+	}
 }
 
 func (st *state) serviceView(name string, rev int64) *ServiceView {

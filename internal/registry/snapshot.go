@@ -28,6 +28,8 @@ type Snapshot struct {
 	records   map[string]*ZoneRecords
 	listeners map[string]*api.Listener
 	groups    map[string]*api.Group
+	checkers  []api.Checker
+	events    []api.Event
 	// listIndex is the last revision that changed any object of a kind (or
 	// deleted one), for blocking reads of whole lists.
 	listIndex map[store.Kind]int64
@@ -120,10 +122,14 @@ func (s *Snapshot) Counts() (nodes, healthy int) {
 }
 
 // Healthy decides whether a node may be advertised. A node is healthy when its
-// registrant says so and its checks agree; a service with check type none
-// trusts the registration. Until the health checker has reported on a node,
-// the service's check.initial decides (unhealthy by default: never advertise
-// an unchecked node).
+// registrant says so and its checks agree: a service with check type none
+// trusts the registration; otherwise the verdicts of the live checkers in
+// n.Checks vote, and the node is healthy when at least half of them say so
+// (a tie favours availability: a node every checker finds dead is out, a node
+// only some checkers cannot reach stays in). A checker's verdicts live on its
+// lease, so a dead checker's vote disappears with it. Until any checker has
+// reported, the service's check.initial decides (unhealthy by default: never
+// advertise an unchecked node).
 func Healthy(svc *api.Service, n *api.Node) bool {
 	if n.State != api.StateHealthy {
 		return false
@@ -131,5 +137,22 @@ func Healthy(svc *api.Service, n *api.Node) bool {
 	if svc.Check.Type == api.CheckNone {
 		return true
 	}
-	return svc.Check.Initial == api.StateHealthy
+	up, down := 0, 0
+	for _, v := range n.Checks {
+		if v.State == api.StateHealthy {
+			up++
+		} else {
+			down++
+		}
+	}
+	if up+down == 0 {
+		return n.Source != api.SourceCandidate && svc.Check.Initial == api.StateHealthy
+	}
+	return up >= down
 }
+
+// Checkers returns the live health checkers, sorted by ID.
+func (s *Snapshot) Checkers() []api.Checker { return s.checkers }
+
+// Events returns the event log, oldest first.
+func (s *Snapshot) Events() []api.Event { return s.events }
