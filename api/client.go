@@ -323,3 +323,28 @@ func (c *Client) Groups(ctx context.Context) ([]Group, error) {
 	_, err := c.do(ctx, http.MethodGet, "/v1/groups", nil, nil, &out)
 	return out, err
 }
+
+// EventQuery filters the event log.
+type EventQuery struct {
+	Service, Node string
+	// Limit keeps the newest N events (0: all kept).
+	Limit int
+}
+
+// Events reads the event log, oldest first. With q.Index set it blocks until
+// a newer event is logged (stream the log by passing back the returned index).
+func (c *Client) Events(ctx context.Context, f EventQuery, q *QueryOptions) ([]Event, int64, error) {
+	v := q.values()
+	if f.Service != "" {
+		v.Set("service", f.Service)
+	}
+	if f.Node != "" {
+		v.Set("node", f.Node)
+	}
+	if f.Limit > 0 {
+		v.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out []Event
+	idx, err := c.do(ctx, http.MethodGet, "/v1/events", v, nil, &out)
+	return out, idx, err
+}

@@ -352,6 +352,8 @@ type Status struct {
 	HealthyNodes     int      `json:"healthy_nodes"`
 	Listeners        int      `json:"listeners"`
 	Groups           int      `json:"groups"`
+	// Checkers are the live health checkers (one per server that checks).
+	Checkers []Checker `json:"checkers"`
 }
 
 // Error is the body of every 4xx and 5xx answer.

@@ -51,6 +51,10 @@ type Server struct {
 	EtcdPeerAddr   string `json:"etcd_peer_addr"`
 	// StorePrefix is the key prefix every key lives under. Default /seamark/.
 	StorePrefix string `json:"store_prefix"`
+	// Name identifies this server among the servers sharing one store: its
+	// health verdicts and events carry it. Default: the host name and a
+	// random suffix, new at every start.
+	Name string `json:"name"`
 }
 
 // Service is a service with the nodes the file declares for it.

@@ -99,6 +99,11 @@ func (c *checker) server() {
 	if s.DataDir == "" {
 		c.add("server.data_dir", "is empty; give the directory the embedded store lives in")
 	}
+	if s.Name != "" {
+		if msg := api.CheckName(strings.ReplaceAll(s.Name, ".", "-")); msg != "" {
+			c.add("server.name", "%s", strings.Replace(msg, "and '-'", "'-' and '.'", 1))
+		}
+	}
 	addrs := []struct{ path, addr string }{
 		{"server.http_addr", s.HTTPAddr},
 		{"server.dns_addr", s.DNSAddr},

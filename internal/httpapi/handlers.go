@@ -213,7 +213,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
 		h.log.Warn("store status", "err", err)
 	}
 	snap := h.o.Snapshots.Current()
-	out := api.Status{Version: h.o.Version, StartedAt: h.started, Store: st, Zones: []string{}}
+	out := api.Status{Version: h.o.Version, StartedAt: h.started, Store: st, Zones: []string{}, Checkers: []api.Checker{}}
 	if snap != nil {
 		out.SnapshotRevision = snap.Revision
 		out.Zones = snap.Zones()
@@ -221,6 +221,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
 		out.Nodes, out.HealthyNodes = snap.Counts()
 		out.Listeners = len(snap.Listeners())
 		out.Groups = len(snap.Groups())
+		out.Checkers = snap.Checkers()
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -603,6 +604,34 @@ func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) error {
 		out := []api.Group{}
 		for _, g := range s.Groups() {
 			out = append(out, *g)
+		}
+		return out, nil
+	})
+}
+
+// listEvents answers the event log, oldest first: ?service= and ?node= filter,
+// ?limit= keeps the newest N (default and most: every kept event). With
+// ?index= it is a blocking read that answers when a newer event is logged.
+func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	service, node := q.Get("service"), q.Get("node")
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return errorf(http.StatusBadRequest, "limit: %q is not a positive whole number", v)
+		}
+		limit = n
+	}
+	return h.blockingRead(w, r, func(s *registry.Snapshot) int64 { return s.Index(store.KindEvent) }, func(s *registry.Snapshot) (any, error) {
+		out := []api.Event{}
+		for _, e := range s.Events() {
+			if (service == "" || e.Service == service) && (node == "" || e.Node == node) {
+				out = append(out, e)
+			}
+		}
+		if limit > 0 && len(out) > limit {
+			out = out[len(out)-limit:]
 		}
 		return out, nil
 	})

@@ -162,6 +162,7 @@ func (h *Handler) routes() {
 	write("PUT /v1/listeners/{name}", h.putListener)
 	write("DELETE /v1/listeners/{name}", h.deleteListener)
 	read("GET /v1/groups", h.listGroups)
+	read("GET /v1/events", h.listEvents)
 	metrics := promhttp.Handler()
 	read("GET /metrics", func(w http.ResponseWriter, r *http.Request) error { metrics.ServeHTTP(w, r); return nil })
 	h.mux.Handle("/", h.wrap("/", AccessRead, func(w http.ResponseWriter, r *http.Request) error {

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -314,5 +315,53 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+func TestEvents(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	t0 := time.Now()
+	for i, svc := range []string{"db", "app", "db"} {
+		e := api.Event{Time: t0.Add(time.Duration(i) * time.Millisecond), Kind: api.EventHealth, Service: svc, Node: fmt.Sprint("n", i), New: api.StateHealthy}
+		if _, err := f.st.AppendEvent(ctx, e, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var events []api.Event
+	var idx int64
+	for deadline := time.Now().Add(5 * time.Second); len(events) < 2 && time.Now().Before(deadline); {
+		var err error
+		events, idx, err = f.client.Events(ctx, api.EventQuery{Service: "db"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(events) != 2 || events[0].Node != "n0" || events[1].Node != "n2" {
+		t.Fatalf("got %+v, want db's two events oldest first", events)
+	}
+	if last, _, _ := f.client.Events(ctx, api.EventQuery{Limit: 1}, nil); len(last) != 1 || last[0].Node != "n2" {
+		t.Fatalf("limit 1: got %+v, want the newest", last)
+	}
+	// Streaming: a blocking read wakes on the next event.
+	got := make(chan []api.Event, 1)
+	go func() {
+		e, _, _ := f.client.Events(ctx, api.EventQuery{}, &api.QueryOptions{Index: idx, Wait: 10 * time.Second})
+		got <- e
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if _, err := f.st.AppendEvent(ctx, api.Event{Time: time.Now(), Kind: api.EventHealth, Node: "n3"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-got:
+		if len(e) != 4 {
+			t.Fatalf("got %d events after the wake-up, want 4", len(e))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocking read of events did not wake on a new event")
+	}
+	if code, body, _ := f.request(t, "GET", "/v1/events?limit=0", "", ""); code != 400 || !strings.Contains(body, "limit") {
+		t.Fatalf("limit=0: got %d %s, want 400 naming limit", code, body)
 	}
 }

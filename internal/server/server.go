@@ -13,14 +13,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/config"
+	"github.com/seamark/seamark/internal/health"
 	"github.com/seamark/seamark/internal/httpapi"
 	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/store"
@@ -43,6 +46,8 @@ type Server struct {
 
 	st      *store.Store
 	watcher *registry.Watcher
+	checker *health.Checker
+	name    string
 	httpLn  net.Listener
 	httpSrv *http.Server
 	api     *httpapi.Handler
@@ -94,11 +99,36 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("start server: %w", ctx.Err())
 	}
+	s.startChecker(runCtx, sc.Name)
 	if err := s.startHTTP(o.Config); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// startChecker runs the health checker and the hooks it fires.
+func (s *Server) startChecker(ctx context.Context, name string) {
+	if name == "" {
+		host, _ := os.Hostname()
+		name = fmt.Sprintf("%s-%04x", strings.ToLower(strings.ReplaceAll(host, ".", "-")), rand.N(1<<16))
+	}
+	s.name = name
+	hooks := health.NewHooks(health.HookOptions{Logger: s.o.Logger})
+	s.checker = health.New(health.Options{
+		ID: name, Version: s.o.Version, Store: s.st, Snapshots: s.watcher, Hooks: hooks, Logger: s.o.Logger,
+	})
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); hooks.Run(ctx) }()
+	go func() {
+		defer s.wg.Done()
+		if err := s.checker.Run(ctx); err != nil {
+			s.log.Error("health checker stopped", "err", err)
+		}
+	}()
+}
+
+// Name is this server's name (its health checker's ID).
+func (s *Server) Name() string { return s.name }
 
 func (s *Server) startHTTP(f *config.File) error {
 	ln, err := net.Listen("tcp", f.Server.HTTPAddr)

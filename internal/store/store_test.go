@@ -3,9 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -254,4 +256,32 @@ func countFDs(t *testing.T) int {
 		t.Skip("no /proc/self/fd: cannot count descriptors")
 	}
 	return len(ents)
+}
+
+// The event log keeps the newest MaxEvents.
+func TestEventLogIsBounded(t *testing.T) {
+	s := storetest.New(t)
+	ctx := context.Background()
+	t0 := time.Now()
+	total := store.MaxEvents + 25
+	for i := range total {
+		e := api.Event{Time: t0.Add(time.Duration(i) * time.Millisecond), Kind: api.EventHealth, Node: fmt.Sprint(i)}
+		if _, err := s.AppendEvent(ctx, e, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var events []*api.Event
+	for k, it := range load(t, s) {
+		if k.Kind == store.KindEvent {
+			events = append(events, it.Value.(*api.Event))
+		}
+	}
+	if len(events) != store.MaxEvents {
+		t.Fatalf("got %d events, want %d", len(events), store.MaxEvents)
+	}
+	for _, e := range events {
+		if n, _ := strconv.Atoi(e.Node); n < total-store.MaxEvents {
+			t.Fatalf("event %s kept, want only the newest %d", e.Node, store.MaxEvents)
+		}
+	}
 }
