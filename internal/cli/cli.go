@@ -83,6 +83,7 @@ in one binary.`,
 		newStatusCmd(cf),
 		newServicesCmd(cf),
 		newNodesCmd(cf),
+		newEventsCmd(cf),
 	)
 	return root
 }

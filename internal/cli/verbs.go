@@ -137,3 +137,71 @@ func newNodesCmd(cf *clientFlags) *cobra.Command {
 	cmd.Flags().BoolVar(&healthyOnly, "healthy", false, "only nodes that may be advertised")
 	return cmd
 }
+
+func newEventsCmd(cf *clientFlags) *cobra.Command {
+	var (
+		q      api.EventQuery
+		follow bool
+	)
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Show the event log (health transitions); --follow streams new events",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			printed := map[string]bool{}
+			show := func(events []api.Event) error {
+				var fresh []api.Event
+				for _, e := range events {
+					key := fmt.Sprintf("%d/%s/%s/%s", e.Revision, e.Checker, e.Service, e.Node)
+					if !printed[key] {
+						printed[key] = true
+						fresh = append(fresh, e)
+					}
+				}
+				if cf.output == "json" {
+					enc := json.NewEncoder(out)
+					for _, e := range fresh {
+						if err := enc.Encode(e); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				for _, e := range fresh {
+					fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s -> %s\t%s\t%s\n", e.Time.Local().Format("15:04:05.000"), e.Service, e.Node, e.Address, e.Old, e.New, e.Reason, e.Checker)
+				}
+				return tw.Flush()
+			}
+			ctx, cancel := withTimeout(cmd)
+			events, idx, err := c.Events(ctx, q, nil)
+			cancel()
+			if err != nil {
+				return err
+			}
+			if err := show(events); err != nil || !follow {
+				return err
+			}
+			for {
+				events, idx, err = c.Events(cmd.Context(), api.EventQuery{Service: q.Service, Node: q.Node}, &api.QueryOptions{Index: idx, Wait: 5 * time.Minute})
+				if err != nil {
+					return err
+				}
+				if err := show(events); err != nil {
+					return err
+				}
+			}
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&q.Service, "service", "", "only events of this service")
+	fl.StringVar(&q.Node, "node", "", "only events of this node")
+	fl.IntVar(&q.Limit, "limit", 50, "show at most the newest N events (0: all kept)")
+	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new events as they happen")
+	return cmd
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net"
+	"strings"
 	"net/netip"
 	"testing"
 	"time"
@@ -65,6 +66,11 @@ func TestServerChecksNodes(t *testing.T) {
 		t.Fatalf("got events %+v, want healthy then unhealthy from e2e-checker", events)
 	}
 	t.Logf("event: %s %s -> %s (%s)", events[1].Node, events[1].Old, events[1].New, events[1].Reason)
+	cli := startProc(t, "seamark events", seamarkBin, "events", "--server", s.url, "--service", "app")
+	<-cli.done
+	if out := cli.output(); !strings.Contains(out, "app/app-1") || !strings.Contains(out, "healthy -> unhealthy") || !strings.Contains(out, "connection refused") {
+		t.Fatalf("seamark events printed:\n%s", out)
+	}
 	st, err := s.client.Status(ctx)
 	if err != nil || len(st.Checkers) != 1 || st.Checkers[0].ID != "e2e-checker" {
 		t.Fatalf("status checkers: got %+v (%v), want e2e-checker", st.Checkers, err)
