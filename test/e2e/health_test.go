@@ -58,9 +58,14 @@ func TestServerChecksNodes(t *testing.T) {
 	t.Logf("registered node healthy after %v", waitHealthy(1))
 	l.Close()
 	t.Logf("closed port out after %v (interval*fall+timeout = 500ms)", waitHealthy(0))
-	events, _, err := s.client.Events(ctx, api.EventQuery{Service: "app"}, nil)
-	if err != nil {
-		t.Fatal(err)
+	// The event follows the verdict by a write: wait for it with blocking reads.
+	var events []api.Event
+	var idx int64
+	for deadline := time.Now().Add(5 * time.Second); len(events) < 2 && time.Now().Before(deadline); {
+		events, idx, err = s.client.Events(ctx, api.EventQuery{Service: "app"}, &api.QueryOptions{Index: idx, Wait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if len(events) != 2 || events[0].New != api.StateHealthy || events[1].New != api.StateUnhealthy || events[1].Checker != "e2e-checker" {
 		t.Fatalf("got events %+v, want healthy then unhealthy from e2e-checker", events)
