@@ -58,6 +58,17 @@ func (c *clientFlags) client() (*api.Client, error) {
 	return api.NewClient(strings.Split(c.servers, ","), opts...)
 }
 
+// connect returns a client of the servers and a context bounded for one
+// command's requests.
+func (c *clientFlags) connect(cmd *cobra.Command) (*api.Client, context.Context, context.CancelFunc, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := withTimeout(cmd)
+	return cl, ctx, cancel, nil
+}
+
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "seamark",

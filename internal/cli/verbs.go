@@ -34,11 +34,10 @@ func newStatusCmd(cf *clientFlags) *cobra.Command {
 		Short: "Show a running server's status: store, revision, counts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client()
+			c, ctx, cancel, err := cf.connect(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := withTimeout(cmd)
 			defer cancel()
 			st, err := c.Status(ctx)
 			if err != nil {
@@ -65,11 +64,10 @@ func newServicesCmd(cf *clientFlags) *cobra.Command {
 		Short: "List services with their port, check and node counts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client()
+			c, ctx, cancel, err := cf.connect(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := withTimeout(cmd)
 			defer cancel()
 			svcs, _, err := c.Services(ctx, nil)
 			if err != nil {
@@ -103,11 +101,10 @@ func newNodesCmd(cf *clientFlags) *cobra.Command {
 		Short: "List nodes (of one service, or of all) with address, state and health",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
+			c, ctx, cancel, err := cf.connect(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := withTimeout(cmd)
 			defer cancel()
 			q := &api.QueryOptions{HealthyOnly: healthyOnly}
 			var nodes []api.Node

@@ -57,100 +57,81 @@ type dirty struct {
 	kinds    map[store.Kind]bool
 }
 
+// mirror keeps m[key] in step with a store item: set to value(), or deleted.
+func mirror[V any](m map[string]V, key string, it store.Item, value func() V) {
+	if it.Deleted {
+		delete(m, key)
+		return
+	}
+	m[key] = value()
+}
+
+// mirror2 is mirror for a two-level map; emptied inner maps are dropped.
+func mirror2[V any](m map[string]map[string]V, k1, k2 string, it store.Item, value func() V) {
+	inner := m[k1]
+	if inner == nil {
+		if it.Deleted {
+			return
+		}
+		inner = map[string]V{}
+		m[k1] = inner
+	}
+	mirror(inner, k2, it, value)
+	if len(inner) == 0 {
+		delete(m, k1)
+	}
+}
+
+func pointerOf[T any](it store.Item) func() *T { return func() *T { return it.Value.(*T) } }
+
 func (st *state) apply(it store.Item, d *dirty) {
 	k := it.Key
 	d.kinds[k.Kind] = true
 	switch k.Kind {
 	case store.KindZone:
-		if it.Deleted {
-			delete(st.zones, k.A)
-		} else {
-			st.zones[k.A] = it.ModRevision
-		}
+		mirror(st.zones, k.A, it, func() int64 { return it.ModRevision })
 		d.zones = true
 	case store.KindService:
-		if it.Deleted {
-			delete(st.services, k.A)
-		} else {
-			st.services[k.A] = it
-		}
+		mirror(st.services, k.A, it, func() store.Item { return it })
 		st.rejudge(k.A)
 		d.services[k.A] = true
 	case store.KindNode:
-		m := st.registered[k.A]
-		if it.Deleted {
-			delete(m, k.B)
-		} else {
-			if m == nil {
-				m = map[string]*api.Node{}
-				st.registered[k.A] = m
-			}
+		mirror2(st.registered, k.A, k.B, it, func() *api.Node {
 			n := it.Value.(*api.Node)
 			n.ID, n.Service, n.Lease = k.B, k.A, it.Lease
-			m[k.B] = n
-		}
+			return n
+		})
 		st.refresh(k.A, k.B)
 		d.services[k.A] = true
 	case store.KindHealth:
 		node, checker, _ := strings.Cut(k.B, "/")
 		byNode := st.verdicts[k.A]
-		if it.Deleted {
-			delete(byNode[node], checker)
-			if len(byNode[node]) == 0 {
-				delete(byNode, node)
-			}
-		} else {
-			if byNode == nil {
-				byNode = map[string]map[string]api.Verdict{}
-				st.verdicts[k.A] = byNode
-			}
-			if byNode[node] == nil {
-				byNode[node] = map[string]api.Verdict{}
-			}
+		if byNode == nil {
+			byNode = map[string]map[string]api.Verdict{}
+			st.verdicts[k.A] = byNode
+		}
+		mirror2(byNode, node, checker, it, func() api.Verdict {
 			v := *it.Value.(*api.Verdict)
 			v.Checker = checker
-			byNode[node][checker] = v
-		}
+			return v
+		})
 		st.refresh(k.A, node)
 		d.services[k.A] = true
 	case store.KindChecker:
-		if it.Deleted {
-			delete(st.checkers, k.A)
-		} else {
-			st.checkers[k.A] = it.Value.(*api.Checker)
-		}
+		mirror(st.checkers, k.A, it, pointerOf[api.Checker](it))
 	case store.KindEvent:
-		if it.Deleted {
-			delete(st.events, k.A)
-		} else {
+		mirror(st.events, k.A, it, func() api.Event {
 			e := *it.Value.(*api.Event)
 			e.Revision = it.ModRevision
-			st.events[k.A] = e
-		}
+			return e
+		})
 	case store.KindRecord:
-		m := st.records[k.A]
-		if it.Deleted {
-			delete(m, k.B)
-		} else {
-			if m == nil {
-				m = map[string]store.Item{}
-				st.records[k.A] = m
-			}
-			m[k.B] = it
-		}
+		mirror2(st.records, k.A, k.B, it, func() store.Item { return it })
 		d.records[k.A] = true
 	case store.KindListener:
-		if it.Deleted {
-			delete(st.listeners, k.A)
-		} else {
-			st.listeners[k.A] = it.Value.(*api.Listener)
-		}
+		mirror(st.listeners, k.A, it, pointerOf[api.Listener](it))
 	case store.KindGroup:
-		if it.Deleted {
-			delete(st.groups, k.A)
-		} else {
-			st.groups[k.A] = it.Value.(*api.Group)
-		}
+		mirror(st.groups, k.A, it, pointerOf[api.Group](it))
 	}
 }
 
