@@ -101,7 +101,7 @@ func run(conc int, dur time.Duration, rate int) error {
 	f := &config.File{}
 	f.SetDefaults()
 	f.Server.DataDir, f.Server.HTTPAddr = dir, "127.0.0.1:0"
-	f.Server.EtcdClientAddr, f.Server.EtcdPeerAddr = "127.0.0.1:0", "127.0.0.1:0"
+	f.Server.EtcdClientAddr, f.Server.EtcdPeerAddr, f.Server.DNSAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	ctx := context.Background()
 	srv, err := server.Start(ctx, server.Options{Config: f, Version: "bench"})
 	if err != nil {

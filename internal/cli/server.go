@@ -61,7 +61,7 @@ and the running state stays. Flags override the file's server: section.`,
 			if err != nil {
 				return err
 			}
-			log.Info("seamark server running", "version", Version, "http", srv.HTTPAddr().String(), "store", srv.Store().Kind())
+			log.Info("seamark server running", "version", Version, "http", srv.HTTPAddr().String(), "dns", srv.DNSAddr().String(), "store", srv.Store().Kind())
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)

@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/config"
+	dnsserver "github.com/seamark/seamark/internal/dns"
 	"github.com/seamark/seamark/internal/health"
 	"github.com/seamark/seamark/internal/httpapi"
 	"github.com/seamark/seamark/internal/registry"
@@ -47,6 +49,7 @@ type Server struct {
 	st      *store.Store
 	watcher *registry.Watcher
 	checker *health.Checker
+	dns     *dnsserver.Server
 	name    string
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -100,6 +103,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, fmt.Errorf("start server: %w", ctx.Err())
 	}
 	s.startChecker(runCtx, sc.Name)
+	if err := s.startDNS(runCtx, sc.DNSAddr); err != nil {
+		return nil, err
+	}
 	if err := s.startHTTP(o.Config); err != nil {
 		return nil, err
 	}
@@ -126,6 +132,21 @@ func (s *Server) startChecker(ctx context.Context, name string) {
 		}
 	}()
 }
+
+// startDNS binds and serves the authoritative DNS server.
+func (s *Server) startDNS(ctx context.Context, addr string) error {
+	d := dnsserver.New(dnsserver.Options{Addr: addr, Snapshots: s.watcher, Logger: s.o.Logger})
+	if err := d.Listen(); err != nil {
+		return fmt.Errorf("start server: %w (change server.dns_addr or --dns-addr)", err)
+	}
+	s.dns = d
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); d.Serve(ctx) }()
+	return nil
+}
+
+// DNSAddr is the bound address of the DNS server (UDP and TCP).
+func (s *Server) DNSAddr() netip.AddrPort { return s.dns.Addr() }
 
 // Name is this server's name (its health checker's ID).
 func (s *Server) Name() string { return s.name }

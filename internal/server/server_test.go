@@ -23,7 +23,7 @@ func startServer(t *testing.T, cfgPath, dataDir string) *server.Server {
 		t.Fatal(err)
 	}
 	f.Server.DataDir, f.Server.HTTPAddr = dataDir, "127.0.0.1:0"
-	f.Server.EtcdClientAddr, f.Server.EtcdPeerAddr = "127.0.0.1:0", "127.0.0.1:0"
+	f.Server.EtcdClientAddr, f.Server.EtcdPeerAddr, f.Server.DNSAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := server.Start(ctx, server.Options{Config: f, ConfigPath: cfgPath, Version: "test"})

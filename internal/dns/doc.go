@@ -1,0 +1,20 @@
+// Package dns is seamark's authoritative DNS server.
+//
+// What it reads: the registry snapshot only. On every new snapshot it builds
+// an immutable name table for every served zone (services, SRV records, node
+// names, static records, the synthesized SOA and NS) and swaps it in
+// atomically; queries are answered from the table with no store round trip
+// and no lock. Answers that repeat are packed once per table and only patched
+// (ID, question case) per query.
+//
+// What it answers: <service>.<zone> A/AAAA with the service's healthy nodes
+// (policy all: every node, rotated per query; weighted: max_answers drawn by
+// weight), _<service>._tcp.<zone> SRV with glue, <node-id>.node.<zone> with a
+// node's access address, static records (A, AAAA, CNAME chased inside our
+// zones, TXT, SRV, MX, NS), NXDOMAIN and NODATA per RFC 1034/2308 with the SOA
+// in the authority section, REFUSED outside every zone, minimal ANY (RFC
+// 8482), EDNS0 (RFC 6891), and truncation with the full answer over TCP.
+//
+// What it writes: through the store only, for RFC 2136 UPDATE signed with
+// TSIG (static records). Zone transfers (AXFR) and NOTIFY serve secondaries.
+package dns

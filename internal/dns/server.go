@@ -1,0 +1,251 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/seamark/seamark/internal/registry"
+)
+
+// Snapshots is what the DNS server answers from.
+type Snapshots interface {
+	Current() *registry.Snapshot
+	Next(s *registry.Snapshot) <-chan struct{}
+}
+
+var _ Snapshots = (*registry.Watcher)(nil)
+
+var (
+	metricQueries = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "seamark_dns_queries_total", Help: "DNS queries by query type and response code.",
+	}, []string{"qtype", "rcode"})
+	metricSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "seamark_dns_answer_seconds", Help: "Time to answer a DNS query, from read to write.",
+		Buckets: prometheus.ExponentialBuckets(0.000001, 4, 10),
+	})
+	metricTruncated = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "seamark_dns_truncated_total", Help: "UDP answers sent truncated (TC set; the client retries over TCP).",
+	})
+	metricTableBuild = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "seamark_dns_table_build_seconds", Help: "Time to build the name table from a new snapshot.",
+		Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+	})
+)
+
+// Options configure a Server.
+type Options struct {
+	// Addr is where to listen, UDP and TCP (host:port; port 0 picks one free
+	// for both).
+	Addr      string
+	Snapshots Snapshots
+	Logger    *slog.Logger
+	// Sockets is the number of UDP sockets (SO_REUSEPORT); default GOMAXPROCS.
+	Sockets int
+	// Handler, when set, answers what the name table does not: UPDATE,
+	// NOTIFY and zone transfers. It gets the table's snapshot revision.
+	Handler ExtraHandler
+}
+
+// ExtraHandler answers messages other than plain queries.
+type ExtraHandler interface {
+	// ServeExtra answers req, or returns nil to let the server answer
+	// NOTIMP. tcp says how req arrived; w is for multi-message answers (AXFR).
+	ServeExtra(w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg
+}
+
+// Server is the authoritative DNS server.
+type Server struct {
+	o     Options
+	log   *slog.Logger
+	table atomic.Pointer[table]
+	udp   []*net.UDPConn
+	tcp   net.Listener
+	addr  netip.AddrPort
+}
+
+// New returns a Server; Listen binds it, Serve runs it.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Sockets <= 0 {
+		o.Sockets = runtime.GOMAXPROCS(0)
+	}
+	return &Server{o: o, log: o.Logger.With("component", "dns")}
+}
+
+// Listen binds the UDP sockets and the TCP listener on one port.
+func (s *Server) Listen() error {
+	var lastErr error
+	for range 10 { // with port 0, the port UDP got may be taken for TCP: try again
+		err := s.listenOnce()
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if ap, perr := netip.ParseAddrPort(s.o.Addr); perr != nil || ap.Port() != 0 {
+			break
+		}
+	}
+	return fmt.Errorf("dns: listen on %s: %w", s.o.Addr, lastErr)
+}
+
+func reusePort(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+	})
+	return errors.Join(err, serr)
+}
+
+func (s *Server) listenOnce() error {
+	lc := net.ListenConfig{Control: reusePort}
+	first, err := lc.ListenPacket(context.Background(), "udp", s.o.Addr)
+	if err != nil {
+		return err
+	}
+	ap := netip.MustParseAddrPort(first.LocalAddr().String())
+	conns := []*net.UDPConn{first.(*net.UDPConn)}
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for len(conns) < s.o.Sockets {
+		c, err := lc.ListenPacket(context.Background(), "udp", ap.String())
+		if err != nil {
+			closeAll()
+			return err
+		}
+		conns = append(conns, c.(*net.UDPConn))
+	}
+	ln, err := net.Listen("tcp", ap.String())
+	if err != nil {
+		closeAll()
+		return err
+	}
+	for _, c := range conns {
+		_ = c.SetReadBuffer(4 << 20)
+		_ = c.SetWriteBuffer(4 << 20)
+	}
+	s.udp, s.tcp, s.addr = conns, ln, ap
+	return nil
+}
+
+// Addr is the bound address (UDP and TCP).
+func (s *Server) Addr() netip.AddrPort { return s.addr }
+
+// Serve answers until ctx ends; it closes the sockets on the way out.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.udp == nil {
+		return errors.New("dns: Serve before Listen")
+	}
+	var wg sync.WaitGroup
+	s.follow(ctx, &wg)
+	for _, c := range s.udp {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.serveUDP(c) }()
+	}
+	tcpSrv := &dns.Server{Listener: s.tcp, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serveMsg(w, r, true) }),
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := tcpSrv.ActivateAndServe(); err != nil && ctx.Err() == nil {
+			s.log.Error("dns tcp server stopped", "err", err)
+		}
+	}()
+	s.log.Info("dns listening", "addr", s.addr.String(), "udp_sockets", len(s.udp))
+	<-ctx.Done()
+	for _, c := range s.udp {
+		c.Close()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = tcpSrv.ShutdownContext(sctx)
+	cancel()
+	s.tcp.Close()
+	wg.Wait()
+	return nil
+}
+
+// follow builds a new table for every new snapshot.
+func (s *Server) follow(ctx context.Context, wg *sync.WaitGroup) {
+	nsAddr := s.addr.Addr()
+	build := func(snap *registry.Snapshot) {
+		t0 := time.Now()
+		s.table.Store(buildTable(snap, nsAddr))
+		metricTableBuild.Observe(time.Since(t0).Seconds())
+	}
+	snap := s.o.Snapshots.Current()
+	if snap != nil {
+		build(snap)
+	} else {
+		s.table.Store(&table{})
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.o.Snapshots.Next(snap):
+				snap = s.o.Snapshots.Current()
+				build(snap)
+			}
+		}
+	}()
+}
+
+// serveMsg answers a parsed message (TCP, and UDP queries the fast path does
+// not take).
+func (s *Server) serveMsg(w dns.ResponseWriter, req *dns.Msg, tcp bool) {
+	t0 := time.Now()
+	var resp *dns.Msg
+	if req.Opcode != dns.OpcodeQuery || (len(req.Question) == 1 && (req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR)) {
+		if s.o.Handler != nil {
+			resp = s.o.Handler.ServeExtra(w, req, tcp)
+			if resp == nil && req.Opcode == dns.OpcodeQuery {
+				return // the handler wrote its answer (a transfer)
+			}
+		}
+	}
+	if resp == nil {
+		resp, _ = s.table.Load().answer(req, int(t0.UnixNano()), tcp)
+	}
+	count(req, resp)
+	_ = w.WriteMsg(resp)
+	metricSeconds.Observe(time.Since(t0).Seconds())
+}
+
+func count(req, resp *dns.Msg) {
+	queryCounter(req, resp).Inc()
+	if resp.Truncated {
+		metricTruncated.Inc()
+	}
+}
+
+// queryCounter is the seamark_dns_queries_total series of a query and its answer.
+func queryCounter(req, resp *dns.Msg) prometheus.Counter {
+	qt := "none"
+	if len(req.Question) == 1 {
+		qt = dns.TypeToString[req.Question[0].Qtype]
+		if qt == "" {
+			qt = "other"
+		}
+	}
+	return metricQueries.WithLabelValues(qt, dns.RcodeToString[resp.Rcode])
+}

@@ -1,0 +1,293 @@
+package dns
+
+import (
+	"cmp"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/registry"
+)
+
+// table is every answerable name of every zone at one snapshot revision. It
+// is built once per snapshot and never changed after.
+type table struct {
+	rev   int64
+	zones []*zone // longest name first, so the first suffix match is the closest zone
+}
+
+// zone is one served zone.
+type zone struct {
+	name   string // lower case, fully qualified
+	soa    *dns.SOA
+	negTTL uint32
+	names  map[string]*owner // lower-case owner name -> what it holds
+}
+
+// owner is one name in a zone: static RRsets, synthesized ones, a service's
+// dynamic answers, or nothing (an empty non-terminal, which exists: NODATA,
+// not NXDOMAIN).
+type owner struct {
+	sets map[uint16][]dns.RR
+	svc  *pool // <service>.<zone>: A/AAAA from the healthy nodes, per policy
+}
+
+// pool is a service's answerable addresses and how to pick them.
+type pool struct {
+	policy  api.AnswerPolicy
+	v4, v6  []dns.RR
+	w4, w6  []int // weights, parallel to v4 and v6
+	variant int   // how many different answers rotation or drawing can give
+}
+
+// Negative answers live for this long unless the zone's SOA says less.
+const defaultNegTTL = 5
+
+// soaTimers are the SOA's refresh, retry and expire (seconds): what BIND or
+// NSD as secondaries use between NOTIFYs.
+const (
+	soaRefresh = 60
+	soaRetry   = 10
+	soaExpire  = 3600
+)
+
+// buildTable turns a snapshot into the name table. nsAddr, when valid, is the
+// address the synthesized ns.<zone> answers.
+func buildTable(s *registry.Snapshot, nsAddr netip.Addr) *table {
+	t := &table{rev: s.Revision}
+	for _, zn := range s.Zones() {
+		t.zones = append(t.zones, buildZone(s, zn, nsAddr))
+	}
+	slices.SortFunc(t.zones, func(a, b *zone) int { return cmp.Compare(len(b.name), len(a.name)) })
+	return t
+}
+
+func hdr(name string, typ uint16, ttl uint32) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: typ, Class: dns.ClassINET, Ttl: ttl}
+}
+
+func addrRR(name string, a netip.Addr, ttl uint32) dns.RR {
+	if a.Is4() || a.Is4In6() {
+		return &dns.A{Hdr: hdr(name, dns.TypeA, ttl), A: a.Unmap().AsSlice()}
+	}
+	return &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA, ttl), AAAA: a.AsSlice()}
+}
+
+func ttlOf(d api.Duration) uint32 {
+	s := uint32(time.Duration(d) / time.Second)
+	return max(s, 1)
+}
+
+func buildZone(s *registry.Snapshot, name string, nsAddr netip.Addr) *zone {
+	z := &zone{name: name, negTTL: defaultNegTTL, names: map[string]*owner{}}
+	ns := "ns." + name
+	z.soa = &dns.SOA{
+		Hdr: hdr(name, dns.TypeSOA, 60), Ns: ns, Mbox: "hostmaster." + name,
+		Serial: uint32(s.Revision), Refresh: soaRefresh, Retry: soaRetry, Expire: soaExpire, Minttl: z.negTTL,
+	}
+	z.add(name, z.soa)
+	z.add(name, &dns.NS{Hdr: hdr(name, dns.TypeNS, 60), Ns: ns})
+	if nsAddr.IsValid() && !nsAddr.IsUnspecified() {
+		z.add(ns, addrRR(ns, nsAddr, 60))
+	}
+	for _, v := range s.Services() {
+		z.addService(v)
+	}
+	for _, g := range s.Groups() {
+		for _, m := range g.Members {
+			mn := m.Name + "." + name
+			z.add(mn, addrRR(mn, m.Address, 5))
+		}
+	}
+	if zr := s.Records(name); zr != nil {
+		for _, r := range zr.Sets {
+			z.addStatic(r)
+		}
+	}
+	z.addEmptyNonTerminals()
+	return z
+}
+
+func (z *zone) owner(name string) *owner {
+	o := z.names[name]
+	if o == nil {
+		o = &owner{sets: map[uint16][]dns.RR{}}
+		z.names[name] = o
+	}
+	return o
+}
+
+func (z *zone) add(name string, rr dns.RR) {
+	o := z.owner(name)
+	t := rr.Header().Rrtype
+	o.sets[t] = append(o.sets[t], rr)
+}
+
+// addService adds <svc>.<zone>, _<svc>._tcp.<zone> and <id>.node.<zone>.
+func (z *zone) addService(v *registry.ServiceView) {
+	svc := v.Service
+	ttl := ttlOf(svc.Answers.TTL)
+	name := svc.Name + "." + z.name
+	nodes := v.Healthy
+	if len(nodes) == 0 && svc.Answers.WhenNoneHealthy == api.NoneHealthyFailOpen {
+		// As managed DNS does: when every check fails, the checks are more
+		// likely wrong than every node; answer every node that is not taken
+		// out on purpose.
+		for _, n := range v.Nodes {
+			if n.State != api.StateMaintenance && n.State != api.StateDraining {
+				nodes = append(nodes, n)
+			}
+		}
+	}
+	p := &pool{policy: svc.Answers}
+	srvName := "_" + svc.Name + "._tcp." + z.name
+	for _, n := range nodes {
+		rr := addrRR(name, n.Address, ttl)
+		if _, ok := rr.(*dns.A); ok {
+			p.v4, p.w4 = append(p.v4, rr), append(p.w4, n.Weight)
+		} else {
+			p.v6, p.w6 = append(p.v6, rr), append(p.w6, n.Weight)
+		}
+		target := n.ID + ".node." + z.name
+		z.add(srvName, &dns.SRV{Hdr: hdr(srvName, dns.TypeSRV, ttl), Priority: 0, Weight: uint16(min(n.Weight, 65535)), Port: uint16(n.PortOf(svc)), Target: target})
+	}
+	p.variant = max(len(p.v4), len(p.v6), 1)
+	if svc.Answers.Policy == api.PolicyWeighted {
+		p.variant = 16 // draws to cycle through; enough to spread load, few enough to pack ahead
+	}
+	z.owner(name).svc = p
+	for _, n := range v.Nodes {
+		nn := n.ID + ".node." + z.name
+		rr := addrRR(nn, n.Address, ttl)
+		if !slices.ContainsFunc(z.owner(nn).sets[rr.Header().Rrtype], func(o dns.RR) bool { return dns.IsDuplicate(o, rr) }) {
+			z.add(nn, rr)
+		}
+	}
+}
+
+// addStatic adds a static record set; values were validated on the way in.
+func (z *zone) addStatic(r api.Record) {
+	ttl := ttlOf(r.TTL)
+	for _, v := range r.Values {
+		var text string
+		switch r.Type {
+		case "TXT":
+			text = r.Name + " " + itoa(ttl) + " IN TXT " + quoteTXT(v)
+		case "CNAME", "NS", "MX", "SRV":
+			text = r.Name + " " + itoa(ttl) + " IN " + r.Type + " " + fqdnLast(v, z.name)
+		default:
+			text = r.Name + " " + itoa(ttl) + " IN " + r.Type + " " + v
+		}
+		rr, err := dns.NewRR(text)
+		if err != nil || rr == nil {
+			continue
+		}
+		z.add(r.Name, rr)
+	}
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// quoteTXT turns a TXT value into one quoted string, split into 255-byte
+// character-strings.
+func quoteTXT(v string) string {
+	var parts []string
+	for len(v) > 0 {
+		n := min(len(v), 255)
+		parts = append(parts, `"`+strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v[:n])+`"`)
+		v = v[n:]
+	}
+	if len(parts) == 0 {
+		return `""`
+	}
+	return strings.Join(parts, " ")
+}
+
+// fqdnLast makes the last field (a host name) absolute: relative names are
+// taken inside the zone.
+func fqdnLast(v, zone string) string {
+	f := strings.Fields(v)
+	last := f[len(f)-1]
+	if !strings.HasSuffix(last, ".") {
+		last = last + "." + zone
+	}
+	f[len(f)-1] = strings.ToLower(last)
+	return strings.Join(f, " ")
+}
+
+// addEmptyNonTerminals makes every name between an owner and the apex exist,
+// so a query for it is NODATA rather than NXDOMAIN (RFC 8020).
+func (z *zone) addEmptyNonTerminals() {
+	for name := range z.names {
+		for n := parent(name); n != "" && len(n) > len(z.name); n = parent(n) {
+			if _, ok := z.names[n]; !ok {
+				z.names[n] = &owner{sets: map[uint16][]dns.RR{}}
+			}
+		}
+	}
+}
+
+func parent(name string) string {
+	i := strings.IndexByte(name, '.')
+	if i < 0 || i == len(name)-1 {
+		return ""
+	}
+	return name[i+1:]
+}
+
+// find returns the zone holding name (lower case, fully qualified), or nil.
+func (t *table) find(name string) *zone {
+	for _, z := range t.zones {
+		if name == z.name || strings.HasSuffix(name, "."+z.name) {
+			return z
+		}
+	}
+	return nil
+}
+
+// addrs returns the service's A or AAAA answer for one variant: rotated (all)
+// or drawn by weight (weighted), at most max_answers.
+func (p *pool) addrs(qtype uint16, variant int) []dns.RR {
+	rrs, ws := p.v4, p.w4
+	if qtype == dns.TypeAAAA {
+		rrs, ws = p.v6, p.w6
+	}
+	n := len(rrs)
+	if n == 0 {
+		return nil
+	}
+	k := min(n, p.policy.MaxAnswers)
+	out := make([]dns.RR, 0, k)
+	if p.policy.Policy == api.PolicyWeighted {
+		rng := rand.New(rand.NewPCG(uint64(variant), 0x5ea4a7c))
+		left := slices.Clone(ws)
+		total := 0
+		for _, w := range left {
+			total += w
+		}
+		for range k {
+			r := rng.IntN(total)
+			for i, w := range left {
+				if r < w {
+					out = append(out, rrs[i])
+					total -= w
+					left[i] = 0
+					break
+				}
+				r -= w
+			}
+		}
+		return out
+	}
+	off := variant % n
+	for i := range k {
+		out = append(out, rrs[(off+i)%n])
+	}
+	return out
+}

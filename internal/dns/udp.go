@@ -1,0 +1,239 @@
+package dns
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// A UDP worker owns one socket and a cache of packed answers for the current
+// table. A query the cache knows costs a parse of the header and question, a
+// copy, and a patch of the ID, flags and question case: no allocation, no
+// lock. Anything else (a miss, EDNS options, UPDATE, a malformed packet) takes
+// the full path through miekg/dns, whose answer is then cached when it can be.
+
+// packed is one cached answer: its variants (rotations or draws) packed with
+// ID 0, served in turn.
+type packed struct {
+	variants [][]byte
+	next     int
+	// queries is this answer's seamark_dns_queries_total series, looked up
+	// once so a hit costs one atomic add.
+	queries   prometheus.Counter
+	truncated bool
+}
+
+// worker is the state of one UDP socket's goroutine; nothing in it is shared.
+type worker struct {
+	s     *Server
+	conn  *net.UDPConn
+	table *table
+	cache map[string]*packed
+	key   []byte
+	out   []byte
+}
+
+// maxCached bounds one worker's cache; a full cache is dropped and rebuilt
+// (a flood of distinct random names must not grow memory without bound).
+const maxCached = 1 << 16
+
+func (s *Server) serveUDP(c *net.UDPConn) {
+	w := &worker{s: s, conn: c, key: make([]byte, 0, 300), out: make([]byte, 0, 4096)}
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return // closed
+		}
+		w.handle(buf[:n], from)
+	}
+}
+
+func (w *worker) handle(pkt []byte, from netip.AddrPort) {
+	t0 := time.Now()
+	out, req := w.respond(pkt)
+	switch {
+	case out != nil:
+		w.conn.WriteToUDPAddrPort(out, from)
+		metricSeconds.Observe(time.Since(t0).Seconds())
+	case req != nil:
+		w.s.serveMsg(&udpWriter{conn: w.conn, to: from}, req, false)
+	}
+}
+
+// respond answers one packet from the cache or the name table, or returns the
+// parsed message when only the full server can answer it (UPDATE, NOTIFY,
+// TSIG). Both nil: the packet deserves no answer.
+func (w *worker) respond(pkt []byte) ([]byte, *dns.Msg) {
+	if t := w.s.table.Load(); t != w.table {
+		w.table = t
+		w.cache = make(map[string]*packed, 1024)
+	}
+	key, ok := w.fastKey(pkt)
+	if ok {
+		if p := w.cache[string(key)]; p != nil {
+			v := p.variants[p.next]
+			p.next = (p.next + 1) % len(p.variants)
+			out := append(w.out[:0], v...)
+			patch(out, pkt)
+			p.queries.Inc()
+			if p.truncated {
+				metricTruncated.Inc()
+			}
+			return out, nil
+		}
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(pkt); err != nil {
+		if resp := formErr(pkt); resp != nil {
+			metricQueries.WithLabelValues("malformed", "FORMERR").Inc()
+			return resp, nil
+		}
+		return nil, nil
+	}
+	if req.Response {
+		return nil, nil // never answer an answer: two servers would loop
+	}
+	if !ok {
+		return nil, req
+	}
+	resp, variants := w.table.answer(req, 0, false)
+	first, err := resp.Pack()
+	if err != nil {
+		return nil, nil
+	}
+	count(req, resp)
+	p := &packed{variants: [][]byte{first}, queries: queryCounter(req, resp), truncated: resp.Truncated}
+	for i := 1; i < variants; i++ {
+		r, _ := w.table.answer(req, i, false)
+		if b, err := r.Pack(); err == nil {
+			p.variants = append(p.variants, b)
+		}
+	}
+	p.next = 1 % len(p.variants)
+	if len(w.cache) >= maxCached {
+		w.cache = make(map[string]*packed, 1024)
+	}
+	w.cache[string(key)] = p
+	return first, nil
+}
+
+// fastKey checks that pkt is a plain query the cache can answer (one
+// question, no records but at most an OPT without options, version 0) and
+// returns its cache key: the lower-cased question name, type, class, and the
+// EDNS facts that shape the answer (present, DO bit, payload size).
+func (w *worker) fastKey(pkt []byte) ([]byte, bool) {
+	if len(pkt) < 17 {
+		return nil, false
+	}
+	flags := binary.BigEndian.Uint16(pkt[2:])
+	qd, an, ns, ar := binary.BigEndian.Uint16(pkt[4:]), binary.BigEndian.Uint16(pkt[6:]), binary.BigEndian.Uint16(pkt[8:]), binary.BigEndian.Uint16(pkt[10:])
+	// QR=0, opcode QUERY, no TC.
+	if flags&0x8000 != 0 || (flags>>11)&0xf != 0 || flags&0x0200 != 0 || qd != 1 || an != 0 || ns != 0 || ar > 1 {
+		return nil, false
+	}
+	key := w.key[:0]
+	i := 12
+	for {
+		if i >= len(pkt) {
+			return nil, false
+		}
+		l := int(pkt[i])
+		if l == 0 {
+			i++
+			break
+		}
+		if l > 63 || i+1+l > len(pkt) {
+			return nil, false // a compression pointer or a bad length: the full path decides
+		}
+		key = append(key, byte(l))
+		for _, c := range pkt[i+1 : i+1+l] {
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			key = append(key, c)
+		}
+		i += 1 + l
+	}
+	if i+4 > len(pkt) || i-12 > 255 {
+		return nil, false
+	}
+	key = append(key, 0, pkt[i], pkt[i+1], pkt[i+2], pkt[i+3]) // type, class
+	i += 4
+	if ar == 0 {
+		if i != len(pkt) {
+			return nil, false
+		}
+		w.key = key
+		return append(key, 0), true
+	}
+	// One OPT: root name, type 41, class = payload size, TTL = ext rcode,
+	// version, flags; no options.
+	if i+11 != len(pkt) || pkt[i] != 0 || binary.BigEndian.Uint16(pkt[i+1:]) != dns.TypeOPT {
+		return nil, false
+	}
+	size := binary.BigEndian.Uint16(pkt[i+3:])
+	if pkt[i+6] != 0 || binary.BigEndian.Uint16(pkt[i+9:]) != 0 { // version 0, no options
+		return nil, false
+	}
+	do := pkt[i+7] & 0x80
+	w.key = key
+	return append(key, 1, do, byte(size>>8), byte(size)), true
+}
+
+// patch makes a cached answer this query's: its ID, its RD and CD bits, and
+// its question name as the client wrote it (case is preserved, RFC 4343).
+func patch(out, req []byte) {
+	copy(out[0:2], req[0:2])
+	out[2] = out[2]&^0x01 | req[2]&0x01 // RD
+	out[3] = out[3]&^0x10 | req[3]&0x10 // CD
+	i := 12
+	for req[i] != 0 {
+		i += int(req[i]) + 1
+	}
+	copy(out[12:i], req[12:i])
+}
+
+// formErr answers a packet that does not parse with FORMERR, echoing its ID,
+// when it is at least a header (RFC 1035 4.1.1); otherwise nothing.
+func formErr(pkt []byte) []byte {
+	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
+		return nil // too short to answer, or itself a response: never answer those
+	}
+	out := make([]byte, 12)
+	copy(out, pkt[:2])
+	out[2] = 0x80 | pkt[2]&0x78 | pkt[2]&0x01 // QR, opcode, RD
+	out[3] = dns.RcodeFormatError
+	return out
+}
+
+// udpWriter lets the full path answer over UDP.
+type udpWriter struct {
+	conn *net.UDPConn
+	to   netip.AddrPort
+}
+
+func (u *udpWriter) LocalAddr() net.Addr  { return u.conn.LocalAddr() }
+func (u *udpWriter) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(u.to) }
+func (u *udpWriter) WriteMsg(m *dns.Msg) error {
+	b, err := m.Pack()
+	if err != nil {
+		return err
+	}
+	_, err = u.conn.WriteToUDPAddrPort(b, u.to)
+	return err
+}
+func (u *udpWriter) Write(b []byte) (int, error) { return u.conn.WriteToUDPAddrPort(b, u.to) }
+func (u *udpWriter) Close() error                { return nil }
+func (u *udpWriter) TsigStatus() error           { return nil }
+func (u *udpWriter) TsigTimersOnly(bool)         {}
+func (u *udpWriter) Hijack()                     {}
+
+var _ dns.ResponseWriter = (*udpWriter)(nil)
