@@ -57,6 +57,11 @@ type Options struct {
 	// Handler, when set, answers what the name table does not: UPDATE,
 	// NOTIFY and zone transfers. It gets the table's snapshot revision.
 	Handler ExtraHandler
+	// TSIG, when set, verifies signed messages (UDP and TCP) and signs the
+	// answers to them; a signed message that fails is answered NOTAUTH with
+	// the TSIG error and goes no further (RFC 8945). Without it every
+	// signed message fails with BADKEY.
+	TSIG dns.TsigProvider
 }
 
 // ExtraHandler answers messages other than plain queries.
@@ -160,7 +165,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		go func() { defer wg.Done(); s.serveUDP(c) }()
 	}
 	tcpSrv := &dns.Server{Listener: s.tcp, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serveMsg(w, r, true) }),
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second },
+		TsigProvider: s.o.TSIG, MsgAcceptFunc: acceptRequests}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -214,6 +220,11 @@ func (s *Server) follow(ctx context.Context, wg *sync.WaitGroup) {
 // not take).
 func (s *Server) serveMsg(w dns.ResponseWriter, req *dns.Msg, tcp bool) {
 	t0 := time.Now()
+	if resp := tsigFailure(w, req, s.o.TSIG != nil); resp != nil {
+		count(req, resp)
+		_ = w.WriteMsg(resp)
+		return
+	}
 	var resp *dns.Msg
 	if req.Opcode != dns.OpcodeQuery || (len(req.Question) == 1 && (req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR)) {
 		if s.o.Handler != nil {
@@ -226,9 +237,19 @@ func (s *Server) serveMsg(w dns.ResponseWriter, req *dns.Msg, tcp bool) {
 	if resp == nil {
 		resp, _ = s.table.Load().answer(req, int(t0.UnixNano()), tcp)
 	}
+	signReply(req, resp)
 	count(req, resp)
 	_ = w.WriteMsg(resp)
 	metricSeconds.Observe(time.Since(t0).Seconds())
+}
+
+// acceptRequests lets every request through to serveMsg, which answers
+// what it does not serve (miekg's default turns UPDATE away over TCP).
+func acceptRequests(dh dns.Header) dns.MsgAcceptAction {
+	if dh.Bits&0x8000 != 0 {
+		return dns.MsgIgnore // a response: never answer one
+	}
+	return dns.MsgAccept
 }
 
 func count(req, resp *dns.Msg) {

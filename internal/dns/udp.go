@@ -64,7 +64,11 @@ func (w *worker) handle(pkt []byte, from netip.AddrPort) {
 		w.conn.WriteToUDPAddrPort(out, from)
 		metricSeconds.Observe(time.Since(t0).Seconds())
 	case req != nil:
-		w.s.serveMsg(&udpWriter{conn: w.conn, to: from}, req, false)
+		var rw dns.ResponseWriter = &udpWriter{conn: w.conn, to: from}
+		if t := req.IsTsig(); t != nil {
+			rw = w.s.tsigUDP(rw.(*udpWriter), pkt, t)
+		}
+		w.s.serveMsg(rw, req, false)
 	}
 }
 

@@ -133,15 +133,31 @@ func (s *Server) startChecker(ctx context.Context, name string) {
 	}()
 }
 
-// startDNS binds and serves the authoritative DNS server.
+// startDNS binds and serves the authoritative DNS server, with the dns:
+// section's keys and secondaries: signed dynamic updates, zone transfers,
+// and NOTIFY to the secondaries on every change.
 func (s *Server) startDNS(ctx context.Context, addr string) error {
-	d := dnsserver.New(dnsserver.Options{Addr: addr, Snapshots: s.watcher, Logger: s.o.Logger})
+	dc := s.cfg.DNS
+	keys := make([]dnsserver.TSIGKey, 0, len(dc.TSIGKeys))
+	for _, k := range dc.TSIGKeys {
+		keys = append(keys, dnsserver.TSIGKey{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret})
+	}
+	ring, err := dnsserver.NewKeyring(keys)
+	if err != nil {
+		return fmt.Errorf("start server: %w (check dns.tsig_keys)", err)
+	}
+	primary := dnsserver.NewPrimary(dnsserver.PrimaryOptions{
+		Store: s.st, Snapshots: s.watcher, Keys: ring,
+		Secondaries: dc.Secondaries, AllowTransfer: dc.AllowTransfer, Logger: s.o.Logger,
+	})
+	d := dnsserver.New(dnsserver.Options{Addr: addr, Snapshots: s.watcher, Logger: s.o.Logger, Handler: primary, TSIG: ring})
 	if err := d.Listen(); err != nil {
 		return fmt.Errorf("start server: %w (change server.dns_addr or --dns-addr)", err)
 	}
 	s.dns = d
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() { defer s.wg.Done(); d.Serve(ctx) }()
+	go func() { defer s.wg.Done(); primary.Run(ctx) }()
 	return nil
 }
 
