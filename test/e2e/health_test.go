@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"net"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
