@@ -28,6 +28,8 @@ type zone struct {
 	soa    *dns.SOA
 	negTTL uint32
 	names  map[string]*owner // lower-case owner name -> what it holds
+	// nodeAddrs dedups node-name addresses while the zone is built.
+	nodeAddrs map[nodeAddr]bool
 }
 
 // owner is one name in a zone: static RRsets, synthesized ones, a service's
@@ -85,7 +87,7 @@ func ttlOf(d api.Duration) uint32 {
 }
 
 func buildZone(s *registry.Snapshot, name string, nsAddr netip.Addr) *zone {
-	z := &zone{name: name, negTTL: defaultNegTTL, names: map[string]*owner{}}
+	z := &zone{name: name, negTTL: defaultNegTTL, names: map[string]*owner{}, nodeAddrs: map[nodeAddr]bool{}}
 	ns := "ns." + name
 	z.soa = &dns.SOA{
 		Hdr: hdr(name, dns.TypeSOA, 60), Ns: ns, Mbox: "hostmaster." + name,
@@ -111,6 +113,7 @@ func buildZone(s *registry.Snapshot, name string, nsAddr netip.Addr) *zone {
 		}
 	}
 	z.addEmptyNonTerminals()
+	z.nodeAddrs = nil
 	return z
 }
 
@@ -162,13 +165,22 @@ func (z *zone) addService(v *registry.ServiceView) {
 		p.variant = 16 // draws to cycle through; enough to spread load, few enough to pack ahead
 	}
 	z.owner(name).svc = p
+	// <id>.node.<zone> is the machine: one node ID in several services (a
+	// host running db and app) is one name, its address once.
 	for _, n := range v.Nodes {
 		nn := n.ID + ".node." + z.name
-		rr := addrRR(nn, n.Address, ttl)
-		if !slices.ContainsFunc(z.owner(nn).sets[rr.Header().Rrtype], func(o dns.RR) bool { return dns.IsDuplicate(o, rr) }) {
-			z.add(nn, rr)
+		key := nodeAddr{name: nn, addr: n.Address}
+		if z.nodeAddrs[key] {
+			continue
 		}
+		z.nodeAddrs[key] = true
+		z.add(nn, addrRR(nn, n.Address, ttl))
 	}
+}
+
+type nodeAddr struct {
+	name string
+	addr netip.Addr
 }
 
 // addStatic adds a static record set; values were validated on the way in.

@@ -78,7 +78,10 @@ func (w *worker) handle(pkt []byte, from netip.AddrPort) {
 func (w *worker) respond(pkt []byte) ([]byte, *dns.Msg) {
 	if t := w.s.table.Load(); t != w.table {
 		w.table = t
-		w.cache = make(map[string]*packed, 1024)
+		if w.cache == nil {
+			w.cache = make(map[string]*packed, 1024)
+		}
+		clear(w.cache) // keeps the map's memory: churn makes no garbage here
 	}
 	key, ok := w.fastKey(pkt)
 	if ok {
@@ -123,7 +126,7 @@ func (w *worker) respond(pkt []byte) ([]byte, *dns.Msg) {
 	}
 	p.next = 1 % len(p.variants)
 	if len(w.cache) >= maxCached {
-		w.cache = make(map[string]*packed, 1024)
+		clear(w.cache)
 	}
 	w.cache[string(key)] = p
 	return first, nil
