@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,9 +23,8 @@ import (
 type Store interface {
 	GrantLease(ctx context.Context, ttl time.Duration) (*store.Lease, error)
 	PutChecker(ctx context.Context, c api.Checker, lease *store.Lease) error
-	PutVerdict(ctx context.Context, service, node string, v api.Verdict, lease *store.Lease) (int64, error)
-	DeleteVerdict(ctx context.Context, service, node, checker string) error
-	AppendEvent(ctx context.Context, e api.Event, origin string) (int64, error)
+	PutVerdicts(ctx context.Context, checker string, ws []store.VerdictWrite, lease *store.Lease) error
+	AppendEvents(ctx context.Context, es []api.Event, origin string) error
 }
 
 // Snapshots is what the checker reads its targets from.
@@ -88,6 +86,7 @@ type Checker struct {
 	svcIndex map[string]int64              // service -> ServiceView.Index last synced
 	services map[string]api.Service
 	cands    map[string]candCache
+	counts   map[api.NodeState]int // targets by written verdict
 	queue    dueQueue
 	results  chan probeDone
 	w        *writer
@@ -146,6 +145,7 @@ func New(o Options) *Checker {
 		svcIndex: map[string]int64{},
 		services: map[string]api.Service{},
 		cands:    map[string]candCache{},
+		counts:   map[api.NodeState]int{},
 		results:  make(chan probeDone, 256),
 	}
 }
@@ -314,7 +314,15 @@ func (c *Checker) handle(d probeDone) {
 	if t.state == t.written && !changing {
 		t.hurry = false
 	}
-	c.schedule(t, now.Add(every))
+	// The next probe is due one interval after this one was due, not after
+	// it ended: a probe's own duration and any wait for this goroutine never
+	// stretch the schedule. A checker that fell more than an interval behind
+	// starts again from now, spread so the stragglers do not fire together.
+	next := t.due.Add(every)
+	if next.Before(now) {
+		next = now.Add(jitter(every / 4))
+	}
+	c.schedule(t, next)
 }
 
 // transition records this checker's new verdict on t: the store, the event
@@ -324,7 +332,9 @@ func (c *Checker) transition(t *target, old api.NodeState, res Result) {
 	if t.state == api.StateHealthy {
 		reason = fmt.Sprintf("%d of %d probes passed (%s)", t.passes, t.Check.Rise, res.Reason)
 	}
+	c.counts[t.written]--
 	t.written = t.state
+	c.counts[t.written]++
 	c.w.verdict(t, t.state)
 	from := old
 	if from == "" {
@@ -342,14 +352,12 @@ func (c *Checker) transition(t *target, old api.NodeState, res Result) {
 	c.countTargets()
 }
 
+// countTargets publishes the targets by this checker's verdict; the counts
+// are kept as targets come, go and change.
 func (c *Checker) countTargets() {
-	counts := map[api.NodeState]int{}
-	for _, t := range c.targets {
-		counts[t.written]++
-	}
-	metricTargets.WithLabelValues("healthy").Set(float64(counts[api.StateHealthy]))
-	metricTargets.WithLabelValues("unhealthy").Set(float64(counts[api.StateUnhealthy]))
-	metricTargets.WithLabelValues("unknown").Set(float64(counts[""]))
+	metricTargets.WithLabelValues("healthy").Set(float64(c.counts[api.StateHealthy]))
+	metricTargets.WithLabelValues("unhealthy").Set(float64(c.counts[api.StateUnhealthy]))
+	metricTargets.WithLabelValues("unknown").Set(float64(c.counts[""]))
 }
 
 // sync brings the targets in line with the snapshot: services whose view
@@ -360,10 +368,10 @@ func (c *Checker) sync(s *registry.Snapshot) {
 	for _, v := range s.Services() {
 		name := v.Service.Name
 		seen[name] = true
-		if idx, ok := c.svcIndex[name]; ok && idx == v.Index {
-			continue
+		if idx, ok := c.svcIndex[name]; ok && idx == v.SpecIndex {
+			continue // only verdicts changed: nothing to probe differently
 		}
-		c.svcIndex[name] = v.Index
+		c.svcIndex[name] = v.SpecIndex
 		c.services[name] = v.Service
 		c.syncService(v)
 	}
@@ -438,6 +446,7 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 		}
 		have[key] = t
 		c.targets[key] = t
+		c.counts[t.written]++
 		c.schedule(t, now.Add(jitter(w.Check.Interval.D())))
 	}
 }
@@ -460,6 +469,7 @@ func (c *Checker) remove(t *target) {
 	}
 	t.gone = true
 	delete(c.targets, t.Key())
+	c.counts[t.written]--
 	if t.written != "" && !(t.Candidate && t.written == api.StateUnhealthy) {
 		c.w.forget(t)
 	}
@@ -498,13 +508,3 @@ func (q *dueQueue) Pop() any {
 }
 
 var _ heap.Interface = (*dueQueue)(nil)
-
-// sortedKeys is for deterministic logs and tests.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}

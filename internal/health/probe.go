@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/seamark/seamark/api"
@@ -45,15 +46,19 @@ type NetProber struct {
 // probe, the reason is "timeout after <t.Check.Timeout>".
 func (p *NetProber) Probe(ctx context.Context, t Target) Result {
 	start := time.Now()
-	var cancel context.CancelFunc
-	if t.Check.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, t.Check.Timeout.D())
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
-	}
 	// Cancelling on return also stops anything still in flight (a dial the
-	// http Transport would otherwise carry on in the background).
-	defer cancel()
+	// http Transport would otherwise carry on in the background). The checker
+	// already gives each probe its deadline and cancels it on return; a
+	// second timer per probe is only made when the caller gave none.
+	if dl, ok := ctx.Deadline(); !ok || (t.Check.Timeout > 0 && dl.Sub(start) > t.Check.Timeout.D()) {
+		var cancel context.CancelFunc
+		if t.Check.Timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, t.Check.Timeout.D())
+		} else {
+			ctx, cancel = context.WithCancel(ctx)
+		}
+		defer cancel()
+	}
 
 	var err error
 	switch t.Check.Type {
@@ -153,14 +158,35 @@ func describe(err error) string {
 	return msg
 }
 
+// Dialers of probes: no keep-alive (a probe's connection lives for
+// milliseconds, and the four setsockopt calls per connection cost more than
+// the probe). A bare tcp check also turns TCP_QUICKACK off before connecting,
+// as HAProxy does: connect returns on the SYN-ACK, the handshake's last ACK
+// waits, and the close resets the connection before the target's kernel puts
+// it in the accept queue, so a probed service never accepts a probe.
+var (
+	probeDialer = net.Dialer{KeepAlive: -1}
+	bareDialer  = net.Dialer{KeepAlive: -1, Control: func(network, address string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpQuickAck, 0)
+		})
+	}}
+)
+
+// tcpQuickAck is Linux's TCP_QUICKACK socket option.
+const tcpQuickAck = 12
+
 // dial opens the probe's TCP connection, with the injected Dial when set.
 func (p *NetProber) dial(ctx context.Context, addr string) (net.Conn, error) {
+	return p.dialWith(ctx, addr, &probeDialer)
+}
+
+func (p *NetProber) dialWith(ctx context.Context, addr string, d *net.Dialer) (net.Conn, error) {
 	var c net.Conn
 	var err error
 	if p.Dial != nil {
 		c, err = p.Dial(ctx, "tcp", addr)
 	} else {
-		var d net.Dialer
 		c, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
@@ -175,7 +201,7 @@ func (p *NetProber) dial(ctx context.Context, addr string) (net.Conn, error) {
 
 // probeTCP connects and closes at once.
 func (p *NetProber) probeTCP(ctx context.Context, t Target) error {
-	c, err := p.dial(ctx, t.Addr.String())
+	c, err := p.dialWith(ctx, t.Addr.String(), &bareDialer)
 	if err != nil {
 		return err
 	}

@@ -138,44 +138,48 @@ func (w *writer) run(ctx context.Context) {
 	}
 }
 
-// flush writes everything pending; it reports false when a write failed
-// (what failed stays pending unless something newer replaced it).
+// flush writes everything pending, verdicts and events each in batched
+// transactions; it reports false when a write failed (what failed stays
+// pending unless something newer replaced it).
 func (w *writer) flush(ctx context.Context) bool {
 	w.mu.Lock()
 	pending, events, lease := w.pending, w.events, w.lease
 	w.pending, w.events = map[string]pendingVerdict{}, nil
 	w.mu.Unlock()
 	ok := true
-	for key, p := range pending {
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		var err error
-		if p.delete {
-			err = w.st.DeleteVerdict(wctx, p.service, p.node, w.id)
-		} else {
-			_, err = w.st.PutVerdict(wctx, p.service, p.node, p.verdict, lease)
+	if len(pending) > 0 {
+		batch := make([]store.VerdictWrite, 0, len(pending))
+		for _, p := range pending {
+			batch = append(batch, store.VerdictWrite{Service: p.service, Node: p.node, Verdict: p.verdict, Delete: p.delete})
 		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := w.st.PutVerdicts(wctx, w.id, batch, lease)
 		cancel()
 		if err != nil {
 			ok = false
-			w.log.Warn("write verdict", "service", p.service, "node", p.node, "err", err)
+			w.log.Warn("write verdicts", "count", len(batch), "err", err)
 			w.mu.Lock()
-			if _, newer := w.pending[key]; !newer {
-				w.pending[key] = p
+			for key, p := range pending {
+				if _, newer := w.pending[key]; !newer {
+					w.pending[key] = p
+				}
 			}
 			w.mu.Unlock()
 		}
 	}
-	for i, e := range events {
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := w.st.AppendEvent(wctx, e, w.id)
+	if len(events) > 0 {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := w.st.AppendEvents(wctx, events, w.id)
 		cancel()
 		if err != nil {
 			ok = false
-			w.log.Warn("write event", "err", err)
+			w.log.Warn("write events", "count", len(events), "err", err)
 			w.mu.Lock()
-			w.events = append(events[i:], w.events...)
+			w.events = append(events, w.events...)
+			if len(w.events) > maxPendingEvents {
+				w.events = w.events[len(w.events)-maxPendingEvents:]
+			}
 			w.mu.Unlock()
-			break
 		}
 	}
 	return ok

@@ -52,6 +52,7 @@ func newState() *state {
 // dirty says what a batch touched.
 type dirty struct {
 	services map[string]bool
+	specs    map[string]bool // services whose definition or registrations changed
 	zones    bool
 	records  map[string]bool
 	kinds    map[store.Kind]bool
@@ -94,7 +95,7 @@ func (st *state) apply(it store.Item, d *dirty) {
 	case store.KindService:
 		mirror(st.services, k.A, it, func() store.Item { return it })
 		st.rejudge(k.A)
-		d.services[k.A] = true
+		d.services[k.A], d.specs[k.A] = true, true
 	case store.KindNode:
 		mirror2(st.registered, k.A, k.B, it, func() *api.Node {
 			n := it.Value.(*api.Node)
@@ -102,7 +103,7 @@ func (st *state) apply(it store.Item, d *dirty) {
 			return n
 		})
 		st.refresh(k.A, k.B)
-		d.services[k.A] = true
+		d.services[k.A], d.specs[k.A] = true, true
 	case store.KindHealth:
 		node, checker, _ := strings.Cut(k.B, "/")
 		byNode := st.verdicts[k.A]
@@ -177,6 +178,10 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 	}
 	for name := range d.services {
 		if v := st.serviceView(name, rev); v != nil {
+			v.SpecIndex = rev
+			if old, ok := s.services[name]; ok && !d.specs[name] {
+				v.SpecIndex = old.SpecIndex
+			}
 			s.services[name] = v
 		} else {
 			delete(s.services, name)
@@ -329,5 +334,5 @@ func (st *state) load(items []store.Item, rev int64) (*Snapshot, *state) {
 }
 
 func newDirty() *dirty {
-	return &dirty{services: map[string]bool{}, records: map[string]bool{}, kinds: map[store.Kind]bool{}}
+	return &dirty{services: map[string]bool{}, specs: map[string]bool{}, records: map[string]bool{}, kinds: map[store.Kind]bool{}}
 }

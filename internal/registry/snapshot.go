@@ -43,8 +43,12 @@ type ServiceView struct {
 	Nodes []*api.Node
 	// Healthy are the nodes that may be advertised, sorted by ID.
 	Healthy []*api.Node
-	// Index is the last revision that changed the service or one of its nodes.
+	// Index is the last revision that changed the service or one of its nodes
+	// (a registration or a verdict).
 	Index int64
+	// SpecIndex is the last revision that changed the service itself or a
+	// registration (not a verdict): what the health checker probes.
+	SpecIndex int64
 }
 
 // ZoneRecords are a zone's static record sets.

@@ -93,22 +93,72 @@ func (s *Store) PutChecker(ctx context.Context, c api.Checker, lease *Lease) err
 	return err
 }
 
-// PutVerdict records a checker's verdict on a node, on the checker's lease.
-func (s *Store) PutVerdict(ctx context.Context, service, node string, v api.Verdict, lease *Lease) (int64, error) {
-	return s.putJSON(ctx, HealthKey(service, node, v.Checker), v, lease)
+// VerdictWrite is one verdict to write, or to delete.
+type VerdictWrite struct {
+	Service, Node string
+	Verdict       api.Verdict
+	Delete        bool
 }
 
-// DeleteVerdict removes a checker's verdict on a node (the node is gone, or
-// the checker no longer checks it).
-func (s *Store) DeleteVerdict(ctx context.Context, service, node, checker string) error {
-	if _, err := s.cli.Delete(ctx, HealthKey(service, node, checker).path(s.prefix)); err != nil {
-		return fmt.Errorf("delete verdict: %w", err)
+// maxBatch is the most operations sent in one transaction: within etcd's
+// default max-txn-ops (128), so batches work on any cluster.
+const maxBatch = 100
+
+// PutVerdicts writes (or deletes) many verdicts of one checker, on its lease,
+// in as few transactions as etcd allows. Each transaction is atomic; the
+// batches are not atomic together.
+func (s *Store) PutVerdicts(ctx context.Context, checker string, ws []VerdictWrite, lease *Lease) error {
+	var ops []clientv3.Op
+	for _, w := range ws {
+		k := HealthKey(w.Service, w.Node, checker).path(s.prefix)
+		if w.Delete {
+			ops = append(ops, clientv3.OpDelete(k))
+			continue
+		}
+		val, err := json.Marshal(w.Verdict)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, clientv3.OpPut(k, string(val), clientv3.WithLease(lease.id)))
+	}
+	return s.commitBatches(ctx, ops)
+}
+
+func (s *Store) commitBatches(ctx context.Context, ops []clientv3.Op) error {
+	for len(ops) > 0 {
+		n := min(len(ops), maxBatch)
+		if _, err := s.cli.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				return fmt.Errorf("write batch: lease lost: %w", err)
+			}
+			return fmt.Errorf("write batch: %w", err)
+		}
+		ops = ops[n:]
 	}
 	return nil
 }
 
 // MaxEvents is how many events the log keeps.
 const MaxEvents = 1000
+
+// AppendEvents adds events to the log in batches, then drops the oldest
+// beyond MaxEvents.
+func (s *Store) AppendEvents(ctx context.Context, es []api.Event, origin string) error {
+	ops := make([]clientv3.Op, 0, len(es))
+	for i, e := range es {
+		val, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		key := Key{Kind: KindEvent, A: fmt.Sprintf("%020d-%s-%d", e.Time.UnixNano(), strings.ReplaceAll(origin, "/", "_"), i)}
+		ops = append(ops, clientv3.OpPut(key.path(s.prefix), string(val)))
+	}
+	if err := s.commitBatches(ctx, ops); err != nil {
+		return err
+	}
+	s.trimEvents(ctx)
+	return nil
+}
 
 // AppendEvent adds an event to the log and drops the oldest beyond MaxEvents.
 func (s *Store) AppendEvent(ctx context.Context, e api.Event, origin string) (int64, error) {
@@ -117,20 +167,25 @@ func (s *Store) AppendEvent(ctx context.Context, e api.Event, origin string) (in
 	if err != nil {
 		return 0, err
 	}
+	s.trimEvents(ctx)
+	return rev, nil
+}
+
+// trimEvents drops the oldest events beyond MaxEvents.
+func (s *Store) trimEvents(ctx context.Context) {
 	prefix := kindPrefix(s.prefix, KindEvent)
 	cnt, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || cnt.Count <= MaxEvents {
-		return rev, nil
+		return
 	}
 	// Keys sort by time: delete from the first up to the oldest one kept.
 	old, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(cnt.Count-MaxEvents+1))
 	if err != nil || len(old.Kvs) == 0 {
-		return rev, nil
+		return
 	}
 	last := old.Kvs[len(old.Kvs)-1].Key
 	if _, err := s.cli.Delete(ctx, prefix, clientv3.WithRange(string(last))); err != nil {
 		s.log.Warn("trim event log", "err", err)
 	}
-	return rev, nil
 }
