@@ -435,3 +435,26 @@ func TestDig(t *testing.T) {
 		})
 	}
 }
+
+// The weighted policy draws max_answers nodes by weight, never one twice.
+func TestWeightedPolicy(t *testing.T) {
+	var rrs []dns.RR
+	var ws []int
+	for i, w := range []int{1, 1, 8} {
+		rrs = append(rrs, addrRR("w.cluster.test.", netip.AddrFrom4([4]byte{127, 0, 4, byte(i + 1)}), 5))
+		ws = append(ws, w)
+	}
+	p := &pool{policy: api.AnswerPolicy{Policy: api.PolicyWeighted, MaxAnswers: 2}, v4: rrs, w4: ws, variant: 16}
+	first := map[string]int{}
+	for v := range 1000 {
+		got := p.addrs(dns.TypeA, v)
+		if len(got) != 2 || got[0].String() == got[1].String() {
+			t.Fatalf("variant %d: got %v, want 2 different nodes", v, got)
+		}
+		first[got[0].(*dns.A).A.String()]++
+	}
+	// The weight-8 node comes first about 8 times in 10.
+	if n := first["127.0.4.3"]; n < 700 || n > 900 {
+		t.Fatalf("heavy node first in %d of 1000 draws, want about 800 (%v)", n, first)
+	}
+}
