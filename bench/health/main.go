@@ -314,7 +314,7 @@ func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile stri
 	fmt.Println("|---|---|")
 	fmt.Printf("| seamark: write %d nodes (Reconcile) until all are in the snapshot | %s |\n", n, fmtSec(writeTook))
 	fmt.Printf("| seamark: checker start until all %d healthy in the snapshot (rise 2, verdicts written) | %s |\n", n, fmtSec(seamarkUpTook))
-	fmt.Printf("| seamark: checker start until its last write (a verdict and an event per node, written one by one) | %s |\n", fmtSec(seamarkQuietTook))
+	fmt.Printf("| seamark: checker start until its last write (a verdict and an event per node, in batched transactions) | %s |\n", fmtSec(seamarkQuietTook))
 	if hp != nil {
 		fmt.Printf("| HAProxy: start until all %d servers' last check is L4OK | %s |\n", n, fmtSec(hp.upTook))
 	}
@@ -412,7 +412,7 @@ func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile stri
 	row("rest of the machine during the phase, % of one core (another load here skews the comparison)", seamarkOthers, hcol("others"), "-")
 	fmt.Println()
 	fmt.Println("- HAProxy counts a server UP from its start (it assumes so until checks fail); seamark advertises a node only once rise probes passed and its verdict is in the store.")
-	fmt.Println("- seamark's lateness histogram compares a probe's start with its due time, which is set when the previous result is handled (completion + interval): the probe's own duration and any wait for the scheduler goroutine are not in it. The interval rows show the schedule as the target sees it.")
+	fmt.Println("- seamark's lateness histogram compares a probe's start with its due time on a fixed grid (the previous due time + interval), so it includes any wait for the scheduler; the interval rows show the schedule as the target sees it.")
 	verdict := "meets"
 	if own >= 50 {
 		verdict = "MISSES"
