@@ -20,7 +20,6 @@ import (
 	"log"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -30,6 +29,7 @@ import (
 	"time"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/bench/dns/dnsload"
 	seadns "github.com/seamark/seamark/internal/dns"
 	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/store"
@@ -73,7 +73,7 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 	qfile := filepath.Join(dir, "queries.txt")
-	if err := os.WriteFile(qfile, []byte(queries(*n)), 0o644); err != nil {
+	if err := os.WriteFile(qfile, []byte(dnsload.Queries(*n)), 0o644); err != nil {
 		log.Fatal(err)
 	}
 	port := strconv.Itoa(int(srv.Addr().Port()))
@@ -84,7 +84,7 @@ func main() {
 	base = append(base, strings.Fields(*extra)...)
 
 	// Warm the workers' caches, outside the profile.
-	if _, err := dnsperf(append(base, "-l", "2"), 32*time.Second); err != nil {
+	if _, err := dnsload.Dnsperf(append(base, "-l", "2"), 32*time.Second); err != nil {
 		log.Fatal(err)
 	}
 
@@ -101,7 +101,7 @@ func main() {
 	var r0 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
 	secs := int(dur.Round(time.Second) / time.Second)
-	out, err := dnsperf(append(base, "-l", strconv.Itoa(max(secs, 1))), *dur+30*time.Second)
+	out, err := dnsload.Dnsperf(append(base, "-l", strconv.Itoa(max(secs, 1))), *dur+30*time.Second)
 	var r1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
 	if *cpuprofile != "" {
@@ -112,10 +112,10 @@ func main() {
 	}
 	user := time.Duration(syscall.TimevalToNsec(r1.Utime) - syscall.TimevalToNsec(r0.Utime))
 	sys := time.Duration(syscall.TimevalToNsec(r1.Stime) - syscall.TimevalToNsec(r0.Stime))
-	qps, completed := stat(out, "Queries per second:"), stat(out, "Queries completed:")
+	qps, completed := dnsload.Stat(out, "Queries per second:"), dnsload.Stat(out, "Queries completed:")
 	fmt.Printf("server: %d UDP sockets, GOMAXPROCS %d; dnsperf %s\n", sockets2(*sockets), runtime.GOMAXPROCS(0), strings.Join(base[4:], " "))
 	fmt.Printf("QPS %.0f, avg latency %.3f ms; server CPU user %.2fs sys %.2fs (%.0f %% of one core), %.2f µs CPU per answer\n",
-		qps, stat(out, "Average Latency (s):")*1000, user.Seconds(), sys.Seconds(),
+		qps, dnsload.Stat(out, "Average Latency (s):")*1000, user.Seconds(), sys.Seconds(),
 		100*(user+sys).Seconds()/dur.Seconds(), (user+sys).Seconds()*1e6/max(completed, 1))
 	if *cpuprofile != "" {
 		fmt.Printf("profile: go tool pprof -top %s\n", *cpuprofile)
@@ -127,30 +127,6 @@ func sockets2(s int) int {
 		return runtime.GOMAXPROCS(0)
 	}
 	return s
-}
-
-func dnsperf(args []string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "dnsperf", args...).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("dnsperf %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
-}
-
-// stat reads the first number after label in dnsperf's report.
-func stat(out, label string) float64 {
-	i := strings.Index(out, label)
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(out[i+len(label):])
-	if len(f) == 0 {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(f[0], 64)
-	return v
 }
 
 // items are run.sh's config as store items: zone bench.test, n services with
@@ -170,18 +146,4 @@ func items(n int) []store.Item {
 		}
 	}
 	return its
-}
-
-func queries(n int) string {
-	var b strings.Builder
-	for i := 1; i <= n; i++ {
-		s := fmt.Sprintf("svc%04d.bench.test", i)
-		for range 7 {
-			fmt.Fprintf(&b, "%s A\n", s)
-		}
-		fmt.Fprintf(&b, "svc%04d-a.node.bench.test A\n", i)
-		fmt.Fprintf(&b, "%s AAAA\n", s)
-		fmt.Fprintf(&b, "nx%s A\n", s)
-	}
-	return b.String()
 }

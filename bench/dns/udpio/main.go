@@ -28,7 +28,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,6 +37,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
+
+	"github.com/seamark/seamark/bench/dns/dnsload"
 )
 
 const zone = "bench.test."
@@ -61,7 +62,7 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 	qfile := filepath.Join(dir, "queries.txt")
-	if err := os.WriteFile(qfile, []byte(queries(*n)), 0o644); err != nil {
+	if err := os.WriteFile(qfile, []byte(dnsload.Queries(*n)), 0o644); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("| round | mode | sockets | QPS | avg latency ms | server CPU (user+sys) | µs CPU per answer | syscalls per answer |\n|---|---|---|---|---|---|---|---|\n")
@@ -128,14 +129,14 @@ func runMode(mode string, answers map[string][]byte, sockets, batch int, qfile s
 	}()
 	port := strconv.Itoa(int(netip.MustParseAddrPort(addr).Port()))
 	base := []string{"-s", "127.0.0.1", "-p", port, "-d", qfile, "-c", strconv.Itoa(clients), "-n", "100000"}
-	if _, err := dnsperf(append(base, "-l", "2"), 32*time.Second); err != nil { // warm-up
+	if _, err := dnsload.Dnsperf(append(base, "-l", "2"), 32*time.Second); err != nil { // warm-up
 		return result{}, err
 	}
 	var c0 int64
 	calls.Range(func(_, v any) bool { c0 += *v.(*int64); return true })
 	var r0, r1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
-	out, err := dnsperf(append(base, "-l", strconv.Itoa(max(int(dur/time.Second), 1))), dur+30*time.Second)
+	out, err := dnsload.Dnsperf(append(base, "-l", strconv.Itoa(max(int(dur/time.Second), 1))), dur+30*time.Second)
 	syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
 	if err != nil {
 		return result{}, err
@@ -143,7 +144,7 @@ func runMode(mode string, answers map[string][]byte, sockets, batch int, qfile s
 	var c1 int64
 	calls.Range(func(_, v any) bool { c1 += *v.(*int64); return true })
 	cpu := time.Duration(syscall.TimevalToNsec(r1.Utime) - syscall.TimevalToNsec(r0.Utime) + syscall.TimevalToNsec(r1.Stime) - syscall.TimevalToNsec(r0.Stime))
-	return result{qps: stat(out, "Queries per second:"), latency: stat(out, "Average Latency (s):"), completed: stat(out, "Queries completed:"), cpu: cpu, syscalls: c1 - c0}, nil
+	return result{qps: dnsload.Stat(out, "Queries per second:"), latency: dnsload.Stat(out, "Average Latency (s):"), completed: dnsload.Stat(out, "Queries completed:"), cpu: cpu, syscalls: c1 - c0}, nil
 }
 
 // answer writes the cached answer to req into out and returns it, or nil.
@@ -274,44 +275,4 @@ func packAnswers(n int) map[string][]byte {
 		add("nx"+s, dns.TypeA, dns.RcodeNameError, nil, []dns.RR{soa})
 	}
 	return m
-}
-
-func queries(n int) string {
-	var b strings.Builder
-	for i := 1; i <= n; i++ {
-		s := fmt.Sprintf("svc%04d.bench.test", i)
-		for range 7 {
-			fmt.Fprintf(&b, "%s A\n", s)
-		}
-		fmt.Fprintf(&b, "svc%04d-a.node.bench.test A\n", i)
-		fmt.Fprintf(&b, "%s AAAA\n", s)
-		fmt.Fprintf(&b, "nx%s A\n", s)
-	}
-	return b.String()
-}
-
-func dnsperf(args []string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "dnsperf", args...).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("dnsperf %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	if !strings.Contains(string(out), "Queries lost:         0 ") {
-		log.Printf("warning: dnsperf lost queries:\n%s", out)
-	}
-	return string(out), nil
-}
-
-func stat(out, label string) float64 {
-	i := strings.Index(out, label)
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(out[i+len(label):])
-	if len(f) == 0 {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(f[0], 64)
-	return v
 }
