@@ -433,3 +433,27 @@ type Event struct {
 	// Revision is the store revision of the event; set by the server.
 	Revision int64 `json:"revision,omitempty"`
 }
+
+// IdentityPath is where an agent's identity endpoint answers (GET, JSON).
+const IdentityPath = "/v1/identity"
+
+// Identity is what an agent's identity endpoint answers: who the node behind
+// the address a client dialled really is, and the healthy peers of its
+// service. A client that reached the node through a balancer or NAT sees that
+// Address differs from the address it dialled and reconnects directly.
+type Identity struct {
+	// ID is the node's ID, stable across restarts.
+	ID string `json:"id"`
+	// Service is the service the node is registered in.
+	Service string `json:"service"`
+	// Address is the node's access address; Port its service port.
+	Address netip.Addr `json:"address"`
+	Port    int        `json:"port"`
+	// Alternates are the node's further addresses, by label.
+	Alternates []AltAddress `json:"alternates,omitempty"`
+	// Peers are the service's healthy nodes (this one included) as the
+	// agent last saw them from the server; empty when it could not ask.
+	Peers []Node `json:"peers"`
+	// Index is the store revision Peers reflect (0: unknown).
+	Index int64 `json:"index,omitempty"`
+}
