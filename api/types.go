@@ -279,13 +279,81 @@ type Listener struct {
 	MaxConns       int      `json:"max_conns,omitempty"`
 	ConnectTimeout Duration `json:"connect_timeout,omitempty"` // default 2s
 	IdleTimeout    Duration `json:"idle_timeout,omitempty"`    // default 5m
-	Retries        int      `json:"retries,omitempty"`         // default 2
+	// Retries is how many further backends a connection tries after a
+	// connect failure before the client is closed. Default 2; 0 tries one.
+	Retries *int `json:"retries,omitempty"`
 	// ProxyProtocol sends a PROXY header to backends: "", v1 or v2.
 	ProxyProtocol string `json:"proxy_protocol,omitempty"`
 	// AcceptProxy reads a PROXY header from an upstream balancer.
 	AcceptProxy  bool     `json:"accept_proxy,omitempty"`
-	DrainTimeout Duration `json:"drain_timeout,omitempty"` // default 30s
-	Source       Source   `json:"source,omitempty"`
+	// DrainTimeout bounds how long a removed listener's connections (and,
+	// with OnBackendDown cut, a failed backend's) may go on. Default 30s.
+	DrainTimeout Duration `json:"drain_timeout,omitempty"`
+	// OnBackendDown says what happens to the open connections of a backend
+	// that leaves the healthy set: keep (default) lets them run to their
+	// end; cut closes them after DrainTimeout.
+	OnBackendDown string `json:"on_backend_down,omitempty"`
+	Source        Source `json:"source,omitempty"`
+}
+
+// What happens to a failed backend's connections.
+const (
+	BackendDownKeep = "keep"
+	BackendDownCut  = "cut"
+)
+
+// RetryCount is l's Retries with the default applied.
+func (l Listener) RetryCount() int {
+	if l.Retries == nil {
+		return 2
+	}
+	return *l.Retries
+}
+
+// Listener states in ListenerStats.
+const (
+	ListenerListening = "listening"
+	ListenerDraining  = "draining"
+	ListenerFailed    = "failed"
+)
+
+// ListenerStats are one balancer port's live counters on one seamark server
+// (GET /v1/lb).
+type ListenerStats struct {
+	Name    string         `json:"name"`
+	Addr    netip.AddrPort `json:"addr"`
+	Service string         `json:"service"`
+	Balance string         `json:"balance"`
+	// State is listening, draining (removed, connections still open) or
+	// failed (could not bind; Error says why).
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+	ConnStats
+	// Backends are the service's current healthy nodes and any that still
+	// carry connections of this port.
+	Backends []BackendStats `json:"backends"`
+}
+
+// ConnStats are connection counters.
+type ConnStats struct {
+	Active        int64  `json:"active"`
+	Total         uint64 `json:"total"`
+	BytesIn       uint64 `json:"bytes_in"`  // from clients
+	BytesOut      uint64 `json:"bytes_out"` // to clients
+	ConnectErrors uint64 `json:"connect_errors"`
+	Retries       uint64 `json:"retries"`
+	// Refused counts clients closed because no backend could be reached.
+	Refused uint64 `json:"refused"`
+}
+
+// BackendStats are one backend's counters, summed over every port of the
+// service on this server.
+type BackendStats struct {
+	Node    string         `json:"node"`
+	Addr    netip.AddrPort `json:"addr"`
+	Healthy bool           `json:"healthy"`
+	Weight  int            `json:"weight"`
+	ConnStats
 }
 
 // Group modes.

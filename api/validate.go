@@ -506,8 +506,12 @@ func (l *Listener) SetDefaults() {
 	if l.IdleTimeout == 0 {
 		l.IdleTimeout = Duration(5 * time.Minute)
 	}
-	if l.Retries == 0 {
-		l.Retries = 2
+	if l.Retries == nil {
+		r := 2
+		l.Retries = &r
+	}
+	if l.OnBackendDown == "" {
+		l.OnBackendDown = BackendDownKeep
 	}
 	if l.DrainTimeout == 0 {
 		l.DrainTimeout = Duration(30 * time.Second)
@@ -535,9 +539,10 @@ func (l Listener) Validate() FieldErrors {
 	if l.MaxConns < 0 {
 		v.add("max_conns", "%d is negative", l.MaxConns)
 	}
-	if l.Retries < 0 || l.Retries > 10 {
-		v.add("retries", "%d is out of range (0-10)", l.Retries)
+	if r := l.RetryCount(); r < 0 || r > 10 {
+		v.add("retries", "%d is out of range (0-10)", r)
 	}
+	v.oneOf("on_backend_down", l.OnBackendDown, BackendDownKeep, BackendDownCut)
 	if l.ProxyProtocol != "" {
 		v.oneOf("proxy_protocol", l.ProxyProtocol, "v1", "v2")
 	}

@@ -875,9 +875,11 @@ func TestDefaults(t *testing.T) {
 		{"listeners", "services: [{name: db, port: 3000}]\nlisteners: [{name: a, port: 9001, service: db}]",
 			func(f *config.File) any {
 				l := f.Listeners[0]
-				return []any{l.Bind.String(), l.Balance, l.Retries, l.Source}
+				return []any{l.Bind.String(), l.Balance, l.RetryCount(), l.OnBackendDown, l.Source}
 			},
-			[]any{"0.0.0.0", "round_robin", 2, api.SourceConfig}},
+			[]any{"0.0.0.0", "round_robin", 2, "keep", api.SourceConfig}},
+		{"listener retries 0 is kept", "services: [{name: db, port: 3000}]\nlisteners: [{name: a, port: 9001, service: db, retries: 0}]",
+			func(f *config.File) any { return f.Listeners[0].RetryCount() }, 0},
 		{"groups", "groups: [{name: lb, members: [{name: lb1, address: 10.0.0.1, priority: 100}]}]",
 			func(f *config.File) any { g := f.Groups[0]; return []any{g.Mode, *g.Preempt, g.LeaseTTL, g.Source} },
 			[]any{"active-standby", true, api.Duration(time.Second), api.SourceConfig}},
