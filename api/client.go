@@ -317,6 +317,18 @@ func (c *Client) DeleteListener(ctx context.Context, name string) (WriteResult, 
 	return out, err
 }
 
+// BalancerStats lists the live counters of the server's balancer ports
+// (listener "" for all of them).
+func (c *Client) BalancerStats(ctx context.Context, listener string) ([]ListenerStats, error) {
+	var out []ListenerStats
+	var q url.Values
+	if listener != "" {
+		q = url.Values{"listener": {listener}}
+	}
+	_, err := c.do(ctx, http.MethodGet, "/v1/lb", q, nil, &out)
+	return out, err
+}
+
 // Groups lists balancer groups.
 func (c *Client) Groups(ctx context.Context) ([]Group, error) {
 	var out []Group

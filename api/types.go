@@ -285,7 +285,7 @@ type Listener struct {
 	// ProxyProtocol sends a PROXY header to backends: "", v1 or v2.
 	ProxyProtocol string `json:"proxy_protocol,omitempty"`
 	// AcceptProxy reads a PROXY header from an upstream balancer.
-	AcceptProxy  bool     `json:"accept_proxy,omitempty"`
+	AcceptProxy bool `json:"accept_proxy,omitempty"`
 	// DrainTimeout bounds how long a removed listener's connections (and,
 	// with OnBackendDown cut, a failed backend's) may go on. Default 30s.
 	DrainTimeout Duration `json:"drain_timeout,omitempty"`

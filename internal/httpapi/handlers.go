@@ -609,6 +609,22 @@ func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
+// balancerStats answers this server's balancer ports with their live
+// counters and backends (?listener= keeps one listener's ports). A server
+// that runs no balancer answers an empty list.
+func (h *Handler) balancerStats(w http.ResponseWriter, r *http.Request) error {
+	out := []api.ListenerStats{}
+	if h.o.Balancer != nil {
+		name := r.URL.Query().Get("listener")
+		for _, l := range h.o.Balancer.Stats() {
+			if name == "" || l.Name == name {
+				out = append(out, l)
+			}
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
 // listEvents answers the event log, oldest first: ?service= and ?node= filter,
 // ?limit= keeps the newest N (default and most: every kept event). With
 // ?index= it is a blocking read that answers when a newer event is logged.

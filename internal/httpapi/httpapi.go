@@ -69,12 +69,19 @@ type Token struct {
 	Access string // read or write
 }
 
+// Balancer is the local load balancer's live counters (an *lb.Server).
+type Balancer interface {
+	Stats() []api.ListenerStats
+}
+
 // Options configure a Handler.
 type Options struct {
 	Store     Store
 	Snapshots Snapshots
-	Logger    *slog.Logger
-	Version   string
+	// Balancer, when set, is served at GET /v1/lb.
+	Balancer Balancer
+	Logger   *slog.Logger
+	Version  string
 	// Tokens, when any, are required for writes; for reads too unless
 	// AnonymousRead.
 	Tokens        []Token
@@ -162,6 +169,7 @@ func (h *Handler) routes() {
 	write("PUT /v1/listeners/{name}", h.putListener)
 	write("DELETE /v1/listeners/{name}", h.deleteListener)
 	read("GET /v1/groups", h.listGroups)
+	read("GET /v1/lb", h.balancerStats)
 	read("GET /v1/events", h.listEvents)
 	metrics := promhttp.Handler()
 	read("GET /metrics", func(w http.ResponseWriter, r *http.Request) error { metrics.ServeHTTP(w, r); return nil })

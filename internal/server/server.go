@@ -22,11 +22,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/config"
 	dnsserver "github.com/seamark/seamark/internal/dns"
 	"github.com/seamark/seamark/internal/health"
 	"github.com/seamark/seamark/internal/httpapi"
+	"github.com/seamark/seamark/internal/lb"
 	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/store"
 )
@@ -49,6 +52,7 @@ type Server struct {
 	st      *store.Store
 	watcher *registry.Watcher
 	checker *health.Checker
+	lb      *lb.Server
 	dns     *dnsserver.Server
 	name    string
 	httpLn  net.Listener
@@ -103,6 +107,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, fmt.Errorf("start server: %w", ctx.Err())
 	}
 	s.startChecker(runCtx, sc.Name)
+	s.startBalancer(runCtx)
 	if err := s.startDNS(runCtx, sc.DNSAddr); err != nil {
 		return nil, err
 	}
@@ -132,6 +137,17 @@ func (s *Server) startChecker(ctx context.Context, name string) {
 		}
 	}()
 }
+
+// startBalancer runs the TCP load balancer; its failed connects feed the
+// health checker's passive input.
+func (s *Server) startBalancer(ctx context.Context) {
+	s.lb = lb.New(lb.Options{Snapshots: s.watcher, Failures: s.checker, Logger: s.o.Logger, Registerer: prometheus.DefaultRegisterer})
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.lb.Run(ctx) }()
+}
+
+// Balancer returns the load balancer.
+func (s *Server) Balancer() *lb.Server { return s.lb }
 
 // startDNS binds and serves the authoritative DNS server, with the dns:
 // section's keys and secondaries: signed dynamic updates, zone transfers,
@@ -180,7 +196,7 @@ func (s *Server) startHTTP(f *config.File) error {
 	anon := f.API.AnonymousRead == nil || *f.API.AnonymousRead
 	s.api = httpapi.New(httpapi.Options{
 		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
-		Tokens: tokens, AnonymousRead: anon,
+		Tokens: tokens, AnonymousRead: anon, Balancer: s.lb,
 	})
 	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.wg.Add(1)

@@ -1,0 +1,28 @@
+// Package lb is seamark's TCP load balancer: thousands of listening ports,
+// each proxying to the healthy nodes of one service, every change applied
+// live.
+//
+// What it reads: the registry snapshot only. Its listeners (one per port of
+// a listener's port range) are the snapshot's listeners; a listener's
+// backends are the healthy nodes of its service, with their weights. Each new
+// snapshot is diffed against the running set: a new port starts listening, a
+// removed one stops accepting and drains its connections for up to its
+// drain_timeout, a changed one (balance, timeouts, retries...) takes the new
+// settings for its next connections; no other listener is touched. A node
+// that leaves the healthy set (down or draining) gets no new connections and
+// keeps its open ones (or loses them after drain_timeout with
+// on_backend_down: cut).
+//
+// What it writes: nothing to the store. A failed connect is reported to the
+// health checker through the FailureReporter it is given (the passive check
+// that moves the node to fast probes), and the next backend is tried, up to
+// the listener's retries, before the client notices. Live counters are
+// served through Stats and Prometheus metrics.
+//
+// The data path keeps both sides bare *net.TCPConn so io.Copy moves bytes
+// with splice(2); a PROXY header to a backend is written before the copy and
+// one from an upstream balancer is read exactly (peeked, then consumed), so
+// nothing wraps the connections. Byte counters and the idle timeout come from
+// the kernel's TCP_INFO of the client socket, sampled by one reaper, not from
+// a counting reader in the copy path.
+package lb
