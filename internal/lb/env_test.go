@@ -230,6 +230,8 @@ func (e *env) dropListener(name string) int64 {
 	return rev
 }
 
+var loopback = netip.MustParseAddr("127.0.0.1")
+
 // freePorts returns n ports that were free on 127.0.0.1 a moment ago.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
