@@ -92,6 +92,8 @@ and the running state stays. Flags override the file's server: section.`,
 	fl.StringVar(&flagSrv.EtcdPeerAddr, "etcd-peer-addr", "127.0.0.1:9480", "embedded etcd peer listener (loopback)")
 	fl.StringVar(&flagSrv.StorePrefix, "store-prefix", "/seamark/", "key prefix in etcd")
 	fl.StringVar(&flagSrv.Name, "name", "", "this server's name among servers sharing a store (default: host name and a random suffix)")
+	flagBalancer := fl.Bool("balancer", true, "run the listeners (TCP load balancer) on this server")
+	flagSrv.Balancer = flagBalancer
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -108,6 +110,7 @@ func overrideServer(fs *pflag.FlagSet, dst *config.Server, src config.Server) {
 		"etcd-peer-addr":   func() { dst.EtcdPeerAddr = src.EtcdPeerAddr },
 		"store-prefix":     func() { dst.StorePrefix = src.StorePrefix },
 		"name":             func() { dst.Name = src.Name },
+		"balancer":         func() { dst.Balancer = src.Balancer },
 	}
 	fs.Visit(func(f *pflag.Flag) {
 		if fn, ok := set[f.Name]; ok {

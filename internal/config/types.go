@@ -55,7 +55,14 @@ type Server struct {
 	// health verdicts and events carry it. Default: the host name and a
 	// random suffix, new at every start.
 	Name string `json:"name"`
+	// Balancer runs the listeners (the TCP load balancer) on this server.
+	// Default true; false on servers that share the store but must not
+	// open the balancer's ports.
+	Balancer *bool `json:"balancer"`
 }
+
+// RunsBalancer reports whether this server opens the listeners.
+func (s Server) RunsBalancer() bool { return s.Balancer == nil || *s.Balancer }
 
 // Service is a service with the nodes the file declares for it.
 type Service struct {

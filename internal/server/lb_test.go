@@ -140,3 +140,26 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestBalancerOff: a server with server.balancer false shares the store but
+// opens no listener.
+func TestBalancerOff(t *testing.T) {
+	port := freePort(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "seamark.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+server: {balancer: false}
+services: [{name: app, port: 3000}]
+listeners: [{name: l, port: %d, bind: 127.0.0.1, service: app}]
+`, port)), 0o644)
+	s := startServer(t, cfg, filepath.Join(dir, "data"))
+	defer s.Close()
+	stats, err := client(t, s).BalancerStats(context.Background(), "")
+	if err != nil || len(stats) != 0 {
+		t.Fatalf("got %v, %v; want no ports", stats, err)
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+		c.Close()
+		t.Fatal("a server with balancer: false opened a listener")
+	}
+}

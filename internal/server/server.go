@@ -107,7 +107,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, fmt.Errorf("start server: %w", ctx.Err())
 	}
 	s.startChecker(runCtx, sc.Name)
-	s.startBalancer(runCtx)
+	if sc.RunsBalancer() {
+		s.startBalancer(runCtx)
+	}
 	if err := s.startDNS(runCtx, sc.DNSAddr); err != nil {
 		return nil, err
 	}
@@ -146,7 +148,7 @@ func (s *Server) startBalancer(ctx context.Context) {
 	go func() { defer s.wg.Done(); s.lb.Run(ctx) }()
 }
 
-// Balancer returns the load balancer.
+// Balancer returns the load balancer (nil when server.balancer is false).
 func (s *Server) Balancer() *lb.Server { return s.lb }
 
 // startDNS binds and serves the authoritative DNS server, with the dns:
@@ -194,9 +196,13 @@ func (s *Server) startHTTP(f *config.File) error {
 		tokens = append(tokens, httpapi.Token{Name: t.Name, Secret: t.Secret, Access: t.Access})
 	}
 	anon := f.API.AnonymousRead == nil || *f.API.AnonymousRead
+	var bal httpapi.Balancer
+	if s.lb != nil {
+		bal = s.lb
+	}
 	s.api = httpapi.New(httpapi.Options{
 		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
-		Tokens: tokens, AnonymousRead: anon, Balancer: s.lb,
+		Tokens: tokens, AnonymousRead: anon, Balancer: bal,
 	})
 	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.wg.Add(1)
