@@ -498,8 +498,70 @@ type Event struct {
 	New     NodeState `json:"new,omitempty"`
 	Reason  string    `json:"reason,omitempty"`
 	Checker string    `json:"checker,omitempty"`
+	// Group, Member, Role and Fencing describe a balancer member's role
+	// change (kind "role").
+	Group   string `json:"group,omitempty"`
+	Member  string `json:"member,omitempty"`
+	Role    string `json:"role,omitempty"`
+	Fencing int64  `json:"fencing,omitempty"`
 	// Revision is the store revision of the event; set by the server.
 	Revision int64 `json:"revision,omitempty"`
+}
+
+// Member roles in a balancer group.
+const (
+	RoleActive  = "active"
+	RoleStandby = "standby"
+	RoleFault   = "fault"
+)
+
+// Candidacy is a balancer member's bid for its group's active role. It lives
+// on the member's lease: a member that dies without a word stops counting
+// when the lease expires.
+type Candidacy struct {
+	Group   string     `json:"group"`
+	Member  string     `json:"member"`
+	Address netip.Addr `json:"address"`
+	// Priority is the member's base priority; Effective is Priority shifted
+	// by its tracked checks (keepalived semantics), 1-254.
+	Priority  int `json:"priority"`
+	Effective int `json:"effective"`
+	// Fault is set while the member must not be active (a tracked check of
+	// weight 0 fails); Reason says which checks fail.
+	Fault  bool   `json:"fault,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Role is the member's own view of its role.
+	Role string `json:"role"`
+	// Server is the seamark server campaigning for the member.
+	Server string    `json:"server,omitempty"`
+	Since  time.Time `json:"since"`
+	// Lease is the store lease the candidacy lives on; set by the server.
+	Lease int64 `json:"lease,omitempty"`
+}
+
+// Role records the active member of an active-standby group. It lives on the
+// active member's lease and is replaced only by a compare-and-swap on its
+// revision, so there is never more than one.
+type Role struct {
+	Group   string     `json:"group"`
+	Member  string     `json:"member"`
+	Address netip.Addr `json:"address"`
+	Since   time.Time  `json:"since"`
+	// Fencing is the store revision of the claim: later claims have higher
+	// ones. Set by the server.
+	Fencing int64 `json:"fencing,omitempty"`
+	Lease   int64 `json:"lease,omitempty"`
+}
+
+// GroupStatus is a group with its live state (GET /v1/groups).
+type GroupStatus struct {
+	Group
+	// Active is the active member (active-standby); nil when none is.
+	Active *Role `json:"active,omitempty"`
+	// Candidates are the live members' candidacies, by member name.
+	Candidates []Candidacy `json:"candidates"`
+	// Answer is what <group>.<zone> answers now.
+	Answer []netip.Addr `json:"answer"`
 }
 
 // IdentityPath is where an agent's identity endpoint answers (GET, JSON).

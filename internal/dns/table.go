@@ -106,6 +106,14 @@ func buildZone(s *registry.Snapshot, name string, nsAddr netip.Addr) *zone {
 			mn := m.Name + "." + name
 			z.add(mn, addrRR(mn, m.Address, 5))
 		}
+		// The group's own name answers from the store's role record only:
+		// every server answers the same at the same revision. Its TTL is 1s
+		// so that resolvers follow a failover at once.
+		gn := g.Name + "." + name
+		z.owner(gn)
+		for _, a := range s.GroupAnswer(g) {
+			z.add(gn, addrRR(gn, a, 1))
+		}
 	}
 	if zr := s.Records(name); zr != nil {
 		for _, r := range zr.Sets {

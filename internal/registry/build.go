@@ -18,6 +18,9 @@ type state struct {
 	records   map[string]map[string]store.Item // zone -> owner/type -> item
 	listeners map[string]*api.Listener
 	groups    map[string]*api.Group
+	// members are the balancer members' candidacies: group -> member -> candidacy.
+	members map[string]map[string]*api.Candidacy
+	roles   map[string]*api.Role
 
 	// registered are the nodes as stored: service -> id -> node.
 	registered map[string]map[string]*api.Node
@@ -46,6 +49,8 @@ func newState() *state {
 		records:    map[string]map[string]store.Item{},
 		listeners:  map[string]*api.Listener{},
 		groups:     map[string]*api.Group{},
+		members:    map[string]map[string]*api.Candidacy{},
+		roles:      map[string]*api.Role{},
 	}
 }
 
@@ -133,6 +138,18 @@ func (st *state) apply(it store.Item, d *dirty) {
 		mirror(st.listeners, k.A, it, pointerOf[api.Listener](it))
 	case store.KindGroup:
 		mirror(st.groups, k.A, it, pointerOf[api.Group](it))
+	case store.KindMember:
+		mirror2(st.members, k.A, k.B, it, func() *api.Candidacy {
+			c := it.Value.(*api.Candidacy)
+			c.Group, c.Member, c.Lease = k.A, k.B, it.Lease
+			return c
+		})
+	case store.KindRole:
+		mirror(st.roles, k.A, it, func() *api.Role {
+			r := it.Value.(*api.Role)
+			r.Group, r.Fencing, r.Lease = k.A, it.ModRevision, it.Lease
+			return r
+		})
 	}
 }
 
@@ -150,6 +167,7 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		s.records = maps.Clone(prev.records)
 		s.listIndex = maps.Clone(prev.listIndex)
 		s.listeners, s.groups = prev.listeners, prev.groups
+		s.members, s.roles = prev.members, prev.roles
 		s.checkers, s.events = prev.checkers, prev.events
 	}
 	for k := range d.kinds {
@@ -163,6 +181,17 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 	}
 	if prev == nil || d.kinds[store.KindGroup] {
 		s.groups = maps.Clone(st.groups)
+	}
+	if prev == nil || d.kinds[store.KindMember] {
+		s.members = make(map[string][]*api.Candidacy, len(st.members))
+		for g, byMember := range st.members {
+			for _, m := range slices.Sorted(maps.Keys(byMember)) {
+				s.members[g] = append(s.members[g], byMember[m])
+			}
+		}
+	}
+	if prev == nil || d.kinds[store.KindRole] {
+		s.roles = maps.Clone(st.roles)
 	}
 	if prev == nil || d.kinds[store.KindChecker] {
 		s.checkers = make([]api.Checker, 0, len(st.checkers))

@@ -11,6 +11,7 @@ package registry
 
 import (
 	"cmp"
+	"net/netip"
 	"slices"
 
 	"github.com/seamark/seamark/api"
@@ -28,6 +29,8 @@ type Snapshot struct {
 	records   map[string]*ZoneRecords
 	listeners map[string]*api.Listener
 	groups    map[string]*api.Group
+	members   map[string][]*api.Candidacy
+	roles     map[string]*api.Role
 	checkers  []api.Checker
 	events    []api.Event
 	// listIndex is the last revision that changed any object of a kind (or
@@ -97,6 +100,50 @@ func (s *Snapshot) Listener(name string) (*api.Listener, bool) {
 
 // Groups returns every balancer group, sorted by name.
 func (s *Snapshot) Groups() []*api.Group { return sortedValues(s.groups) }
+
+// Group returns one balancer group.
+func (s *Snapshot) Group(name string) (*api.Group, bool) {
+	g, ok := s.groups[name]
+	return g, ok
+}
+
+// Candidates returns the live candidacies of a group's members, sorted by
+// member name. They must not be modified.
+func (s *Snapshot) Candidates(group string) []*api.Candidacy { return s.members[group] }
+
+// Role returns a group's active role (nil when no member is active), with
+// its fencing revision.
+func (s *Snapshot) Role(group string) *api.Role { return s.roles[group] }
+
+// GroupAnswer is what <group>.<zone> answers: in active-standby mode the
+// active member's address (nothing while none is active); in active-active
+// mode the address of every member whose candidacy is live and not in fault.
+// Only members the group declares count, at the address it declares.
+func (s *Snapshot) GroupAnswer(g *api.Group) []netip.Addr {
+	declared := func(name string) (netip.Addr, bool) {
+		for _, m := range g.Members {
+			if m.Name == name {
+				return m.Address, true
+			}
+		}
+		return netip.Addr{}, false
+	}
+	if g.Mode == api.ModeActiveActive {
+		var out []netip.Addr
+		for _, c := range s.members[g.Name] {
+			if a, ok := declared(c.Member); ok && !c.Fault {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	if r := s.roles[g.Name]; r != nil {
+		if a, ok := declared(r.Member); ok {
+			return []netip.Addr{a}
+		}
+	}
+	return nil
+}
 
 // Index returns the last revision that changed any object of kind.
 func (s *Snapshot) Index(kind store.Kind) int64 { return s.listIndex[kind] }

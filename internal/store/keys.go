@@ -17,6 +17,8 @@ import (
 //	<prefix>v1/records/<zone>/<owner-name>/<type>   api.Record (owner name fully qualified, lower case)
 //	<prefix>v1/listeners/<listener>                 api.Listener
 //	<prefix>v1/groups/<group>                       api.Group
+//	<prefix>v1/members/<group>/<member>             api.Candidacy (on the member's lease)
+//	<prefix>v1/roles/<group>                        api.Role (on the active member's lease)
 //	<prefix>v1/checkers/<checker-id>                api.Checker (on the checker's lease)
 //	<prefix>v1/health/<service>/<node-id>/<checker> api.Verdict (on the checker's lease)
 //	<prefix>v1/events/<unix-nanos, 20 digits>-<origin> api.Event (the newest MaxEvents are kept)
@@ -40,6 +42,8 @@ const (
 	KindRecord   Kind = "records"
 	KindListener Kind = "listeners"
 	KindGroup    Kind = "groups"
+	KindMember   Kind = "members"
+	KindRole     Kind = "roles"
 	KindChecker  Kind = "checkers"
 	KindHealth   Kind = "health"
 	KindEvent    Kind = "events"
@@ -59,7 +63,11 @@ func ServiceKey(name string) Key     { return Key{Kind: KindService, A: name} }
 func NodeKey(service, id string) Key { return Key{Kind: KindNode, A: service, B: id} }
 func ListenerKey(name string) Key    { return Key{Kind: KindListener, A: name} }
 func GroupKey(name string) Key       { return Key{Kind: KindGroup, A: name} }
-func CheckerKey(id string) Key       { return Key{Kind: KindChecker, A: id} }
+func MemberKey(group, member string) Key {
+	return Key{Kind: KindMember, A: group, B: member}
+}
+func RoleKey(group string) Key { return Key{Kind: KindRole, A: group} }
+func CheckerKey(id string) Key { return Key{Kind: KindChecker, A: id} }
 func HealthKey(service, node, checker string) Key {
 	return Key{Kind: KindHealth, A: service, B: node + "/" + checker}
 }
@@ -92,9 +100,9 @@ func parseKey(prefix, full string) (Key, bool) {
 	}
 	k := Key{Kind: Kind(parts[0]), A: parts[1]}
 	switch k.Kind {
-	case KindZone, KindService, KindListener, KindGroup, KindChecker, KindEvent:
+	case KindZone, KindService, KindListener, KindGroup, KindChecker, KindEvent, KindRole:
 		return k, len(parts) == 2
-	case KindNode:
+	case KindNode, KindMember:
 		if len(parts) != 3 || parts[2] == "" {
 			return Key{}, false
 		}
@@ -128,6 +136,10 @@ func decodeValue(k Key, data []byte) (any, error) {
 		v = new(api.Group)
 	case KindChecker:
 		v = new(api.Checker)
+	case KindMember:
+		v = new(api.Candidacy)
+	case KindRole:
+		v = new(api.Role)
 	case KindHealth:
 		v = new(api.Verdict)
 	case KindEvent:

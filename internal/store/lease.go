@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -23,6 +24,8 @@ type Lease struct {
 	s      *Store
 	cancel context.CancelFunc
 	done   chan struct{}
+	// renewed is when the store last confirmed the lease (unix nanoseconds).
+	renewed atomic.Int64
 }
 
 // GrantLease grants a lease of ttl (whole seconds, at least 1s) and keeps it
@@ -43,13 +46,23 @@ func (s *Store) GrantLease(ctx context.Context, ttl time.Duration) (*Lease, erro
 		return nil, fmt.Errorf("keep lease alive: %w", err)
 	}
 	l := &Lease{id: g.ID, ttl: time.Duration(secs) * time.Second, s: s, cancel: cancel, done: make(chan struct{})}
+	l.renewed.Store(time.Now().UnixNano())
 	go func() {
 		defer close(l.done)
-		for range ch { // drain: etcd's client stalls keep-alives that nobody reads
+		for r := range ch { // drain: etcd's client stalls keep-alives that nobody reads
+			if r.TTL > 0 {
+				l.renewed.Store(time.Now().UnixNano())
+			}
 		}
 	}()
 	return l, nil
 }
+
+// Renewed is when the store last confirmed the lease alive. The store
+// expires it no sooner than TTL after that moment's request was sent, so a
+// holder that has heard nothing for TTL minus its round trip must assume it
+// lost whatever lives on the lease.
+func (l *Lease) Renewed() time.Time { return time.Unix(0, l.renewed.Load()) }
 
 // ID is the lease's etcd ID.
 func (l *Lease) ID() int64 { return int64(l.id) }
@@ -188,4 +201,54 @@ func (s *Store) trimEvents(ctx context.Context) {
 	if _, err := s.cli.Delete(ctx, prefix, clientv3.WithRange(string(last))); err != nil {
 		s.log.Warn("trim event log", "err", err)
 	}
+}
+
+// PutCandidacy writes a balancer member's candidacy on its lease.
+func (s *Store) PutCandidacy(ctx context.Context, c api.Candidacy, lease *Lease) (int64, error) {
+	return s.putJSON(ctx, MemberKey(c.Group, c.Member), c, lease)
+}
+
+// DeleteCandidacy removes a member's candidacy (a graceful stop).
+func (s *Store) DeleteCandidacy(ctx context.Context, group, member string) error {
+	if _, err := s.cli.Delete(ctx, MemberKey(group, member).path(s.prefix)); err != nil {
+		return fmt.Errorf("delete candidacy %s/%s: %w", group, member, err)
+	}
+	return nil
+}
+
+// ClaimRole makes r the group's active role, on lease, if the role key is
+// still at revision expect (0: absent). It returns the claim's revision (the
+// fencing revision) and whether the claim won; a lost race is not an error.
+func (s *Store) ClaimRole(ctx context.Context, r api.Role, lease *Lease, expect int64) (int64, bool, error) {
+	r.Fencing, r.Lease = 0, 0
+	val, err := json.Marshal(r)
+	if err != nil {
+		return 0, false, err
+	}
+	k := RoleKey(r.Group).path(s.prefix)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(k), "=", expect)).
+		Then(clientv3.OpPut(k, string(val), clientv3.WithLease(lease.id))).
+		Commit()
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return 0, false, fmt.Errorf("claim role of %s: lease lost: %w", r.Group, err)
+		}
+		return 0, false, fmt.Errorf("claim role of %s: %w", r.Group, err)
+	}
+	return resp.Header.Revision, resp.Succeeded, nil
+}
+
+// ReleaseRole deletes the group's role if it is still the claim made at
+// fencing (a member stepping down never removes a successor's claim).
+func (s *Store) ReleaseRole(ctx context.Context, group string, fencing int64) (bool, error) {
+	k := RoleKey(group).path(s.prefix)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(k), "=", fencing)).
+		Then(clientv3.OpDelete(k)).
+		Commit()
+	if err != nil {
+		return false, fmt.Errorf("release role of %s: %w", group, err)
+	}
+	return resp.Succeeded, nil
 }
