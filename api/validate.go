@@ -610,8 +610,8 @@ func (g Group) Validate() FieldErrors {
 		if t.Check.Type != CheckNone && t.Check.Address == "" {
 			v.add(p+".check.address", "is missing; a tracked check needs the address:port it probes")
 		}
-		if t.Weight < -254 || t.Weight > 254 || t.Weight == 0 {
-			v.add(p+".weight", "%d is out of range (-254..254, not 0)", t.Weight)
+		if t.Weight < -254 || t.Weight > 254 {
+			v.add(p+".weight", "%d is out of range (-254..254; 0 makes a failing check a fault)", t.Weight)
 		}
 	}
 	if g.LeaseTTL < Duration(time.Second) || g.LeaseTTL%Duration(time.Second) != 0 {

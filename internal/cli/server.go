@@ -92,6 +92,7 @@ and the running state stays. Flags override the file's server: section.`,
 	fl.StringVar(&flagSrv.EtcdPeerAddr, "etcd-peer-addr", "127.0.0.1:9480", "embedded etcd peer listener (loopback)")
 	fl.StringVar(&flagSrv.StorePrefix, "store-prefix", "/seamark/", "key prefix in etcd")
 	fl.StringVar(&flagSrv.Name, "name", "", "this server's name among servers sharing a store (default: host name and a random suffix)")
+	fl.StringVar(&flagSrv.Member, "member", "", "campaign as this member of every balancer group that lists it (e.g. lb1)")
 	flagBalancer := fl.Bool("balancer", true, "run the listeners (TCP load balancer) on this server")
 	flagSrv.Balancer = flagBalancer
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -111,6 +112,7 @@ func overrideServer(fs *pflag.FlagSet, dst *config.Server, src config.Server) {
 		"store-prefix":     func() { dst.StorePrefix = src.StorePrefix },
 		"name":             func() { dst.Name = src.Name },
 		"balancer":         func() { dst.Balancer = src.Balancer },
+		"member":           func() { dst.Member = src.Member },
 	}
 	fs.Visit(func(f *pflag.Flag) {
 		if fn, ok := set[f.Name]; ok {

@@ -927,7 +927,7 @@ groups:
     track:
       - {check: {type: tcp, address: "127.0.0.1:80"}, weight: -10}
       - {check: {type: tcp, address: "127.0.0.1:81"}, weight: 5}
-`, []string{"t.yaml:6: groups[0].track: no tracked check can move the role: largest weight 10 < priority gap 20 between lb1 and lb2"}},
+`, []string{"t.yaml:6: groups[0].track: no tracked check can move the role: largest weight 10 does not exceed the priority gap 20 between lb1 and lb2 (use a weight of at least 21, or 0 to make a failing check a fault)"}},
 		{"track can move the role", `
 zones: [cluster.test]
 groups:

@@ -59,6 +59,9 @@ type Server struct {
 	// Default true; false on servers that share the store but must not
 	// open the balancer's ports.
 	Balancer *bool `json:"balancer"`
+	// Member, when set, makes this server the balancer group member of that
+	// name: it campaigns for the active role of every group listing it.
+	Member string `json:"member"`
 }
 
 // RunsBalancer reports whether this server opens the listeners.

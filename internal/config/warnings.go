@@ -41,11 +41,14 @@ func trackCannotMove(g api.Group) string {
 	gap := members[0].Priority - members[1].Priority
 	largest := 0
 	for _, t := range g.Track {
+		if t.Weight == 0 {
+			return "" // a failing check of weight 0 is a fault: it always moves the role
+		}
 		largest = max(largest, t.Weight, -t.Weight)
 	}
-	if largest >= gap {
+	if largest > gap {
 		return ""
 	}
-	return fmt.Sprintf("no tracked check can move the role: largest weight %d < priority gap %d between %s and %s",
-		largest, gap, members[0].Name, members[1].Name)
+	return fmt.Sprintf("no tracked check can move the role: largest weight %d does not exceed the priority gap %d between %s and %s (use a weight of at least %d, or 0 to make a failing check a fault)",
+		largest, gap, members[0].Name, members[1].Name, gap+1)
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -325,6 +326,10 @@ func (h *Hooks) command(ctx context.Context, hook string, e api.Event, body []by
 		"SEAMARK_NEW_STATE="+string(e.New),
 		"SEAMARK_REASON="+e.Reason,
 		"SEAMARK_CHECKER="+e.Checker,
+		"SEAMARK_GROUP="+e.Group,
+		"SEAMARK_MEMBER="+e.Member,
+		"SEAMARK_ROLE="+e.Role,
+		"SEAMARK_FENCING="+strconv.FormatInt(e.Fencing, 10),
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {

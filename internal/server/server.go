@@ -27,6 +27,7 @@ import (
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/config"
 	dnsserver "github.com/seamark/seamark/internal/dns"
+	"github.com/seamark/seamark/internal/ha"
 	"github.com/seamark/seamark/internal/health"
 	"github.com/seamark/seamark/internal/httpapi"
 	"github.com/seamark/seamark/internal/lb"
@@ -52,7 +53,9 @@ type Server struct {
 	st      *store.Store
 	watcher *registry.Watcher
 	checker *health.Checker
+	hooks   *health.Hooks
 	lb      *lb.Server
+	member  *ha.Member
 	dns     *dnsserver.Server
 	name    string
 	httpLn  net.Listener
@@ -110,6 +113,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if sc.RunsBalancer() {
 		s.startBalancer(runCtx)
 	}
+	if sc.Member != "" {
+		s.startMember(runCtx, sc.Member)
+	}
 	if err := s.startDNS(runCtx, sc.DNSAddr); err != nil {
 		return nil, err
 	}
@@ -127,6 +133,7 @@ func (s *Server) startChecker(ctx context.Context, name string) {
 	}
 	s.name = name
 	hooks := health.NewHooks(health.HookOptions{Logger: s.o.Logger})
+	s.hooks = hooks
 	s.checker = health.New(health.Options{
 		ID: name, Version: s.o.Version, Store: s.st, Snapshots: s.watcher, Hooks: hooks, Logger: s.o.Logger,
 	})
@@ -147,6 +154,31 @@ func (s *Server) startBalancer(ctx context.Context) {
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.lb.Run(ctx) }()
 }
+
+// startMember campaigns as a balancer group member. Tracked checks use the
+// health checker's prober; role hooks its hook runner.
+func (s *Server) startMember(ctx context.Context, name string) {
+	prober := &health.NetProber{}
+	probe := func(ctx context.Context, c api.Check) error {
+		addr, err := netip.ParseAddrPort(c.Address)
+		if err != nil {
+			return fmt.Errorf("track check address %q: %w", c.Address, err)
+		}
+		if r := prober.Probe(ctx, health.Target{Service: "track", Node: name, Addr: addr, Check: c}); !r.OK {
+			return errors.New(r.Reason)
+		}
+		return nil
+	}
+	s.member = ha.New(ha.Options{
+		Name: name, Server: s.name, Store: s.st, Snapshots: s.watcher, Probe: probe, Hooks: s.hooks, Logger: s.o.Logger,
+	})
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.member.Run(ctx) }()
+	s.log.Info("balancer group member", "member", name)
+}
+
+// Member returns the balancer group member (nil unless server.member is set).
+func (s *Server) Member() *ha.Member { return s.member }
 
 // Balancer returns the load balancer (nil when server.balancer is false).
 func (s *Server) Balancer() *lb.Server { return s.lb }
