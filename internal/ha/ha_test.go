@@ -201,7 +201,7 @@ func TestTrackWeights(t *testing.T) {
 			// 127.0.0.1 is "my local service" for each. In one process both
 			// members see the same port, so lb2 runs with no probe here.
 			e.group(api.Group{Name: "lb", Members: members(160, 150), Track: []api.Track{{
-				Check: api.Check{Type: api.CheckTCP, Address: ln1.Addr().String(), Interval: api.Duration(50 * time.Millisecond), Timeout: api.Duration(50 * time.Millisecond), Rise: 1, Fall: 1},
+				Check:  api.Check{Type: api.CheckTCP, Address: ln1.Addr().String(), Interval: api.Duration(50 * time.Millisecond), Timeout: api.Duration(50 * time.Millisecond), Rise: 1, Fall: 1},
 				Weight: tc.weight,
 			}}})
 			e.start("lb1", nil)
