@@ -329,9 +329,10 @@ func (c *Client) BalancerStats(ctx context.Context, listener string) ([]Listener
 	return out, err
 }
 
-// Groups lists balancer groups.
-func (c *Client) Groups(ctx context.Context) ([]Group, error) {
-	var out []Group
+// Groups lists balancer groups with their live state: candidacies,
+// effective priorities, the active member and what the group name answers.
+func (c *Client) Groups(ctx context.Context) ([]GroupStatus, error) {
+	var out []GroupStatus
 	_, err := c.do(ctx, http.MethodGet, "/v1/groups", nil, nil, &out)
 	return out, err
 }

@@ -96,6 +96,7 @@ in one binary.`,
 		newNodesCmd(cf),
 		newEventsCmd(cf),
 		newListenersCmd(cf),
+		newGroupsCmd(cf),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"strconv"
 	"strings"
@@ -600,10 +601,24 @@ func (h *Handler) deleteListener(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) error {
-	return h.blockingRead(w, r, func(s *registry.Snapshot) int64 { return s.Index(store.KindGroup) }, func(s *registry.Snapshot) (any, error) {
-		out := []api.Group{}
+	index := func(s *registry.Snapshot) int64 {
+		return max(s.Index(store.KindGroup), s.Index(store.KindMember), s.Index(store.KindRole))
+	}
+	return h.blockingRead(w, r, index, func(s *registry.Snapshot) (any, error) {
+		out := []api.GroupStatus{}
 		for _, g := range s.Groups() {
-			out = append(out, *g)
+			st := api.GroupStatus{Group: *g, Candidates: []api.Candidacy{}, Answer: s.GroupAnswer(g)}
+			if st.Answer == nil {
+				st.Answer = []netip.Addr{}
+			}
+			if r := s.Role(g.Name); r != nil {
+				role := *r
+				st.Active = &role
+			}
+			for _, c := range s.Candidates(g.Name) {
+				st.Candidates = append(st.Candidates, *c)
+			}
+			out = append(out, st)
 		}
 		return out, nil
 	})
