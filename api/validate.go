@@ -606,10 +606,17 @@ func (g Group) Validate() FieldErrors {
 	}
 	for i, t := range g.Track {
 		p := fmt.Sprintf("track[%d]", i)
-		v.addAll(p+".check", t.Check.Validate())
-		if t.Check.Type != CheckNone && t.Check.Address == "" {
-			v.add(p+".check.address", "is missing; a tracked check needs the address:port it probes")
+		chk := t.Check
+		if port, ok := strings.CutPrefix(chk.Address, ":"); ok {
+			// ":443" probes each member's own address.
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				v.add(p+".check.address", "%q has no valid port; use \":443\" for each member's own address, or an address:port", chk.Address)
+			}
+			chk.Address = ""
+		} else if chk.Type != CheckNone && chk.Address == "" {
+			v.add(p+".check.address", "is missing; a tracked check needs the address:port it probes (\":443\": each member's own address)")
 		}
+		v.addAll(p+".check", chk.Validate())
 		if t.Weight < -254 || t.Weight > 254 {
 			v.add(p+".weight", "%d is out of range (-254..254; 0 makes a failing check a fault)", t.Weight)
 		}

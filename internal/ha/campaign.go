@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,12 +97,12 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 			me = m
 		}
 	}
-	if !reflect.DeepEqual(c.trackSpec, g.Track) {
+	if tracks := ownTracks(g.Track, me.Address); !reflect.DeepEqual(c.trackSpec, tracks) {
 		if c.tracks != nil {
 			c.tracks.stop()
 		}
-		c.trackSpec = g.Track
-		c.tracks = startTracks(ctx, g.Track, c.m.o.Probe, c.wake, c.log)
+		c.trackSpec = tracks
+		c.tracks = startTracks(ctx, tracks, c.m.o.Probe, c.wake, c.log)
 	}
 	ttl := g.LeaseTTL.D()
 	if ttl <= 0 {
@@ -220,6 +223,19 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 	if c.own.Role != own.Role {
 		c.writeCandidacy(ctx, own)
 	}
+}
+
+// ownTracks resolves tracked checks whose address has no host (":443") to
+// the member's own address.
+func ownTracks(tracks []api.Track, own netip.Addr) []api.Track {
+	out := make([]api.Track, len(tracks))
+	for i, t := range tracks {
+		if port, ok := strings.CutPrefix(t.Check.Address, ":"); ok {
+			t.Check.Address = net.JoinHostPort(own.String(), port)
+		}
+		out[i] = t
+	}
+	return out
 }
 
 // holds reports whether this campaign holds the role: its claim is the
