@@ -101,10 +101,14 @@ func buildZone(s *registry.Snapshot, name string, nsAddr netip.Addr) *zone {
 	for _, v := range s.Services() {
 		z.addService(v)
 	}
+	memberAddrs := map[string]bool{} // a member may belong to several groups
 	for _, g := range s.Groups() {
 		for _, m := range g.Members {
 			mn := m.Name + "." + name
-			z.add(mn, addrRR(mn, m.Address, 5))
+			if !memberAddrs[mn+" "+m.Address.String()] {
+				memberAddrs[mn+" "+m.Address.String()] = true
+				z.add(mn, addrRR(mn, m.Address, 5))
+			}
 		}
 		// The group's own name answers from the store's role record only:
 		// every server answers the same at the same revision. Its TTL is 1s
