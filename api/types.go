@@ -533,8 +533,14 @@ type Candidacy struct {
 	// Role is the member's own view of its role.
 	Role string `json:"role"`
 	// Server is the seamark server campaigning for the member.
-	Server string    `json:"server,omitempty"`
-	Since  time.Time `json:"since"`
+	Server string `json:"server,omitempty"`
+	// Endpoint is that server's HTTP address, and Locality names its host
+	// and network namespace: a peer in the same locality, or any peer for
+	// an endpoint that is not loopback, may take a refused connection there
+	// as proof the member died and end its lease at once.
+	Endpoint string    `json:"endpoint,omitempty"`
+	Locality string    `json:"locality,omitempty"`
+	Since    time.Time `json:"since"`
 	// Lease is the store lease the candidacy lives on; set by the server.
 	Lease int64 `json:"lease,omitempty"`
 }

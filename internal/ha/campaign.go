@@ -65,6 +65,10 @@ func (c *campaign) run(ctx context.Context) {
 		c.stepDown()
 		c.writes.Wait()
 	}()
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); c.watch(wctx) }()
+	defer func() { stopWatch(); <-watched }()
 	tick := time.NewTicker(c.m.o.Tick)
 	defer tick.Stop()
 	snap := c.m.o.Snapshots.Current()
@@ -151,6 +155,7 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 	own := api.Candidacy{
 		Group: c.group, Member: me.Name, Address: me.Address, Priority: me.Priority,
 		Effective: eff, Fault: fault, Reason: reason, Role: c.roleNow(), Server: c.m.o.Server, Since: c.since,
+		Endpoint: c.endpoint(me), Locality: c.m.o.Locality,
 	}
 	// Be seen before claiming anything.
 	if !c.written || c.own.Effective != own.Effective || c.own.Fault != own.Fault || c.own.Address != own.Address {
@@ -223,6 +228,19 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 	if c.own.Role != own.Role {
 		c.writeCandidacy(ctx, own)
 	}
+}
+
+// endpoint is where peers probe this member: the server's HTTP address, with
+// the member's address for an unspecified host.
+func (c *campaign) endpoint(me api.Member) string {
+	ep := c.m.o.Endpoint
+	if !ep.IsValid() {
+		return ""
+	}
+	if ep.Addr().IsUnspecified() {
+		ep = netip.AddrPortFrom(me.Address, ep.Port())
+	}
+	return ep.String()
 }
 
 // ownTracks resolves tracked checks whose address has no host (":443") to

@@ -3,6 +3,7 @@ package ha
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ type Store interface {
 	ClaimRole(ctx context.Context, r api.Role, lease *store.Lease, expect int64) (int64, bool, error)
 	ReleaseRole(ctx context.Context, group string, fencing int64) (bool, error)
 	AppendEvent(ctx context.Context, e api.Event, origin string) (int64, error)
+	RevokeLease(ctx context.Context, id int64) error
 }
 
 // Probe runs one tracked check and returns nil when it passes. It must
@@ -46,7 +48,12 @@ type Options struct {
 	// that lists it.
 	Name string
 	// Server is this seamark server's name (shown with the candidacy).
-	Server    string
+	Server string
+	// Endpoint is this server's HTTP address; with an unspecified host the
+	// member's own address stands in. Peers probe it to tell a dead member
+	// at once. Locality is Locality() (tests may override it).
+	Endpoint  netip.AddrPort
+	Locality  string
 	Store     Store
 	Snapshots Snapshots
 	Probe     Probe

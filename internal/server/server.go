@@ -113,14 +113,14 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if sc.RunsBalancer() {
 		s.startBalancer(runCtx)
 	}
-	if sc.Member != "" {
-		s.startMember(runCtx, sc.Member)
-	}
 	if err := s.startDNS(runCtx, sc.DNSAddr); err != nil {
 		return nil, err
 	}
 	if err := s.startHTTP(o.Config); err != nil {
 		return nil, err
+	}
+	if sc.Member != "" {
+		s.startMember(runCtx, sc.Member)
 	}
 	return s, nil
 }
@@ -171,6 +171,7 @@ func (s *Server) startMember(ctx context.Context, name string) {
 	}
 	s.member = ha.New(ha.Options{
 		Name: name, Server: s.name, Store: s.st, Snapshots: s.watcher, Probe: probe, Hooks: s.hooks, Logger: s.o.Logger,
+		Endpoint: s.httpLn.Addr().(*net.TCPAddr).AddrPort(), Locality: ha.Locality(),
 	})
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.member.Run(ctx) }()

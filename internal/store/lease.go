@@ -252,3 +252,12 @@ func (s *Store) ReleaseRole(ctx context.Context, group string, fencing int64) (b
 	}
 	return resp.Succeeded, nil
 }
+
+// RevokeLease ends a lease now, with everything that lives on it (another
+// process's lease, known dead).
+func (s *Store) RevokeLease(ctx context.Context, id int64) error {
+	if _, err := s.cli.Revoke(ctx, clientv3.LeaseID(id)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("revoke lease %x: %w", id, err)
+	}
+	return nil
+}
