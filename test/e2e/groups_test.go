@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -236,5 +237,63 @@ groups:
 	out, _ := exec.Command(seamarkBin, "validate", gc.cfg).CombinedOutput()
 	if !strings.Contains(string(out), "groups[1].track: no tracked check can move the role: largest weight 5 does not exceed the priority gap 10") {
 		t.Errorf("seamark validate did not warn about the small weight:\n%s", out)
+	}
+}
+
+// TestGroupFrozenMemberStepsDown: a member frozen (SIGSTOP) accepts
+// connections but renews nothing, so only its lease can move the role: the
+// standby takes over once it expires; thawed, the old active finds its lease
+// lost, runs on_fault on its own, and with preempt takes the role back with
+// a higher fencing revision, running on_active again.
+func TestGroupFrozenMemberStepsDown(t *testing.T) {
+	hooks := filepath.Join(t.TempDir(), "hooks.log")
+	gc := newGroupCluster(t, fmt.Sprintf(`
+zones: [cluster.test]
+groups:
+  - name: lb
+    members: [{name: lb1, address: 127.0.0.21, priority: 151}, {name: lb2, address: 127.0.0.22, priority: 150}]
+    preempt_delay: 500ms
+    hooks:
+      on_active: 'echo "active $SEAMARK_MEMBER $SEAMARK_FENCING" >> %[1]s'
+      on_fault: 'echo "fault $SEAMARK_MEMBER $SEAMARK_GROUP" >> %[1]s'
+`, hooks))
+	lb1 := gc.member("lb1")
+	gc.waitAnswer("lb.cluster.test", "127.0.0.21", 10*time.Second)
+	gc.member("lb2")
+	gc.waitCandidates("lb", 2)
+
+	if err := syscall.Kill(-lb1.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	d := gc.waitAnswer("lb.cluster.test", "127.0.0.22", 5*time.Second)
+	t.Logf("frozen active member: role moved by lease expiry in %v", d)
+	if d > 2500*time.Millisecond {
+		t.Errorf("lease failover took %v", d)
+	}
+	syscall.Kill(-lb1.cmd.Process.Pid, syscall.SIGCONT)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(hooks)
+		log := string(b)
+		if strings.Contains(log, "fault lb1 lb") && strings.Count(log, "active lb1") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hooks after the thaw:\n%s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	gc.waitAnswer("lb.cluster.test", "127.0.0.21", 5*time.Second)
+	b, _ := os.ReadFile(hooks)
+	var fencings []int
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m string
+		var f int
+		if n, _ := fmt.Sscanf(line, "active %s %d", &m, &f); n == 2 && m == "lb1" {
+			fencings = append(fencings, f)
+		}
+	}
+	if len(fencings) < 2 || fencings[len(fencings)-1] <= fencings[0] {
+		t.Errorf("lb1's fencing revisions %v: the new claim must be higher\n%s", fencings, b)
 	}
 }
