@@ -219,3 +219,5 @@ func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
