@@ -112,35 +112,35 @@ func (c Config) Validate() error {
 
 // Node is a node of the cluster as the client knows it.
 type Node struct {
-	ID      string
-	Service string
+	ID      string `json:"id"`
+	Service string `json:"service"`
 	// Addr is where Dial connects: the node's access address, or the
 	// alternate selected with UseAlternate, and its service port.
-	Addr netip.AddrPort
+	Addr netip.AddrPort `json:"addr"`
 	// Access is the node's own access address and service port.
-	Access netip.AddrPort
+	Access netip.AddrPort `json:"access"`
 	// Alternates are the node's further addresses, by label.
-	Alternates []api.AltAddress
+	Alternates []api.AltAddress `json:"alternates,omitempty"`
 	// Failures counts the latest tend rounds in a row it did not answer.
-	Failures int
+	Failures int `json:"failures"`
 	// LastSeen is when it last answered.
-	LastSeen time.Time
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // SeedInfo says how the cluster was last found.
 type SeedInfo struct {
 	// Via is "identity" or "api".
-	Via string
+	Via string `json:"via"`
 	// Dialled is the seed address the first identity answer came through.
-	Dialled netip.AddrPort
+	Dialled netip.AddrPort `json:"dialled,omitzero"`
 	// Node answered there; NodeAddr is its own address (identity port).
-	Node     string
-	NodeAddr netip.AddrPort
+	Node     string         `json:"node,omitempty"`
+	NodeAddr netip.AddrPort `json:"node_addr,omitzero"`
 	// Balancer is true when Dialled is not one of the node's own addresses:
 	// a load balancer or NAT stands between, and the client connects to the
 	// nodes directly instead.
-	Balancer bool
-	At       time.Time
+	Balancer bool      `json:"balancer"`
+	At       time.Time `json:"at"`
 }
 
 // Change is a change of the node map, sent by Watch.

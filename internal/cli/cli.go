@@ -95,6 +95,7 @@ in one binary.`,
 		newServicesCmd(cf),
 		newNodesCmd(cf),
 		newEventsCmd(cf),
+		newProbeCmd(cf),
 	)
 	return root
 }

@@ -50,19 +50,23 @@ func (b *Blackhole) add(ap netip.AddrPort) error {
 	if lerr != nil {
 		return fmt.Errorf("blackhole %s: shrink backlog: %w", ap, lerr)
 	}
-	// Fill the queue; the first connection fits, the next is dropped.
-	for i := 0; i < 4; i++ {
-		c, err := net.DialTimeout("tcp", ap.String(), 100*time.Millisecond)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return nil // a SYN went unanswered: blackholed
-			}
-			return fmt.Errorf("blackhole %s: fill accept queue: %w", ap, err)
-		}
-		b.fillers = append(b.fillers, c)
+	// Fill the queue: the first connection fits and is never accepted.
+	c, err := net.DialTimeout("tcp", ap.String(), 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("blackhole %s: fill accept queue: %w", ap, err)
 	}
-	return fmt.Errorf("blackhole %s: accept queue never filled", ap)
+	b.fillers = append(b.fillers, c)
+	// The next SYN must go unanswered.
+	c, err = net.DialTimeout("tcp", ap.String(), 50*time.Millisecond)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("blackhole %s: accept queue did not fill (connections still answered)", ap)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return fmt.Errorf("blackhole %s: want an unanswered SYN, got %w", ap, err)
+	}
+	return nil
 }
 
 // Close releases every address.
