@@ -654,21 +654,31 @@ func (c *Cluster) currentAlternate() string {
 
 // replace makes found the node map (after seeding).
 func (c *Cluster) replace(found map[string]*member, info SeedInfo) {
+	var events []Event
+	defer func() { c.emitAll(events) }()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, m := range c.members {
 		if _, ok := found[id]; !ok {
-			c.emit(Event{Kind: EventNodeRemoved, Node: id, Access: netip.AddrPortFrom(m.access, m.port)})
+			events = append(events, Event{Kind: EventNodeRemoved, Node: id, Access: netip.AddrPortFrom(m.access, m.port)})
 		}
 	}
 	for id, m := range found {
 		if _, ok := c.members[id]; !ok {
-			c.emit(Event{Kind: EventNodeAdded, Node: id, Access: netip.AddrPortFrom(m.access, m.port)})
+			events = append(events, Event{Kind: EventNodeAdded, Node: id, Access: netip.AddrPortFrom(m.access, m.port)})
 		}
 	}
 	c.members = found
 	c.seeded = info
 	c.notifyLocked()
+}
+
+// emitAll traces events; it is called without c.mu held, so that a trace
+// function may call the cluster's methods.
+func (c *Cluster) emitAll(events []Event) {
+	for _, e := range events {
+		c.emit(e)
+	}
 }
 
 // tend runs one round: every known node is asked again at its own address,
@@ -762,6 +772,8 @@ func (c *Cluster) tendIdentity(ctx context.Context) {
 // the others fail a round (and are dropped after FailRounds), new nodes are
 // added.
 func (c *Cluster) merge(asked []string, answered map[string]*member) {
+	var events []Event
+	defer func() { c.emitAll(events) }()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	changed := false
@@ -781,7 +793,7 @@ func (c *Cluster) merge(asked []string, answered map[string]*member) {
 		if m.failures >= c.cfg.FailRounds {
 			delete(c.members, id)
 			changed = true
-			c.emit(Event{Kind: EventNodeRemoved, Node: id, Access: netip.AddrPortFrom(m.access, m.port)})
+			events = append(events, Event{Kind: EventNodeRemoved, Node: id, Access: netip.AddrPortFrom(m.access, m.port)})
 			c.log.Info("node dropped", "node", id, "address", m.access, "failed_rounds", m.failures)
 		}
 	}
@@ -795,7 +807,7 @@ func (c *Cluster) merge(asked []string, answered map[string]*member) {
 		}
 		c.members[id] = a
 		changed = true
-		c.emit(Event{Kind: EventNodeAdded, Node: id, Access: netip.AddrPortFrom(a.access, a.port)})
+		events = append(events, Event{Kind: EventNodeAdded, Node: id, Access: netip.AddrPortFrom(a.access, a.port)})
 		c.log.Info("node added", "node", id, "address", a.access)
 	}
 	if changed {

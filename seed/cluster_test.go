@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,10 +275,19 @@ func TestClusterNodeKilled(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	var log traceLog
 	const interval = 200 * time.Millisecond
-	c, err := seed.NewCluster(ctx, seed.Config{Seeds: []string{f.seed(ips[0])}, TendInterval: interval, Trace: log.add})
+	// The trace function may call the cluster back (no lock is held).
+	var cp atomic.Pointer[seed.Cluster]
+	trace := func(e seed.Event) {
+		log.add(e)
+		if c := cp.Load(); c != nil {
+			c.Nodes()
+		}
+	}
+	c, err := seed.NewCluster(ctx, seed.Config{Seeds: []string{f.seed(ips[0])}, TendInterval: interval, Trace: trace})
 	if err != nil {
 		t.Fatal(err)
 	}
+	cp.Store(c)
 	defer c.Close()
 	if info := c.Seeded(); info.Balancer {
 		t.Errorf("seeded %+v, want no balancer (the seed is a node's own address)", info)

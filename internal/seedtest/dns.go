@@ -1,6 +1,7 @@
 package seedtest
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -23,16 +24,23 @@ type DNS struct {
 // NewDNS starts a server on 127.0.0.1 with a free port.
 func NewDNS() (*DNS, error) {
 	d := &DNS{names: map[string][]netip.Addr{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// The UDP port the kernel picks may be taken for TCP: try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	for try := 0; try < 20; try++ {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dns server: no port free for both UDP and TCP: %w", err)
 	}
 	d.addr = pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", d.addr)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
 	d.udp = &dns.Server{PacketConn: pc, Handler: d}
 	d.tcp = &dns.Server{Listener: ln, Handler: d}
 	udpUp, tcpUp := make(chan struct{}), make(chan struct{})
