@@ -336,6 +336,39 @@ func TestClusterNodeKilled(t *testing.T) {
 	}
 }
 
+// A node that joins is added by the next tend rounds, learned from its
+// peers' answers, without going back to the seeds.
+func TestClusterAddsNewNode(t *testing.T) {
+	leakCheck(t)
+	ips := seedtest.Loopbacks(29, 11, 3)
+	f := newFleet(t, ips)
+	var peers atomic.Pointer[[]api.Node]
+	peersNow := func(context.Context) ([]api.Node, int64, error) { return *peers.Load(), 0, nil }
+	two := []api.Node{f.apiNode("db-a", ips[0]), f.apiNode("db-b", ips[1])}
+	peers.Store(&two)
+	f.start(t, "db-a", ips[0], peersNow)
+	f.start(t, "db-b", ips[1], peersNow)
+	var log traceLog
+	c, err := seed.NewCluster(ctxT(t, 30*time.Second), seed.Config{Seeds: []string{f.seed(ips[0])}, TendInterval: 100 * time.Millisecond, Trace: log.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := ids(c.Nodes()); !slices.Equal(got, []string{"db-a", "db-b"}) {
+		t.Fatalf("nodes %v, want db-a db-b", got)
+	}
+	f.start(t, "db-c", ips[2], peersNow)
+	three := append(slices.Clone(two), f.apiNode("db-c", ips[2]))
+	peers.Store(&three)
+	waitFor(t, 5*time.Second, "db-c added", func() bool { return slices.Equal(ids(c.Nodes()), []string{"db-a", "db-b", "db-c"}) })
+	if added := log.of(seed.EventNodeAdded); len(added) != 3 || added[2].Node != "db-c" {
+		t.Errorf("added events %v, want db-a and db-b at seeding, then db-c", added)
+	}
+	if n := len(log.of(seed.EventReseed)); n != 0 {
+		t.Errorf("%d reseeds, want none", n)
+	}
+}
+
 // All nodes replaced by new ones at new addresses: the map empties and the
 // client finds the cluster again through the name, resolved through
 // seamark's own DNS server.

@@ -339,3 +339,37 @@ func BenchmarkDialLoopback(b *testing.B) {
 		c.Close()
 	}
 }
+
+// Attempts that lose the race are closed: with two live addresses started at
+// once, both may connect, and only the winner stays open.
+func TestDialLoserClosed(t *testing.T) {
+	leakCheck(t)
+	var svcs []*seedtest.Service
+	var addrs []netip.AddrPort
+	for i := 0; i < 2; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := seedtest.NewService(ln)
+		defer svc.Close()
+		svcs = append(svcs, svc)
+		addrs = append(addrs, netip.MustParseAddrPort(ln.Addr().String()))
+	}
+	for round := 0; round < 20; round++ {
+		var log traceLog
+		c, err := seed.DialAddrs(context.Background(), addrs, seed.WithAttemptDelay(0), seed.WithTrace(log.add))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(log.of(seed.EventAttempt)); n != 2 {
+			t.Fatalf("%d attempts, want both started at once", n)
+		}
+		waitFor(t, 5*time.Second, "only the winner's connection open", func() bool {
+			return svcs[0].Open()+svcs[1].Open() == 1
+		})
+		c.Close()
+		waitFor(t, 5*time.Second, "no connection open", func() bool { return svcs[0].Open()+svcs[1].Open() == 0 })
+	}
+	t.Logf("accepted %d and %d connections over 20 dials (the losers' included)", svcs[0].Accepted.Load(), svcs[1].Accepted.Load())
+}

@@ -134,6 +134,13 @@ func (s *Service) accept() {
 // Addr is the service's address.
 func (s *Service) Addr() net.Addr { return s.ln.Addr() }
 
+// Open counts the connections open now.
+func (s *Service) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Close stops accepting and closes every connection.
 func (s *Service) Close() error {
 	err := s.ln.Close()
