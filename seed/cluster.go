@@ -85,27 +85,27 @@ type Config struct {
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Seeds) == 0 && len(c.Servers) == 0 {
-		errs = append(errs, errors.New("seeds: give at least one identity endpoint (host:port), or servers and service"))
+		errs = append(errs, errors.New("Seeds: give at least one identity endpoint (host:port), or Servers and Service"))
 	}
 	for i, s := range c.Seeds {
 		if _, _, err := splitAddress(s); err != nil {
-			errs = append(errs, fmt.Errorf("seeds[%d]: %w", i, err))
+			errs = append(errs, fmt.Errorf("Seeds[%d]: %w", i, err))
 		}
 	}
 	if len(c.Servers) > 0 && c.Service == "" {
-		errs = append(errs, errors.New("service: name the service whose nodes to ask the servers for"))
+		errs = append(errs, errors.New("Service: name the service whose nodes to ask the Servers for"))
 	}
 	if c.IdentityPort < 0 || c.IdentityPort > 65535 {
-		errs = append(errs, fmt.Errorf("identity_port: %d is not a port", c.IdentityPort))
+		errs = append(errs, fmt.Errorf("IdentityPort: %d is not a port", c.IdentityPort))
 	}
 	if c.TendInterval < 0 {
-		errs = append(errs, fmt.Errorf("tend_interval: %v is negative", c.TendInterval))
+		errs = append(errs, fmt.Errorf("TendInterval: %v is negative", c.TendInterval))
 	}
 	if c.FailRounds < 0 {
-		errs = append(errs, fmt.Errorf("fail_rounds: %d is negative", c.FailRounds))
+		errs = append(errs, fmt.Errorf("FailRounds: %d is negative", c.FailRounds))
 	}
 	if _, err := newOptions(c.DialOptions); err != nil {
-		errs = append(errs, fmt.Errorf("dial_options: %w", err))
+		errs = append(errs, fmt.Errorf("DialOptions: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -272,7 +272,7 @@ func NewCluster(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		var err error
 		if c.api, err = api.NewClient(cfg.Servers, opts...); err != nil {
-			return nil, fmt.Errorf("seed: cluster config: servers: %w", err)
+			return nil, fmt.Errorf("seed: cluster config: Servers: %w", err)
 		}
 	}
 	if err := c.bootstrap(ctx); err != nil {

@@ -569,12 +569,12 @@ func TestClusterConfigErrors(t *testing.T) {
 		cfg  seed.Config
 		want []string
 	}{
-		{"nothing", seed.Config{}, []string{"seeds: give at least one"}},
-		{"bad seed", seed.Config{Seeds: []string{"db.example.com"}}, []string{"seeds[0]:", "not host:port"}},
-		{"servers without service", seed.Config{Servers: []string{"http://127.0.0.1:9400"}}, []string{"service: name the service"}},
+		{"nothing", seed.Config{}, []string{"Seeds: give at least one"}},
+		{"bad seed", seed.Config{Seeds: []string{"db.example.com"}}, []string{"Seeds[0]:", "not host:port"}},
+		{"servers without service", seed.Config{Servers: []string{"http://127.0.0.1:9400"}}, []string{"Service: name the service"}},
 		{"several", seed.Config{Seeds: []string{"a:1", "b:x"}, IdentityPort: 70000, FailRounds: -1},
-			[]string{"seeds[1]:", "identity_port: 70000", "fail_rounds: -1"}},
-		{"bad dial option", seed.Config{Seeds: []string{"a:1"}, DialOptions: []seed.Option{seed.WithMaxConcurrent(0)}}, []string{"dial_options:"}},
+			[]string{"Seeds[1]:", "IdentityPort: 70000", "FailRounds: -1"}},
+		{"bad dial option", seed.Config{Seeds: []string{"a:1"}, DialOptions: []seed.Option{seed.WithMaxConcurrent(0)}}, []string{"DialOptions:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := seed.NewCluster(context.Background(), tc.cfg)

@@ -37,6 +37,8 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+var _ Resolver = (*net.Resolver)(nil)
+
 // Option changes how Dial (and a Cluster's dials) work.
 type Option func(*options)
 
