@@ -97,6 +97,7 @@ in one binary.`,
 		newEventsCmd(cf),
 		newListenersCmd(cf),
 		newGroupsCmd(cf),
+		newProbeCmd(cf),
 	)
 	return root
 }
