@@ -332,9 +332,16 @@ func (c *Client) BalancerStats(ctx context.Context, listener string) ([]Listener
 // Groups lists balancer groups with their live state: candidacies,
 // effective priorities, the active member and what the group name answers.
 func (c *Client) Groups(ctx context.Context) ([]GroupStatus, error) {
-	var out []GroupStatus
-	_, err := c.do(ctx, http.MethodGet, "/v1/groups", nil, nil, &out)
+	out, _, err := c.GroupsIndex(ctx)
 	return out, err
+}
+
+// GroupsIndex is Groups with the index of the read: the last store revision
+// that changed a group, a candidacy or a role.
+func (c *Client) GroupsIndex(ctx context.Context) ([]GroupStatus, int64, error) {
+	var out []GroupStatus
+	idx, err := c.do(ctx, http.MethodGet, "/v1/groups", nil, nil, &out)
+	return out, idx, err
 }
 
 // EventQuery filters the event log.
