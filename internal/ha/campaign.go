@@ -129,7 +129,7 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 		if lost != "" {
 			c.log.Warn("lease lost: stepping down", "reason", lost)
 			old := c.lease
-			go old.Close() // revoking may wait for an unreachable store
+			go old.Close()                        // revoking may wait for an unreachable store
 			c.setRole(g, me, api.RoleFault, lost) // the hook sees the fencing revision given up
 			c.lease, c.fencing, c.written = nil, 0, false
 		}

@@ -224,4 +224,3 @@ func waitHook(t *testing.T, path, want string, within time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
