@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,6 +268,28 @@ func TestEffective(t *testing.T) {
 		got, fault, _ := effective(tc.base, tc.tracks)
 		if got != tc.want || fault != tc.fault {
 			t.Errorf("effective(%d, %+v): got %d %v, want %d %v", tc.base, tc.tracks, got, fault, tc.want, tc.fault)
+		}
+	}
+}
+
+// TestReassertIsLevelTriggered: while a member stays active, on_active runs
+// again every reassert_interval.
+func TestReassertIsLevelTriggered(t *testing.T) {
+	e := newEnv(t)
+	e.group(api.Group{Name: "lb", Members: members(151, 150), ReassertInterval: api.Duration(time.Second),
+		Hooks: api.Hooks{OnActive: "on-active"}})
+	hooks := &hookLog{}
+	e.start("lb1", hooks)
+	e.waitActive("lb", addr1, 5*time.Second)
+	time.Sleep(2300 * time.Millisecond)
+	if n := hooks.count("lb1", api.RoleActive); n < 3 {
+		t.Fatalf("on_active ran %d times in 2.3s of activity with reassert_interval 1s, want 3", n)
+	}
+	hooks.mu.Lock()
+	defer hooks.mu.Unlock()
+	for _, e := range hooks.events[1:] {
+		if !strings.HasSuffix(e.Reason, "reassert") || e.Fencing == 0 {
+			t.Errorf("reassert event %+v", e)
 		}
 	}
 }
