@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -291,5 +292,39 @@ func TestReassertIsLevelTriggered(t *testing.T) {
 		if !strings.HasSuffix(e.Reason, "reassert") || e.Fencing == 0 {
 			t.Errorf("reassert event %+v", e)
 		}
+	}
+}
+
+// TestStopLeaksNothing: a member's campaigns, tracks, watchdog and lease
+// are gone once Run returns, and its candidacy and role left the store.
+func TestStopLeaksNothing(t *testing.T) {
+	e := newEnv(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	e.group(api.Group{Name: "lb", Members: members(151, 150), Track: []api.Track{{
+		Check: api.Check{Type: api.CheckTCP, Address: ln.Addr().String(), Interval: api.Duration(50 * time.Millisecond)}, Weight: -1,
+	}}})
+	// A first run starts the store client's lease keep-alive stream, which
+	// the client owns for its lifetime; count from after it.
+	warm := e.start("lb1", nil)
+	e.waitActive("lb", addr1, 5*time.Second)
+	warm()
+	time.Sleep(300 * time.Millisecond)
+	g0 := runtime.NumGoroutine()
+	stop := e.start("lb1", nil)
+	e.waitActive("lb", addr1, 5*time.Second)
+	stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := e.w.Current()
+		if g := runtime.NumGoroutine(); g <= g0 && s.Role("lb") == nil && len(s.Candidates("lb")) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("after stop: %d goroutines (was %d), role %+v, candidates %v\n%s", runtime.NumGoroutine(), g0,
+				s.Role("lb"), candidates(s, "lb"), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
