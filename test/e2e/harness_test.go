@@ -23,7 +23,30 @@ import (
 	"github.com/seamark/seamark/api"
 )
 
-var seamarkBin string
+var seamarkBin, binDir string
+
+var (
+	toolsMu sync.Mutex
+	tools   = map[string]string{}
+)
+
+// buildTool builds a main package of this module (once per run) and returns
+// the binary's path.
+func buildTool(t testing.TB, pkg string) string {
+	t.Helper()
+	toolsMu.Lock()
+	defer toolsMu.Unlock()
+	if bin, ok := tools[pkg]; ok {
+		return bin
+	}
+	bin := filepath.Join(binDir, filepath.Base(pkg))
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+	tools[pkg] = bin
+	return bin
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "seamark-e2e-")
@@ -31,7 +54,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	seamarkBin = filepath.Join(dir, "seamark")
+	seamarkBin, binDir = filepath.Join(dir, "seamark"), dir
 	build := exec.Command("go", "build", "-o", seamarkBin, "../../cmd/seamark")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
