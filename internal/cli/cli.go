@@ -95,6 +95,7 @@ in one binary.`,
 		newServicesCmd(cf),
 		newNodesCmd(cf),
 		newEventsCmd(cf),
+		newAgentCmd(cf),
 	)
 	return root
 }
