@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -321,9 +322,13 @@ func (f *finder) run(ctx context.Context, command string) (netip.Addr, error) {
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
 	var stdout, stderr limitedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// The command runs in a process group of its own, killed whole on
+	// timeout, so that nothing it started outlives it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	if err := cmd.Run(); err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return netip.Addr{}, fmt.Errorf("did not finish within %v", f.cmdTimeout)
 		}
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {

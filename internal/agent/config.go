@@ -370,6 +370,12 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 			continue
 		}
 		c.lines[key] = k.Line
+		if key == "alternates" {
+			if err := checkAlternateKeys(name, val); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		if err := val.Decode(v.Field(idx).Addr().Interface()); err != nil {
 			line := val.Line
 			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
@@ -384,15 +390,56 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// yamlMessage strips the decoder's prefixes from err.
+// checkAlternateKeys reports an alternate with a key other than label and
+// from (the decoder would drop it silently).
+func checkAlternateKeys(name string, n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return nil // the decoder says what is wrong
+	}
+	for i, item := range n.Content {
+		if item.Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 0; j+1 < len(item.Content); j += 2 {
+			if k := item.Content[j]; k.Value != "label" && k.Value != "from" {
+				return fmt.Errorf("%s:%d: alternates[%d]: unknown key %q; an alternate has label and from", name, k.Line, i, short(k.Value))
+			}
+		}
+	}
+	return nil
+}
+
+var yamlTypeError = regexp.MustCompile("cannot unmarshal (!!\\w+)(?: `([^`]*)`)? into (\\S+)")
+
+// yamlKinds and goKinds name YAML and Go types in words.
+var (
+	yamlKinds = map[string]string{"!!str": "text", "!!int": "a number", "!!float": "a number", "!!bool": "true or false", "!!seq": "a list", "!!map": "a map", "!!null": "nothing"}
+	goKinds   = map[string]string{"int": "a whole number", "string": "text", "[]string": "a list of text", "map[string]string": "a map of text to text",
+		"[]agent.Alternate": "a list of {label: ..., from: ...}", "api.Duration": `a duration like "10s"`}
+)
+
+// yamlMessage turns a decoder error into words: "expected a whole number,
+// got text "three"".
 func yamlMessage(err error) string {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
 	msg = strings.TrimSpace(yamlLine.ReplaceAllString(msg, ""))
 	msg = strings.ReplaceAll(msg, "\n", "; ")
-	msg = strings.NewReplacer("!!str", "text", "!!int", "a number", "!!seq", "a list", "!!map", "a map", "!!bool", "true/false", "!!float", "a number").Replace(msg)
-	return msg
+	return yamlTypeError.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := yamlTypeError.FindStringSubmatch(m)
+		got, want := yamlKinds[sub[1]], goKinds[sub[3]]
+		if got == "" {
+			got = "a value"
+		}
+		if want == "" {
+			want = "something else"
+		}
+		if sub[2] != "" {
+			got += fmt.Sprintf(" %q", sub[2])
+		}
+		return "expected " + want + ", got " + got
+	})
 }
 
 func yamlFields() map[string]int {
