@@ -443,12 +443,14 @@ func (a *Agent) keep(ctx context.Context, node api.Node, health <-chan bool) (at
 			node.State = want
 			attempted = true
 			var res api.WriteResult
+			start := time.Now()
 			res, err = a.client.Register(rctx, node)
 			cancel()
 			if err == nil {
 				registered, state, lastOK, failures = true, want, time.Now(), 0
 				bo.reset()
-				a.log.Info("registered", "id", node.ID, "service", node.Service, "address", node.Address.String(), "port", node.Port, "state", string(want), "lease", a.lease, "lease_id", fmt.Sprintf("%x", res.Lease))
+				a.log.Info("registered", "id", node.ID, "service", node.Service, "address", node.Address.String(), "port", node.Port, "state", string(want),
+					"lease", a.lease, "took", time.Since(start).Round(100*time.Microsecond), "lease_id", fmt.Sprintf("%x", res.Lease))
 				rearm(renewEvery)
 				continue
 			}
