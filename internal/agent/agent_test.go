@@ -208,7 +208,7 @@ func TestRegistersAfterPortAndDeregistersOnStop(t *testing.T) {
 		t.Fatalf("before the port is up: got nodes %+v (%v), want none", n, err)
 	}
 	bound := time.Now()
-	listen(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String())
+	l := listen(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String())
 	n, took := waitNode(t, srv.client, "app-1", 5*time.Second, present)
 	t.Logf("registered %v after the port bound", took.Round(time.Millisecond))
 	if n.Registered.Before(bound.Add(-time.Millisecond)) {
@@ -229,6 +229,7 @@ func TestRegistersAfterPortAndDeregistersOnStop(t *testing.T) {
 	}
 	waitNode(t, srv.client, "app-1", 2*time.Second, absent)
 	t.Logf("deregistered %v after stop", time.Since(stopped).Round(time.Millisecond))
+	l.Close()
 	srv.tr.CloseIdleConnections()
 	checkLeaks()
 }
@@ -251,13 +252,34 @@ var notAgent = []string{"agent.listen", "agent.leakCheck", "seamark/internal/dns
 	"seamark/internal/registry", "seamark/internal/server", "seamark/internal/store", "seamark/internal/httpapi",
 	"go.etcd.io/", "google.golang.org/grpc"}
 
+// openFiles counts this process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
+
 // leakCheck returns a check that fails when goroutines started after the
-// call still run (allowing a moment for exiting ones to finish), leaving out
-// the server's and the test's own.
+// call still run, or more files are open (allowing a moment for exiting ones
+// to finish), leaving out the server's goroutines and the test's own.
 func leakCheck(t *testing.T) func() {
-	before := goroutines()
+	before, fdsBefore := goroutines(), openFiles(t)
 	return func() {
 		t.Helper()
+		for deadline := time.Now().Add(3 * time.Second); openFiles(t) > fdsBefore; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				var open []string
+				fds, _ := os.ReadDir("/proc/self/fd")
+				for _, fd := range fds {
+					target, _ := os.Readlink("/proc/self/fd/" + fd.Name())
+					open = append(open, fd.Name()+" -> "+target)
+				}
+				t.Fatalf("open files: %d before, %d after stop:\n%s", fdsBefore, len(open), strings.Join(open, "\n"))
+			}
+		}
 		var leaked []string
 		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			leaked = leaked[:0]

@@ -350,6 +350,9 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s:%d: the file must be a map of keys (service, port, servers ...)", name, root.Line)
 	}
+	if alias := findAlias(root, 0); alias != nil {
+		return nil, fmt.Errorf("%s:%d: aliases (*%s) are not supported in an agent config; write the value out", name, alias.Line, short(alias.Value))
+	}
 	fields := yamlFields()
 	v := reflect.ValueOf(c).Elem()
 	var errs []error
@@ -388,6 +391,21 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// findAlias returns the first alias in n, so that a few lines cannot expand
+// into millions of values; nesting deeper than any agent config is treated
+// the same way.
+func findAlias(n *yaml.Node, depth int) *yaml.Node {
+	if n.Kind == yaml.AliasNode || depth > 16 {
+		return n
+	}
+	for _, c := range n.Content {
+		if a := findAlias(c, depth+1); a != nil {
+			return a
+		}
+	}
+	return nil
 }
 
 // checkAlternateKeys reports an alternate with a key other than label and

@@ -72,6 +72,8 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{"more than one YAML document"}},
 		{name: "not a map", file: "- db\n",
 			want: []string{"agent.yaml:1: the file must be a map"}},
+		{name: "alias", file: "service: &s db\nid: *s\n",
+			want: []string{"agent.yaml:2: aliases (*s) are not supported"}},
 		{name: "syntax", file: "service: [db\n",
 			want: []string{"agent.yaml: invalid YAML"}},
 		{name: "validation against file lines", file: "servers: [\"http://\"]\nservice: DB\nport: 70000\nttl: 1s\naddress: iface:eth0\nalternates: [{label: x, from: nope}, {label: x, from: 10.0.0.1}]\ncheck_interval: 10s\n",
