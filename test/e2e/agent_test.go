@@ -159,7 +159,6 @@ func TestAgentRegistersAfterPortAndLeavesOnSIGTERM(t *testing.T) {
 		t.Fatalf("got node %+v, want an agent node on port %d registered after %v", n, port, bound)
 	}
 
-	sent := time.Now()
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	took = waitDNS(t, s.dns, "app.cluster.test", "127.0.0.1", false, 5*time.Second)
 	t.Logf("out of DNS %v after SIGTERM", took.Round(time.Millisecond))
@@ -174,7 +173,6 @@ func TestAgentRegistersAfterPortAndLeavesOnSIGTERM(t *testing.T) {
 	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("agent exited %d after SIGTERM, want 0", code)
 	}
-	_ = sent
 	if n := node(t, s, "app-1"); n != nil {
 		t.Fatalf("after SIGTERM: node %+v still registered", n)
 	}
