@@ -98,6 +98,7 @@ in one binary.`,
 		newListenersCmd(cf),
 		newGroupsCmd(cf),
 		newProbeCmd(cf),
+		newAgentCmd(cf),
 	)
 	return root
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/seamark/seamark/api"
 )
 
-var dnsAddrRE = regexp.MustCompile(`seamark server running.* dns=(127\.0\.0\.1:\d+)`)
 
 // groupCluster is one seamark server owning an embedded store and serving
 // DNS, and balancer members: seamark servers on that store, each a process.

@@ -167,6 +167,9 @@ func (p *proc) stop() error {
 	}
 }
 
+// dnsAddrRE finds the DNS address a server reports.
+var dnsAddrRE = regexp.MustCompile(`seamark server running.* dns=(127\.0\.0\.1:\d+)`)
+
 var httpAddrRE = regexp.MustCompile(`seamark server running.* http=(127\.0\.0\.1:\d+)`)
 
 // server is a running `seamark server` process.
