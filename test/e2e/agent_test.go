@@ -32,7 +32,6 @@ services:
     answers: {when_none_healthy: empty}
 `
 
-
 // agentServer is a server with the agent tests' config and its DNS address.
 type agentServer struct {
 	*server

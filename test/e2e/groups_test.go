@@ -16,7 +16,6 @@ import (
 	"github.com/seamark/seamark/api"
 )
 
-
 // groupCluster is one seamark server owning an embedded store and serving
 // DNS, and balancer members: seamark servers on that store, each a process.
 type groupCluster struct {
