@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,6 +29,10 @@ type netLab struct {
 	prefix string
 	sw     string
 	hosts  []*labHost
+	// etcd members by host number: their process and the command that
+	// starts them again on the same data.
+	etcd     map[int]*proc
+	etcdArgs map[int][]string
 }
 
 // labHost is one namespace with address 10.77.0.<n>/24 on eth0.
@@ -160,15 +165,58 @@ func (lab *netLab) startEtcdCluster(hosts []*labHost) []string {
 		peers = append(peers, fmt.Sprintf("e%d=http://%s:2380", h.n, h.addr))
 		clients = append(clients, fmt.Sprintf("http://%s:2379", h.addr))
 	}
+	lab.etcd, lab.etcdArgs = map[int]*proc{}, map[int][]string{}
 	for i, h := range hosts {
-		h.start(fmt.Sprintf("etcd-%d", h.n), bin,
+		args := []string{bin,
 			"--name", fmt.Sprintf("e%d", h.n), "--data-dir", lab.t.TempDir(),
 			"--listen-client-urls", clients[i], "--advertise-client-urls", clients[i],
 			"--listen-peer-urls", fmt.Sprintf("http://%s:2380", h.addr), "--initial-advertise-peer-urls", fmt.Sprintf("http://%s:2380", h.addr),
 			"--initial-cluster", strings.Join(peers, ","), "--initial-cluster-state", "new",
-			"--heartbeat-interval", "20", "--election-timeout", "100")
+			"--heartbeat-interval", "20", "--election-timeout", "100"}
+		lab.etcdArgs[h.n] = args
+		lab.etcd[h.n] = h.start(fmt.Sprintf("etcd-%d", h.n), args[0], args[1:]...)
 	}
 	return clients
+}
+
+// restartEtcd starts host h's etcd member again on its data.
+func (lab *netLab) restartEtcd(h *labHost) {
+	args := lab.etcdArgs[h.n]
+	lab.etcd[h.n] = h.start(fmt.Sprintf("etcd-%d-again", h.n), args[0], args[1:]...)
+}
+
+// etcdLeader returns the host whose etcd member leads, asking the members
+// in turn from inside their hosts.
+func (lab *netLab) etcdLeader(hosts []*labHost) *labHost {
+	lab.t.Helper()
+	type status struct {
+		Header struct {
+			MemberID string `json:"member_id"`
+		} `json:"header"`
+		Leader string `json:"leader"`
+	}
+	ids := map[string]*labHost{}
+	var leader string
+	for _, h := range hosts {
+		tr := &http.Transport{DialContext: h.dial, DisableKeepAlives: true}
+		hc := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+		resp, err := hc.Post(fmt.Sprintf("http://%s:2379/v3/maintenance/status", h.addr), "application/json", strings.NewReader("{}"))
+		if err != nil {
+			continue
+		}
+		var st status
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		ids[st.Header.MemberID] = h
+		if st.Leader != "" {
+			leader = st.Leader
+		}
+	}
+	if h := ids[leader]; h != nil {
+		return h
+	}
+	lab.t.Fatalf("no etcd leader found among %d members (%v)", len(hosts), leader)
+	return nil
 }
 
 var anyHTTPAddrRE = regexpMust(`seamark server running.* http=(\d+\.\d+\.\d+\.\d+:\d+)`)
