@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -59,6 +61,12 @@ func (s *Store) item(kv *mvccpb.KeyValue, deleted bool) (Item, bool) {
 	return it, true
 }
 
+// How a silent watch stream is found out.
+const (
+	watchProgressEvery = 250 * time.Millisecond
+	watchSilentAfter   = time.Second
+)
+
 // Batch is every change of one or more store revisions, in order. A batch never
 // splits a revision, so applying whole batches never shows half a transaction.
 type Batch struct {
@@ -80,7 +88,43 @@ func (s *Store) Watch(ctx context.Context, from int64) (<-chan Batch, func() err
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		defer cancel()
 		wch := s.cli.Watch(wctx, s.prefix+version, clientv3.WithPrefix(), clientv3.WithRev(from+1))
+		// A stream to a member that is cut off stays open and silent: no
+		// events, no error, until gRPC's keep-alive gives up (10 s or more).
+		// Ask the member for progress every watchProgressEvery; a stream
+		// that answers nothing for watchSilentAfter is treated as broken,
+		// and the reader loads again (through a member that answers).
+		var heard atomic.Int64
+		heard.Store(time.Now().UnixNano())
+		silent := make(chan struct{})
+		go func() {
+			tick := time.NewTicker(watchProgressEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-wctx.Done():
+					return
+				case <-tick.C:
+				}
+				if time.Since(time.Unix(0, heard.Load())) > watchSilentAfter {
+					if s.recheck != nil {
+						s.checkEndpointsNow()
+					}
+					close(silent)
+					cancel()
+					return
+				}
+				s.cli.RequestProgress(wctx)
+			}
+		}()
+		defer func() {
+			select {
+			case <-silent:
+				werr = fmt.Errorf("watch store: the stream answered nothing for %v (its member is probably cut off)", watchSilentAfter)
+			default:
+			}
+		}()
 		for resp := range wch {
+			heard.Store(time.Now().UnixNano())
 			if err := resp.Err(); err != nil {
 				if errors.Is(err, rpctypes.ErrCompacted) || resp.CompactRevision != 0 {
 					werr = fmt.Errorf("%w: asked for %d, compacted at %d", ErrCompacted, from+1, resp.CompactRevision)
@@ -104,7 +148,7 @@ func (s *Store) Watch(ctx context.Context, from int64) (<-chan Batch, func() err
 				return
 			}
 		}
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && werr == nil {
 			werr = errors.New("watch store: stream closed")
 		}
 	}()

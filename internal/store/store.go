@@ -62,6 +62,10 @@ type Store struct {
 	log    *slog.Logger
 	// closing silences the embedded etcd's logs while it is stopped on purpose.
 	closing atomic.Bool
+	// The endpoint tender of an external cluster with several members.
+	recheck    chan struct{}
+	stopTender context.CancelFunc
+	tended     chan struct{}
 }
 
 // Embedded etcd timing: a single member has no peers to wait for, so short
@@ -120,6 +124,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if _, err := cli.Get(sctx, s.prefix+version+"ping", clientv3.WithCountOnly()); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store: etcd at %s does not answer: %w", strings.Join(s.eps, ","), err)
+	}
+	if s.etcd == nil && len(s.eps) > 1 {
+		tctx, stop := context.WithCancel(context.Background())
+		s.recheck, s.stopTender, s.tended = make(chan struct{}, 1), stop, make(chan struct{})
+		go s.tendEndpoints(tctx)
 	}
 	s.log.Info("store ready", "kind", s.kind, "endpoints", strings.Join(s.eps, ","), "prefix", s.prefix)
 	return s, nil
@@ -197,6 +206,10 @@ func loopbackURL(addr, def string, pickPort bool) (*url.URL, error) {
 
 // Close disconnects and stops the embedded etcd, if any.
 func (s *Store) Close() error {
+	if s.stopTender != nil {
+		s.stopTender()
+		<-s.tended
+	}
 	var err error
 	if s.cli != nil {
 		err = s.cli.Close()

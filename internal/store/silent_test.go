@@ -1,0 +1,125 @@
+package store_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/store"
+	"github.com/seamark/seamark/internal/store/storetest"
+)
+
+// freezer is a TCP proxy that can stop forwarding while keeping every
+// connection open: a member cut off without a reset, as a partition does.
+type freezer struct {
+	ln     net.Listener
+	target string
+	frozen atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln, target: target}
+	t.Cleanup(func() {
+		ln.Close()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, c := range f.conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c, u)
+			f.mu.Unlock()
+			go f.pipe(c, u)
+			go f.pipe(u, c)
+		}
+	}()
+	return f
+}
+
+func (f *freezer) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for f.frozen.Load() {
+			time.Sleep(10 * time.Millisecond) // hold the bytes: nothing passes
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				dst.Close()
+			}
+			return
+		}
+	}
+}
+
+// TestSilentWatchBreaks: a watch whose member stops answering (no reset, no
+// error) is reported broken within about a second, so the reader loads
+// again instead of serving a stale view for as long as gRPC keep-alive
+// takes to notice.
+func TestSilentWatchBreaks(t *testing.T) {
+	direct := storetest.New(t)
+	ep := strings.TrimPrefix(direct.Endpoints()[0], "http://")
+	f := newFreezer(t, ep)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	viaProxy, err := store.Open(ctx, store.Options{Endpoints: []string{"http://" + f.ln.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close()
+	_, rev, err := viaProxy.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, errf := viaProxy.Watch(ctx, rev)
+	if _, err := direct.PutService(ctx, api.Service{Name: "one", Port: 1, Source: api.SourceAPI}, true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-batches:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event through the proxy")
+	}
+	f.frozen.Store(true)
+	start := time.Now()
+	for range batches {
+	}
+	d := time.Since(start)
+	f.frozen.Store(false)
+	if err := errf(); err == nil || !strings.Contains(err.Error(), "answered nothing") {
+		t.Fatalf("got %v, want a silent-stream error", err)
+	}
+	if d > 3*time.Second {
+		t.Errorf("silent stream found out after %v, want about 1s", d)
+	}
+	t.Logf("silent stream broken after %v", d)
+}
