@@ -93,6 +93,15 @@ func TestTwoServersShareExternalEtcd(t *testing.T) {
 	if _, err := a.client.CreateService(ctx, api.Service{Name: "db", Port: 3000, Check: api.Check{Type: api.CheckNone}}); err != nil {
 		t.Fatal(err)
 	}
+	// Reads are consistent per server (read-your-writes); across servers
+	// the other one follows within milliseconds.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, err := b.client.Service(ctx, "db"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("server b never saw the service: %v", err)
+		}
+	}
 	var lags []time.Duration
 	for i := range 20 {
 		writer, reader := a, b

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"syscall"
@@ -59,14 +61,21 @@ groups:
 		nodes[h.addr.String()] = sc.startNode(t, h, "app", 3000)
 	}
 	waitDNSCount(t, sc.servers, "app.cluster.test", backends, 30*time.Second)
-	// Both balancers listen on all 500 ports.
+	// Both balancers carry all 500 ports to the backends (each balancer
+	// follows the store on its own: allow it a moment to see them).
 	for _, h := range []*labHost{lb1h, lb2h} {
 		for _, p := range []int{20000, 20250, 20499} {
-			c, err := customerHost.dial(ctxTimeout(t, 5*time.Second), "tcp", fmt.Sprintf("%s:%d", h.addr, p))
-			if err != nil {
-				t.Fatalf("balancer h%d port %d: %v", h.n, p, err)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				err := echoThrough(customerHost, fmt.Sprintf("%s:%d", h.addr, p))
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("balancer h%d port %d: %v", h.n, p, err)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
-			c.Close()
 		}
 	}
 
@@ -206,4 +215,27 @@ func waitAllDNS(t *testing.T, servers []*labServer, name string, within time.Dur
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// echoThrough sends a line through addr from inside host h and checks the echo.
+func echoThrough(h *labHost, addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := h.dial(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != "ping\n" {
+		return fmt.Errorf("echo %q", buf)
+	}
+	return nil
 }
