@@ -346,6 +346,17 @@ type ConnStats struct {
 	Refused uint64 `json:"refused"`
 }
 
+// Add adds o's counters to c.
+func (c *ConnStats) Add(o ConnStats) {
+	c.Active += o.Active
+	c.Total += o.Total
+	c.BytesIn += o.BytesIn
+	c.BytesOut += o.BytesOut
+	c.ConnectErrors += o.ConnectErrors
+	c.Retries += o.Retries
+	c.Refused += o.Refused
+}
+
 // BackendStats are one backend's counters, summed over every port of the
 // service on this server.
 type BackendStats struct {

@@ -96,15 +96,7 @@ func buildListenerViews(ls []api.Listener, stats []api.ListenerStats, only strin
 				continue
 			}
 			v.States[s.State]++
-			live := v.Live
-			live.Active += s.Active
-			live.Total += s.Total
-			live.BytesIn += s.BytesIn
-			live.BytesOut += s.BytesOut
-			live.ConnectErrors += s.ConnectErrors
-			live.Retries += s.Retries
-			live.Refused += s.Refused
-			v.Live = live
+			v.Live.Add(s.ConnStats)
 			v.Backends = s.Backends
 			if perPort {
 				v.Ports = append(v.Ports, s)

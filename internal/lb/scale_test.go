@@ -17,32 +17,24 @@ import (
 // writers at once, and returns the last revision.
 func (e *env) putListeners(prefix string, ports []int, service string) int64 {
 	e.t.Helper()
-	var last atomic.Int64
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(ports); i += 8 {
-				l := api.Listener{Name: fmt.Sprintf("%s%d", prefix, i), Port: ports[i], Service: service, Source: api.SourceAPI}
-				l.Bind = loopback
-				l.SetDefaults()
-				rev, err := e.st.PutListener(e.ctx, l, false)
-				if err != nil {
-					e.t.Error(err)
-					return
-				}
-				for old := last.Load(); rev > old && !last.CompareAndSwap(old, rev); old = last.Load() {
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return last.Load()
+	return e.eachListener(len(ports), func(i int) (int64, error) {
+		l := api.Listener{Name: fmt.Sprintf("%s%d", prefix, i), Port: ports[i], Service: service, Source: api.SourceAPI}
+		l.Bind = loopback
+		l.SetDefaults()
+		return e.st.PutListener(e.ctx, l, false)
+	})
 }
 
 func (e *env) dropListeners(prefix string, n int) int64 {
 	e.t.Helper()
+	return e.eachListener(n, func(i int) (int64, error) {
+		return e.st.DeleteListener(e.ctx, fmt.Sprintf("%s%d", prefix, i), api.SourceAPI)
+	})
+}
+
+// eachListener runs write for 0..n-1 on 8 writers and returns the highest
+// revision written.
+func (e *env) eachListener(n int, write func(i int) (int64, error)) int64 {
 	var last atomic.Int64
 	var wg sync.WaitGroup
 	for w := range 8 {
@@ -50,7 +42,7 @@ func (e *env) dropListeners(prefix string, n int) int64 {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += 8 {
-				rev, err := e.st.DeleteListener(e.ctx, fmt.Sprintf("%s%d", prefix, i), api.SourceAPI)
+				rev, err := write(i)
 				if err != nil {
 					e.t.Error(err)
 					return

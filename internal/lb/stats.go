@@ -23,16 +23,6 @@ func (c *counters) snapshot() api.ConnStats {
 	}
 }
 
-func addStats(a *api.ConnStats, b api.ConnStats) {
-	a.Active += b.Active
-	a.Total += b.Total
-	a.BytesIn += b.BytesIn
-	a.BytesOut += b.BytesOut
-	a.ConnectErrors += b.ConnectErrors
-	a.Retries += b.Retries
-	a.Refused += b.Refused
-}
-
 // collector exports the counters to Prometheus at scrape time, summed per
 // listener name (a port range is one series, whatever its size) and per
 // backend, so the data path never touches a Prometheus object.
@@ -76,7 +66,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			s = &api.ConnStats{}
 			byName[l.Name] = s
 		}
-		addStats(s, l.ConnStats)
+		s.Add(l.ConnStats)
 	}
 	for name, s := range byName {
 		emit(ch, descListener, *s, name)
