@@ -365,3 +365,52 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("limit=0: got %d %s, want 400 naming limit", code, body)
 	}
 }
+
+// A health verdict changes a node's healthy flag: a blocking read of every
+// node (what the dashboard and watchers of all nodes use) wakes on it.
+func TestAllNodesWakesOnVerdict(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	if _, err := f.client.CreateService(ctx, api.Service{Name: "app", Port: 8080}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.Register(ctx, api.Node{ID: "app-1", Service: "app", Address: netip.MustParseAddr("127.0.0.31")}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, idx, err := f.client.AllNodes(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.ID == "app-1" && n.Healthy {
+			t.Fatal("app-1 is healthy before any verdict; want unhealthy (check.initial)")
+		}
+	}
+	got := make(chan []api.Node, 1)
+	go func() {
+		ns, _, _ := f.client.AllNodes(ctx, &api.QueryOptions{Index: idx, Wait: 10 * time.Second})
+		got <- ns
+	}()
+	time.Sleep(50 * time.Millisecond)
+	lease, err := f.st.GrantLease(ctx, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Close()
+	v := api.Verdict{State: api.StateHealthy, Reason: "2 of 2 probes passed", Since: time.Now(), Latency: api.Duration(time.Millisecond)}
+	if err := f.st.PutVerdicts(ctx, "c1", []store.VerdictWrite{{Service: "app", Node: "app-1", Verdict: v}}, lease); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ns := <-got:
+		healthy := false
+		for _, n := range ns {
+			healthy = healthy || (n.ID == "app-1" && n.Healthy && len(n.Checks) == 1)
+		}
+		if !healthy {
+			t.Fatalf("got %+v after the verdict, want app-1 healthy with its verdict", ns)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocking read of /v1/nodes did not wake on a verdict")
+	}
+}
