@@ -17,6 +17,7 @@ import (
 	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/store"
 	"github.com/seamark/seamark/internal/store/storetest"
+	"github.com/seamark/seamark/internal/ui"
 )
 
 const (
@@ -412,5 +413,50 @@ func TestAllNodesWakesOnVerdict(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("blocking read of /v1/nodes did not wake on a verdict")
+	}
+}
+
+// The dashboard's files are served without a token even when reads need
+// one (they hold no data); its API calls still need the token.
+func TestDashboardMount(t *testing.T) {
+	st := storetest.New(t)
+	w := registry.NewWatcher(st, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-w.Ready()
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{
+		Store: st, Snapshots: w, UI: ui.Handler(),
+		Tokens: []httpapi.Token{{Name: "ro", Secret: readSecret, Access: "read"}},
+	}))
+	t.Cleanup(srv.Close)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	tests := []struct {
+		name, path string
+		code       int
+		location   string
+	}{
+		{"page without a token", "/ui/", 200, ""},
+		{"script without a token", "/ui/app.js", 200, ""},
+		{"root redirects to the page", "/", http.StatusFound, "/ui/"},
+		{"page path without its slash", "/ui", http.StatusTemporaryRedirect, "/ui/"},
+		{"the API still needs the token", "/v1/nodes", 401, ""},
+		{"unknown paths are still the API's", "/nope", 401, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := noRedirect.Get(srv.URL + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.code {
+				t.Fatalf("GET %s: got %d, want %d", tc.path, resp.StatusCode, tc.code)
+			}
+			if loc := resp.Header.Get("Location"); loc != tc.location {
+				t.Fatalf("GET %s: Location %q, want %q", tc.path, loc, tc.location)
+			}
+		})
 	}
 }
