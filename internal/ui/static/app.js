@@ -263,6 +263,14 @@
     return `${n.toFixed(1)} ${units[i]}iB`;
   }
 
+  // latency turns a Go duration ("312.5µs", "1.2034ms", "1s") into
+  // milliseconds an operator reads at a glance.
+  function latency(d) {
+    const m = /^([0-9.]+)(ns|µs|us|ms|s)$/.exec(d || '');
+    if (!m) return d || '-';
+    const ms = Number(m[1]) * { ns: 1e-6, 'µs': 1e-3, us: 1e-3, ms: 1, s: 1000 }[m[2]];
+    return ms < 10 ? `${ms.toFixed(2)} ms` : ms < 1000 ? `${ms.toFixed(0)} ms` : `${(ms / 1000).toFixed(2)} s`;
+  }
   const num = (n) => Number(n || 0).toLocaleString('en-US');
   const badge = (text, cls) => `<span class="badge ${cls || ''}">${esc(text)}</span>`;
   const matches = (...parts) => !state.filter || parts.some((p) => String(p ?? '').toLowerCase().includes(state.filter));
@@ -352,7 +360,7 @@
       tile(`${num(healthy)}<small class="muted"> / ${num(total)}</small>`, 'nodes healthy', down ? 'down' : (total ? 'ok' : ''),
         down ? `${down} not answered in DNS nor sent connections` : ''),
       tile(num(state.services.length), 'services'),
-      tile(num(state.listeners.length), `listeners · ${num(listening)} ports${failed ? `, <b>${failed} failed</b>` : ''}`, failed ? 'down' : ''),
+      tile(num(state.listeners.length), `listeners · ${num(listening)} ${listening === 1 ? 'port' : 'ports'} open${failed ? `, <b>${failed} failed</b>` : ''}`, failed ? 'down' : ''),
       tile(num(active), 'open connections'),
       tile(num(state.groups.length), state.groups.length ? esc(actives.join(', ')) : 'balancer groups', noActive ? 'warn' : ''),
       tile(num((st.checkers || []).length), 'health checkers', (st.checkers || []).length ? 'ok' : 'warn',
@@ -397,7 +405,7 @@
         const [label, hcls] = health(svc, n);
         const port = n.port || svc.port;
         const checks = (n.checks || []).map((c) =>
-          `<span class="verdict">${badge(c.state, c.state === 'healthy' ? 'ok' : 'down')} ${esc(c.reason)} · ${esc(c.latency || '-')} · ${since(c.since)} ago <span class="who">by ${esc(c.checker)}</span></span>`).join('');
+          `<span class="verdict">${badge(c.state, c.state === 'healthy' ? 'ok' : 'down')} ${esc(c.reason)} · ${esc(latency(c.latency))} · ${since(c.since)} ago <span class="who">by ${esc(c.checker)}</span></span>`).join('');
         const reg = [n.source, n.ttl ? `ttl ${n.ttl}` : '', n.weight && n.weight !== 1 ? `weight ${n.weight}` : ''].filter(Boolean).map(esc).join(' · ');
         html += `<tr data-node="${esc(svc.name + '/' + n.id)}" data-health="${esc(label)}" class="${hcls === 'down' ? 'down' : ''}">
           <td class="nowrap"><b>${esc(n.id)}</b></td>
@@ -459,7 +467,7 @@
       html += `<div class="block"><div class="block-head"><h3>Backends of ${esc(svc)}</h3><span class="muted">counted over every port of the service</span></div>
         <div class="scroll"><table><thead><tr><th>Node</th><th>Address</th><th>Health</th><th class="num opt">Weight</th><th class="num">Active</th><th class="num">Total</th><th class="num">In</th><th class="num">Out</th><th class="num opt">Errors</th></tr></thead><tbody>`;
       for (const b of bs) {
-        html += `<tr data-backend="${esc(svc + '/' + b.node)}"><td><b>${esc(b.node)}</b></td><td class="mono nowrap">${esc(b.addr)}</td>
+        html += `<tr data-backend="${esc(svc + '/' + b.node)}"><td class="nowrap"><b>${esc(b.node)}</b></td><td class="mono nowrap">${esc(b.addr)}</td>
           <td>${b.healthy ? badge('healthy', 'ok') : badge('down', 'down')}</td><td class="num opt">${num(b.weight)}</td>
           <td class="num">${num(b.active)}</td><td class="num">${num(b.total)}</td><td class="num">${bytes(b.bytes_in)}</td><td class="num">${bytes(b.bytes_out)}</td>
           <td class="num opt">${num(b.connect_errors)}</td></tr>`;
