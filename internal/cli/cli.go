@@ -99,6 +99,7 @@ in one binary.`,
 		newGroupsCmd(cf),
 		newProbeCmd(cf),
 	)
+	addCompletions(root, cf)
 	return root
 }
 
