@@ -80,9 +80,11 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, errors.New("start server: no config")
 	}
 	s = &Server{o: o, log: o.Logger.With("component", "server"), cfg: o.Config}
+	// Every error return sets s to nil: close what was started through a copy.
+	started := s
 	defer func() {
 		if err != nil {
-			s.Close()
+			started.Close()
 		}
 	}()
 	sc := o.Config.Server
