@@ -87,7 +87,7 @@ func fromServer(cmd *cobra.Command, cf *clientFlags, list func(context.Context, 
 	defer cancel()
 	names, err := list(ctx, c)
 	if err != nil {
-		cobra.CompDebugln("seamark: "+err.Error(), true)
+		cobra.CompDebugln("seamark: "+err.Error(), false)
 		return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
 	}
 	return names, cobra.ShellCompDirectiveNoFileComp

@@ -88,6 +88,15 @@ func TestStatus(t *testing.T) {
 	if _, err := c.Register(context.Background(), api.Node{ID: "app-1", Service: "app", Address: netip.MustParseAddr("127.0.0.31")}); err != nil {
 		t.Fatal(err)
 	}
+	// The health checker announces itself in the store just after start.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st, err := c.Status(context.Background()); err == nil && len(st.Checkers) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server's health checker never showed in /v1/status")
+		}
+	}
 	out, errOut, code := run(t, "status", "--server", url)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)

@@ -13,6 +13,7 @@
   const POLL_MS = 2000;
   const WAIT = '55s';            // blocking read: shorter than any proxy's idle timeout
   const EVENTS_KEPT = 200;
+  const MAX_ROWS = 100;          // node rows per service
 
   const state = {
     status: null, services: [], nodes: [], listeners: [], lb: [], groups: [],
@@ -401,7 +402,13 @@
         continue;
       }
       html += `<div class="scroll"><table class="nodes"><thead><tr><th>Node</th><th>Address</th><th>Health</th><th>Last check</th><th class="opt">Registered</th></tr></thead><tbody>`;
-      for (const n of nodes) {
+      // A large pool (candidate ranges): the nodes that are not healthy
+      // first, and at most MAX_ROWS rows; the filter finds the rest.
+      let rows = nodes;
+      if (nodes.length > MAX_ROWS) {
+        rows = [...nodes.filter((n) => !n.healthy), ...nodes.filter((n) => n.healthy)].slice(0, MAX_ROWS);
+      }
+      for (const n of rows) {
         const [label, hcls] = health(svc, n);
         const port = n.port || svc.port;
         const checks = (n.checks || []).map((c) =>
@@ -414,7 +421,11 @@
           <td>${checks || (svc.check && svc.check.type === 'none' ? '<span class="muted">not checked</span>' : '<span class="muted">waiting for the first probes</span>')}</td>
           <td class="opt muted">${reg}${n.registered ? ` · ${since(n.registered)} ago` : ''}</td></tr>`;
       }
-      html += '</tbody></table></div></div>';
+      html += '</tbody></table></div>';
+      if (rows.length < nodes.length) {
+        html += `<p class="empty">${num(nodes.length - rows.length)} more nodes not shown (the ones not healthy are listed first): type in the filter to find one.</p>`;
+      }
+      html += '</div>';
       out.push(html);
     }
     setHTML('services', out.join('') || '<p class="empty">Nothing matches the filter.</p>');
