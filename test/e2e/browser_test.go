@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -315,7 +316,7 @@ func startEcho(t testing.TB) *echoServer {
 }
 
 // noProcessMentions fails the test when, after timeout, a process's command
-// line still contains s.
+// line still contains s, or it still runs in a directory under s.
 func noProcessMentions(t testing.TB, s string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -324,7 +325,8 @@ func noProcessMentions(t testing.TB, s string, timeout time.Duration) {
 		dirs, _ := os.ReadDir("/proc")
 		for _, d := range dirs {
 			cmd, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
-			if err == nil && bytes.Contains(cmd, []byte(s)) {
+			cwd, _ := os.Readlink("/proc/" + d.Name() + "/cwd")
+			if (err == nil && bytes.Contains(cmd, []byte(s))) || strings.HasPrefix(cwd, s) {
 				left = append(left, d.Name())
 			}
 		}

@@ -127,6 +127,9 @@ func runQuickstart(t *testing.T, cmds []qsCommand) {
 		}
 	}
 	work := t.TempDir()
+	// Registered first, so it runs after every process the test started
+	// was killed: none is left (they all run in work or from it).
+	t.Cleanup(func() { noProcessMentions(t, work, 5*time.Second) })
 	echoBin := filepath.Join(work, "echo-bin")
 	if out, err := exec.Command("go", "build", "-o", echoBin, "../../examples/echo").CombinedOutput(); err != nil {
 		t.Fatalf("go build ./examples/echo: %v\n%s", err, out)
