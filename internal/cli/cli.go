@@ -100,6 +100,7 @@ in one binary.`,
 		newProbeCmd(cf),
 		newAgentCmd(cf),
 	)
+	addCompletions(root, cf)
 	return root
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,36 +25,6 @@ func render(w io.Writer, cf *clientFlags, v any, table func(tw *tabwriter.Writer
 		return tw.Flush()
 	}
 	return fmt.Errorf("-o: %q is not table or json", cf.output)
-}
-
-func newStatusCmd(cf *clientFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "Show a running server's status: store, revision, counts",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel, err := cf.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			st, err := c.Status(ctx)
-			if err != nil {
-				return err
-			}
-			return render(cmd.OutOrStdout(), cf, st, func(tw *tabwriter.Writer) {
-				fmt.Fprintf(tw, "version\t%s\n", st.Version)
-				fmt.Fprintf(tw, "up since\t%s (%s)\n", st.StartedAt.Format(time.RFC3339), time.Since(st.StartedAt).Round(time.Second))
-				fmt.Fprintf(tw, "store\t%s %s (etcd %s, leader %s)\n", st.Store.Kind, strings.Join(st.Store.Endpoints, ","), st.Store.EtcdVersion, st.Store.Leader)
-				fmt.Fprintf(tw, "revision\tstore %d, snapshot %d\n", st.Store.Revision, st.SnapshotRevision)
-				fmt.Fprintf(tw, "zones\t%s\n", strings.Join(st.Zones, " "))
-				fmt.Fprintf(tw, "services\t%d\n", st.Services)
-				fmt.Fprintf(tw, "nodes\t%d (%d healthy)\n", st.Nodes, st.HealthyNodes)
-				fmt.Fprintf(tw, "listeners\t%d\n", st.Listeners)
-				fmt.Fprintf(tw, "groups\t%d\n", st.Groups)
-			})
-		},
-	}
 }
 
 func newServicesCmd(cf *clientFlags) *cobra.Command {

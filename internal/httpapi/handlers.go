@@ -356,7 +356,10 @@ func (h *Handler) listAllNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	idx := func(s *registry.Snapshot) int64 { return max(s.Index(store.KindNode), s.Index(store.KindService)) }
+	// A verdict changes a node's healthy and checks: it wakes the read too.
+	idx := func(s *registry.Snapshot) int64 {
+		return max(s.Index(store.KindNode), s.Index(store.KindService), s.Index(store.KindHealth))
+	}
 	return h.blockingRead(w, r, idx, func(s *registry.Snapshot) (any, error) {
 		out := []api.Node{}
 		for _, v := range s.Services() {

@@ -1,5 +1,5 @@
-// Package httpapi serves seamark's HTTP API under /v1 and Prometheus metrics
-// at /metrics.
+// Package httpapi serves seamark's HTTP API under /v1, Prometheus metrics
+// at /metrics and, when given one, the dashboard under /ui/.
 //
 // What it reads: the registry's current Snapshot (every GET answers from it,
 // with Consul-style blocking reads through ?index= and ?wait=) and the store's
@@ -91,6 +91,10 @@ type Options struct {
 	// WriteVisibleTimeout bounds how long a write waits for the local
 	// snapshot to show it; default 2s.
 	WriteVisibleTimeout time.Duration
+	// UI, when set, serves the dashboard under /ui/ (without a token: its
+	// files hold no data, and the page reads the API with the user's), and
+	// GET / redirects there.
+	UI http.Handler
 }
 
 // Handler is the API's http.Handler.
@@ -171,6 +175,10 @@ func (h *Handler) routes() {
 	read("GET /v1/groups", h.listGroups)
 	read("GET /v1/lb", h.balancerStats)
 	read("GET /v1/events", h.listEvents)
+	if h.o.UI != nil {
+		h.mux.Handle("GET /ui/", h.o.UI)
+		h.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	}
 	metrics := promhttp.Handler()
 	read("GET /metrics", func(w http.ResponseWriter, r *http.Request) error { metrics.ServeHTTP(w, r); return nil })
 	h.mux.Handle("/", h.wrap("/", AccessRead, func(w http.ResponseWriter, r *http.Request) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/store"
 	"github.com/seamark/seamark/internal/store/storetest"
+	"github.com/seamark/seamark/internal/ui"
 )
 
 const (
@@ -363,5 +364,99 @@ func TestEvents(t *testing.T) {
 	}
 	if code, body, _ := f.request(t, "GET", "/v1/events?limit=0", "", ""); code != 400 || !strings.Contains(body, "limit") {
 		t.Fatalf("limit=0: got %d %s, want 400 naming limit", code, body)
+	}
+}
+
+// A health verdict changes a node's healthy flag: a blocking read of every
+// node (what the dashboard and watchers of all nodes use) wakes on it.
+func TestAllNodesWakesOnVerdict(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	if _, err := f.client.CreateService(ctx, api.Service{Name: "app", Port: 8080}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.Register(ctx, api.Node{ID: "app-1", Service: "app", Address: netip.MustParseAddr("127.0.0.31")}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, idx, err := f.client.AllNodes(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.ID == "app-1" && n.Healthy {
+			t.Fatal("app-1 is healthy before any verdict; want unhealthy (check.initial)")
+		}
+	}
+	got := make(chan []api.Node, 1)
+	go func() {
+		ns, _, _ := f.client.AllNodes(ctx, &api.QueryOptions{Index: idx, Wait: 10 * time.Second})
+		got <- ns
+	}()
+	time.Sleep(50 * time.Millisecond)
+	lease, err := f.st.GrantLease(ctx, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Close()
+	v := api.Verdict{State: api.StateHealthy, Reason: "2 of 2 probes passed", Since: time.Now(), Latency: api.Duration(time.Millisecond)}
+	if err := f.st.PutVerdicts(ctx, "c1", []store.VerdictWrite{{Service: "app", Node: "app-1", Verdict: v}}, lease); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ns := <-got:
+		healthy := false
+		for _, n := range ns {
+			healthy = healthy || (n.ID == "app-1" && n.Healthy && len(n.Checks) == 1)
+		}
+		if !healthy {
+			t.Fatalf("got %+v after the verdict, want app-1 healthy with its verdict", ns)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocking read of /v1/nodes did not wake on a verdict")
+	}
+}
+
+// The dashboard's files are served without a token even when reads need
+// one (they hold no data); its API calls still need the token.
+func TestDashboardMount(t *testing.T) {
+	st := storetest.New(t)
+	w := registry.NewWatcher(st, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-w.Ready()
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{
+		Store: st, Snapshots: w, UI: ui.Handler(),
+		Tokens: []httpapi.Token{{Name: "ro", Secret: readSecret, Access: "read"}},
+	}))
+	t.Cleanup(srv.Close)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	tests := []struct {
+		name, path string
+		code       int
+		location   string
+	}{
+		{"page without a token", "/ui/", 200, ""},
+		{"script without a token", "/ui/app.js", 200, ""},
+		{"root redirects to the page", "/", http.StatusFound, "/ui/"},
+		{"page path without its slash", "/ui", http.StatusTemporaryRedirect, "/ui/"},
+		{"the API still needs the token", "/v1/nodes", 401, ""},
+		{"unknown paths are still the API's", "/nope", 401, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := noRedirect.Get(srv.URL + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.code {
+				t.Fatalf("GET %s: got %d, want %d", tc.path, resp.StatusCode, tc.code)
+			}
+			if loc := resp.Header.Get("Location"); loc != tc.location {
+				t.Fatalf("GET %s: Location %q, want %q", tc.path, loc, tc.location)
+			}
+		})
 	}
 }

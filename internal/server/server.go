@@ -33,6 +33,7 @@ import (
 	"github.com/seamark/seamark/internal/lb"
 	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/store"
+	"github.com/seamark/seamark/internal/ui"
 )
 
 // Options configure a Server.
@@ -79,9 +80,11 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, errors.New("start server: no config")
 	}
 	s = &Server{o: o, log: o.Logger.With("component", "server"), cfg: o.Config}
+	// Every error return sets s to nil: close what was started through a copy.
+	started := s
 	defer func() {
 		if err != nil {
-			s.Close()
+			started.Close()
 		}
 	}()
 	sc := o.Config.Server
@@ -235,7 +238,7 @@ func (s *Server) startHTTP(f *config.File) error {
 	}
 	s.api = httpapi.New(httpapi.Options{
 		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
-		Tokens: tokens, AnonymousRead: anon, Balancer: bal,
+		Tokens: tokens, AnonymousRead: anon, Balancer: bal, UI: ui.Handler(),
 	})
 	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.wg.Add(1)
@@ -245,7 +248,7 @@ func (s *Server) startHTTP(f *config.File) error {
 			s.log.Error("http api stopped", "err", err)
 		}
 	}()
-	s.log.Info("http api listening", "addr", ln.Addr().String())
+	s.log.Info("http api listening", "addr", ln.Addr().String(), "dashboard", "http://"+ln.Addr().String()+ui.Prefix)
 	return nil
 }
 

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -63,9 +65,16 @@ func (c *slogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	for _, f := range append(c.fields, fs...) {
 		f.AddTo(enc)
 	}
-	attrs := make([]slog.Attr, 0, len(enc.Fields))
-	for k, v := range enc.Fields {
-		attrs = append(attrs, slog.Any(k, v))
+	// Sorted, so a line reads the same every time; zap's "error" is "err"
+	// here, as in every other seamark log line.
+	keys := slices.Sorted(maps.Keys(enc.Fields))
+	attrs := make([]slog.Attr, 0, len(keys))
+	for _, k := range keys {
+		name := k
+		if k == "error" {
+			name = "err"
+		}
+		attrs = append(attrs, slog.Any(name, enc.Fields[k]))
 	}
 	level := slog.LevelWarn
 	if e.Level >= zapcore.ErrorLevel {

@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/seamark/seamark/api"
+)
+
+// The backup and restore of docs/operations.md, as written there: a hot
+// snapshot of the embedded store with etcdctl, a restore into a new data
+// directory, and a server on it that answers what was written before.
+func TestBackupRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test")
+	}
+	etcdctl, err := exec.LookPath("etcdctl")
+	if err != nil {
+		t.Skip("etcdctl not installed: apt-get install etcd-client (CI installs it)")
+	}
+	dir := t.TempDir()
+	client, peer := freePort(t), freePort(t)
+	clientAddr, peerURL := fmt.Sprintf("127.0.0.1:%d", client), fmt.Sprintf("http://127.0.0.1:%d", peer)
+	args := func(data string) []string {
+		return []string{"server", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0",
+			"--etcd-client-addr", clientAddr, "--etcd-peer-addr", peer2addr(peerURL)}
+	}
+	ctx := ctxTimeout(t, 60*time.Second)
+	p := startProc(t, "server", seamarkBin, args(filepath.Join(dir, "data"))...)
+	s := &server{proc: p, url: "http://" + p.waitOutput(httpAddrRE, 30*time.Second)}
+	s.client, _ = api.NewClient([]string{s.url})
+	if _, err := s.client.CreateService(ctx, api.Service{Name: "kept", Port: 1234, Check: api.Check{Type: api.CheckNone}}); err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(dir, "seamark.snapshot")
+	run := func(args ...string) {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, etcdctl, args...)
+		cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
+		}
+	}
+	run("--endpoints", "http://"+clientAddr, "snapshot", "save", snap)
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	restored := filepath.Join(dir, "restored")
+	run("snapshot", "restore", snap, "--name", "seamark", "--initial-cluster", "seamark="+peerURL,
+		"--initial-advertise-peer-urls", peerURL, "--data-dir", filepath.Join(restored, "etcd"))
+	p2 := startProc(t, "restored server", seamarkBin, args(restored)...)
+	s2, _ := api.NewClient([]string{"http://" + p2.waitOutput(httpAddrRE, 30*time.Second)})
+	if svc, err := s2.Service(ctx, "kept"); err != nil || svc.Port != 1234 {
+		t.Fatalf("after the restore: got %+v, %v; want service kept on port 1234", svc, err)
+	}
+}
+
+func peer2addr(u string) string { return u[len("http://"):] }
