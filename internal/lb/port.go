@@ -2,7 +2,6 @@ package lb
 
 import (
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -190,9 +189,10 @@ func (s *Server) handle(p *port, client *net.TCPConn) {
 		c.cut()
 	}
 
-	// Both directions copy bare *net.TCPConn to bare *net.TCPConn, so io.Copy
-	// splices. A clean end of one direction is passed on as a half close; an
-	// error in either cuts both.
+	// Both directions relay bare *net.TCPConn to bare *net.TCPConn: a pooled
+	// buffer or pipe only while bytes are in flight, splice for bulk. A clean
+	// end of one direction is passed on as a half close; an error in either
+	// cuts both.
 	done := make(chan struct{})
 	var in int64
 	s.wg.Add(1)
@@ -200,13 +200,13 @@ func (s *Server) handle(p *port, client *net.TCPConn) {
 		defer s.wg.Done()
 		defer close(done)
 		var err error
-		if in, err = io.Copy(server, client); err != nil {
+		if in, err = relay(server, client); err != nil {
 			c.cut()
 		} else {
 			server.CloseWrite()
 		}
 	}()
-	out, err := io.Copy(client, server)
+	out, err := relay(client, server)
 	if err != nil {
 		c.cut()
 	} else {
