@@ -51,12 +51,12 @@ func main() {
 	}
 	var o options
 	flag.DurationVar(&o.d, "d", 10*time.Second, "length of each load run (iperf3, wrk) and of each latency loop")
-	flag.IntVar(&o.rounds, "rounds", 2, "rounds of the throughput and connection-rate runs (alternating which balancer goes first)")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the throughput and connection-rate runs (alternating which balancer goes first)")
 	flag.IntVar(&o.idle, "idle", 5000, "idle connections held through each balancer")
 	flag.IntVar(&o.listeners, "listeners", 10000, "ports of the many-listeners phase (at most 10000, seamark's range limit)")
 	flag.IntVar(&o.wrkConns, "c", 50, "wrk connections")
 	flag.IntVar(&o.nginxWorkers, "nginx-workers", 1, "nginx worker processes")
-	flag.StringVar(&o.splice, "haproxy-splice", "auto", "HAProxy splicing: auto (option splice-auto), always (splice-request and splice-response) or off")
+	flag.StringVar(&o.splice, "haproxy-splice", "always", "HAProxy splicing: auto (option splice-auto), always (splice-request and splice-response) or off")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the seamark server process (its whole life: every phase but the listeners one) here")
 	flag.DurationVar(&o.inspect, "inspect", 0, "after starting everything, print the processes and addresses and wait this long (at most 1h) before measuring, for looking at them with other tools")
 	flag.StringVar(&o.only, "only", "", "run only these phases, comma-separated: idle, throughput, conns, latency, listeners (default: all)")
@@ -651,6 +651,11 @@ func (r *report) mean(test, side string, f func(loadRow) float64) (float64, []fl
 	return s / float64(len(vs)), vs
 }
 
+func (r *report) values(test, side string, f func(loadRow) float64) []float64 {
+	_, vs := r.mean(test, side, f)
+	return vs
+}
+
 func ratio(a, b float64) string {
 	if b == 0 {
 		return "-"
@@ -680,7 +685,7 @@ func (r *report) print() {
 		hpC, _ := r.mean(t, "HAProxy", lbPct)
 		row(fmt.Sprintf("balancer CPU during %s (%% of one core)", t), fmt.Sprintf("%.0f %%", smC), fmt.Sprintf("%.0f %%", hpC), ratio(smC, hpC), "-")
 		row(fmt.Sprintf("balancer CPU per Gbit/s, %s (%% of one core)", t), fmt.Sprintf("%.1f %%", smC/sm), fmt.Sprintf("%.1f %%", hpC/hp), ratio(smC/sm, hpC/hp), "-")
-		goals = append(goals, fmt.Sprintf("throughput %s: %s (rounds: %s)", t, ratio(sm, hp), roundRatios(smV, hpV)))
+		goals = append(goals, fmt.Sprintf("throughput %s, seamark / HAProxy: %s (each round: %s)", t, ratio(sm, hp), roundRatios(smV, hpV)))
 	}
 	if sm, smV := r.mean("wrk", "seamark", value); smV != nil {
 		hp, hpV := r.mean("wrk", "HAProxy", value)
@@ -704,7 +709,10 @@ func (r *report) print() {
 		hpE, _ := r.mean("wrk", "HAProxy", errs)
 		dE, _ := r.mean("wrk", "direct", errs)
 		row("wrk errors per run (socket errors and non-2xx)", fmt.Sprintf("%.0f", smE), fmt.Sprintf("%.0f", hpE), "-", fmt.Sprintf("%.0f", dE))
-		goals = append(goals, fmt.Sprintf("new connections/s: %s (rounds: %s)", ratio(sm, hp), roundRatios(smV, hpV)))
+		goals = append(goals, fmt.Sprintf("new connections/s, seamark / HAProxy: %s (each round: %s)", ratio(sm, hp), roundRatios(smV, hpV)))
+		smPV := r.values("wrk", "seamark", perConn)
+		hpPV := r.values("wrk", "HAProxy", perConn)
+		goals = append(goals, fmt.Sprintf("balancer CPU per connection, seamark / HAProxy (each round: %s)", roundRatios(smPV, hpPV)))
 	}
 	if r.lat != nil {
 		d, sm, hp := r.lat["direct"], r.lat["seamark"], r.lat["HAProxy"]
@@ -797,12 +805,25 @@ func (r *report) print() {
 	}
 }
 
+// roundRatios lists a[i]/b[i] for every round and their median.
 func roundRatios(a, b []float64) string {
 	var out []string
+	var rs []float64
 	for i := range min(len(a), len(b)) {
 		out = append(out, ratio(a[i], b[i]))
+		if b[i] != 0 {
+			rs = append(rs, a[i]/b[i])
+		}
 	}
-	return strings.Join(out, ", ")
+	if len(rs) == 0 {
+		return "-"
+	}
+	slices.Sort(rs)
+	med := rs[len(rs)/2]
+	if len(rs)%2 == 0 {
+		med = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+	}
+	return fmt.Sprintf("%s; median %.2f", strings.Join(out, ", "), med)
 }
 
 func fmtUs(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
