@@ -19,10 +19,13 @@
 // the listener's retries, before the client notices. Live counters are
 // served through Stats and Prometheus metrics.
 //
-// The data path keeps both sides bare *net.TCPConn so io.Copy moves bytes
-// with splice(2); a PROXY header to a backend is written before the copy and
-// one from an upstream balancer is read exactly (peeked, then consumed), so
-// nothing wraps the connections. Byte counters and the idle timeout come from
-// the kernel's TCP_INFO of the client socket, sampled by one reaper, not from
-// a counting reader in the copy path.
+// The data path keeps both sides bare *net.TCPConn and relays them itself
+// (relay.go): small messages through a pooled buffer, bulk streams with
+// splice(2) through a pooled pipe, and neither held while a connection is
+// idle, so an idle connection costs two descriptors. A PROXY header to a
+// backend is written before the relay and one from an upstream balancer is
+// read exactly (peeked, then consumed), so nothing wraps the connections.
+// Byte counters and the idle timeout come from the kernel's TCP_INFO of the
+// client socket, sampled by one reaper, not from a counting reader in the
+// relay.
 package lb

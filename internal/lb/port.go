@@ -2,7 +2,6 @@ package lb
 
 import (
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -74,6 +73,15 @@ func (p *port) cutAll() {
 	}
 }
 
+// release counts a connection of p as ended.
+func (p *port) release() {
+	p.stats.active.Add(-1)
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
+}
+
 // accept runs p's accept loop until the socket is closed.
 func (s *Server) accept(p *port) {
 	defer s.wg.Done()
@@ -137,14 +145,14 @@ func (c *conn) cut() {
 }
 
 // handle proxies one client connection: it picks a backend, connects (trying
-// others on failure), and copies both ways until both sides are done.
+// others on failure), and hands both to relayBoth, which copies both ways
+// until both sides are done.
 func (s *Server) handle(p *port, client *net.TCPConn) {
-	defer s.wg.Done()
+	handedOff := false // to relayBoth, which ends the connection
 	defer func() {
-		p.stats.active.Add(-1)
-		select {
-		case p.freed <- struct{}{}:
-		default:
+		if !handedOff {
+			p.release()
+			s.wg.Done()
 		}
 	}()
 	spec := p.spec.Load()
@@ -190,40 +198,8 @@ func (s *Server) handle(p *port, client *net.TCPConn) {
 		c.cut()
 	}
 
-	// Both directions copy bare *net.TCPConn to bare *net.TCPConn, so io.Copy
-	// splices. A clean end of one direction is passed on as a half close; an
-	// error in either cuts both.
-	done := make(chan struct{})
-	var in int64
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(done)
-		var err error
-		if in, err = io.Copy(server, client); err != nil {
-			c.cut()
-		} else {
-			server.CloseWrite()
-		}
-	}()
-	out, err := io.Copy(client, server)
-	if err != nil {
-		c.cut()
-	} else {
-		client.CloseWrite()
-	}
-	<-done
-
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-	// The copies' counts are exact; the reaper's samples were a running view.
-	c.addBytes(uint64(in), uint64(out))
-	if !c.closed.Swap(true) {
-		client.Close()
-		server.Close()
-	}
-	be.stats.active.Add(-1)
+	s.relayBoth(c)
+	handedOff = true
 }
 
 // connect dials a backend for a client from src, trying the next one on
