@@ -256,7 +256,16 @@ func freePorts(t testing.TB, n int) []int {
 // roundTrip connects to addr, reads the backend's greeting, sends msg, half
 // closes, and checks the echo. It returns the backend's name.
 func roundTrip(addr string, msg string, timeout time.Duration) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	return roundTripFrom(netip.Addr{}, addr, msg, timeout)
+}
+
+// roundTripFrom is roundTrip from the local address from (any when invalid).
+func roundTripFrom(from netip.Addr, addr string, msg string, timeout time.Duration) (string, error) {
+	d := net.Dialer{Timeout: timeout}
+	if from.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: from.AsSlice()}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return "", err
 	}

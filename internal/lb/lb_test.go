@@ -102,7 +102,10 @@ func TestRetriesTheNextBackendAndReportsTheFailure(t *testing.T) {
 			port := freePorts(t, 1)[0]
 			e.sync(e.listener(api.Listener{Name: "r", Port: port, Service: "app", Balance: balance}))
 			for i := range 20 {
-				name, err := roundTrip(fmt.Sprintf("127.0.0.1:%d", port), "ping", 5*time.Second)
+				// From many source addresses, so that hash balancing
+				// meets the dead backend too.
+				from := netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i)})
+				name, err := roundTripFrom(from, fmt.Sprintf("127.0.0.1:%d", port), "ping", 5*time.Second)
 				if err != nil || name != "live" {
 					t.Fatalf("connection %d: got %q, %v; want live without error", i, name, err)
 				}
