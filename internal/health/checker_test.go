@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -419,5 +421,61 @@ func TestOnChangeHookRuns(t *testing.T) {
 			t.Fatalf("hook output after 5s: %q", data)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// healthGoroutines counts the goroutines with this package's code on their
+// stack, other than the caller's (the store's client keeps goroutines for
+// leases as it sees fit; they are not the checker's).
+func healthGoroutines() (int, string) {
+	buf := make([]byte, 4<<20)
+	all := string(buf[:runtime.Stack(buf, true)])
+	stacks := strings.Split(all, "\n\n")[1:]
+	var ours []string
+	for _, st := range stacks {
+		if strings.Contains(st, "seamark/internal/health.") {
+			ours = append(ours, st)
+		}
+	}
+	return len(ours), strings.Join(ours, "\n\n")
+}
+
+// A checker with the real prober, probing open, refused and blackholed
+// targets, leaves no goroutine or descriptor once Run returns: its probes
+// in flight end with it.
+func TestCheckerStopLeavesNothing(t *testing.T) {
+	w := newWorld(t)
+	l := listen(t, "127.0.0.1:0")
+	up := netip.MustParseAddrPort(l.Addr().String())
+	check := api.Check{Type: api.CheckTCP, Interval: api.Duration(50 * time.Millisecond), Timeout: api.Duration(time.Minute), Rise: 1, Fall: 1}
+	w.service("db", int(up.Port()), check)
+	w.node("db", "db-a", up)
+	w.node("db", "db-b", closedPort(t))
+	if hole, ok := fullBacklog(t); ok {
+		w.node("db", "db-c", hole)
+	} else {
+		t.Log("the accept queue never filled: no blackholed target")
+	}
+	// A first checker sets up what the store's client keeps for leases.
+	stop0 := w.run(Options{ID: "c0"})
+	w.waitNode("db", "db-a", "healthy", 5*time.Second, func(n *api.Node) bool { return n != nil && n.Healthy })
+	stop0()
+	g0, _ := healthGoroutines()
+	fd0 := openFDs()
+
+	stop := w.run(Options{ID: "c1"})
+	w.waitNode("db", "db-a", "healthy", 5*time.Second, func(n *api.Node) bool { return n != nil && n.Healthy })
+	time.Sleep(100 * time.Millisecond) // the blackholed target's probes are in flight (1m timeout)
+	if g, _ := healthGoroutines(); g <= g0 {
+		t.Fatalf("checker running: %d goroutines of this package, want more than %d (is the count right?)", g, g0)
+	}
+	stop()
+
+	settleCounts(func() bool { g, _ := healthGoroutines(); return g <= g0 && openFDs() <= fd0 })
+	if g, stacks := healthGoroutines(); g > g0 {
+		t.Errorf("goroutines after stop: got %d, want at most %d\n%s", g, g0, stacks)
+	}
+	if fd := openFDs(); fd > fd0 {
+		t.Errorf("open fds after stop: got %d, want at most %d", fd, fd0)
 	}
 }
