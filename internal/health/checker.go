@@ -276,12 +276,12 @@ func (c *Checker) settle(timer Timer) {
 	for {
 		c.rmu.Lock()
 		batch := c.done
-		c.done = c.spare[:0]
 		if len(batch) == 0 {
 			c.rearm(timer)
 			c.rmu.Unlock()
 			return
 		}
+		c.done = c.spare[:0] // batch and spare are the two buffers
 		c.rmu.Unlock()
 		for _, d := range batch {
 			c.handle(d)

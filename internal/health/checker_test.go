@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -477,5 +478,58 @@ func TestCheckerStopLeavesNothing(t *testing.T) {
 	}
 	if fd := openFDs(); fd > fd0 {
 		t.Errorf("open fds after stop: got %d, want at most %d", fd, fd0)
+	}
+}
+
+// A pool of 128 candidates probed every 20 ms, its results coming in from
+// the prober's loop while the checker starts more (run it with -race):
+// exactly the live ones are advertised, and a live one stopped goes.
+func TestCheckerManyTargets(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prober *NetProber
+	}{
+		{"connects asked at once", &NetProber{}},
+		{"connects through epoll", &NetProber{EpollOnly: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.prober.Close()
+			w := newWorld(t)
+			first := listen(t, "127.0.3.1:0")
+			port := netip.MustParseAddrPort(first.Addr().String()).Port()
+			live := []string{"127.0.3.1"}
+			var last net.Listener
+			for i := 10; i < 128; i += 13 {
+				a := fmt.Sprintf("127.0.3.%d", i)
+				last = listen(t, fmt.Sprintf("%s:%d", a, port))
+				live = append(live, a)
+			}
+			slices.Sort(live)
+			check := api.Check{Type: api.CheckTCP, Interval: api.Duration(20 * time.Millisecond), Timeout: api.Duration(100 * time.Millisecond), Rise: 1, Fall: 1}
+			w.service("pool", int(port), check, "127.0.3.0/25")
+			w.run(Options{ID: "c1", Prober: tc.prober})
+			healthy := func() string {
+				v, _ := w.w.Current().Service("pool")
+				var out []string
+				for _, n := range v.Healthy {
+					out = append(out, n.Address.String())
+				}
+				slices.Sort(out)
+				return fmt.Sprint(out)
+			}
+			wait := func(want string) {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); healthy() != want; time.Sleep(20 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("got %v, want %v", healthy(), want)
+					}
+				}
+			}
+			wait(fmt.Sprint(live))
+			time.Sleep(200 * time.Millisecond) // ten rounds of probes: nothing else turns up
+			wait(fmt.Sprint(live))
+			last.Close() // 127.0.3.127
+			wait(fmt.Sprint(slices.DeleteFunc(live, func(a string) bool { return a == "127.0.3.127" })))
+		})
 	}
 }
