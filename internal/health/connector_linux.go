@@ -64,6 +64,7 @@ type connector struct {
 	wakeAt       int64
 	fileDeadline int64
 	lastUsed     int64 // mono ns of the last start
+	registering  int   // starts between alloc and the deadline heap
 
 	// idleExit replaces connectorIdleExit (tests set it before first use).
 	idleExit time.Duration
@@ -74,7 +75,7 @@ type connector struct {
 type probeSlot struct {
 	fd       int32 // -1 when the slot is free
 	gen      uint32
-	hi       int32 // index in the deadline heap
+	hi       int32 // index in the deadline heap, -1 when not in it
 	start    int64 // mono ns
 	deadline int64 // mono ns, math.MaxInt64 for none
 	timeout  time.Duration
@@ -162,23 +163,40 @@ func (c *connector) start(addr netip.AddrPort, timeout time.Duration, epollOnly 
 	i := c.alloc()
 	s := &c.slots[i]
 	s.fd, s.start, s.deadline, s.timeout, s.done = int32(fd), begin, deadline, timeout, done
-	c.dl.push(c.slots, i)
+	id = probeID{slot: i, gen: s.gen}
 	c.lastUsed = begin
-	// Registered under the lock: the loop cannot time the slot out, and
-	// close its descriptor, before the descriptor is in the epoll set.
-	ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: i, Pad: int32(s.gen)}
-	if err := epollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	// The descriptor joins the epoll set outside the lock: the loop, woken
+	// by it, need not wait for the lock. Until the slot is in the deadline
+	// heap nothing but its event can end it, and the loop does not end
+	// while a slot is being registered, so the descriptor and epfd stay
+	// open meanwhile.
+	c.registering++
+	epfd := c.epfd
+	c.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: i, Pad: int32(id.gen)}
+	err = epollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	c.mu.Lock()
+	c.registering--
+	if c.slots[i].gen != id.gen {
+		// Its event came first: the loop has ended it already.
+		c.mu.Unlock()
+		return id, true
+	}
+	if err != nil {
 		c.release(i)
 		c.mu.Unlock()
 		rawClose(fd)
 		done(Result{Reason: "tcp connect: epoll: " + err.Error(), Latency: time.Duration(mono() - begin)})
 		return probeID{}, false
 	}
-	if deadline < c.wakeAt {
+	c.dl.push(c.slots, i)
+	switch {
+	case c.closing:
+		c.setDeadline(math.MinInt64) // the loop cancels it, and ends
+	case deadline < c.wakeAt:
 		c.wakeAt = deadline
 		c.setDeadline(deadline)
 	}
-	id = probeID{slot: i, gen: s.gen}
 	c.mu.Unlock()
 	return id, true
 }
@@ -272,7 +290,7 @@ func (c *connector) alloc() int32 {
 		c.free = c.free[:n-1]
 		return i
 	}
-	c.slots = append(c.slots, probeSlot{fd: -1})
+	c.slots = append(c.slots, probeSlot{fd: -1, hi: -1})
 	return int32(len(c.slots) - 1)
 }
 
@@ -280,8 +298,10 @@ func (c *connector) alloc() int32 {
 // with c.mu held; the caller closes the descriptor.
 func (c *connector) release(i int32) {
 	s := &c.slots[i]
-	c.dl.remove(c.slots, s.hi)
-	s.fd, s.done = -1, nil
+	if s.hi >= 0 {
+		c.dl.remove(c.slots, s.hi)
+	}
+	s.fd, s.done, s.hi = -1, nil, -1
 	s.gen++
 	c.free = append(c.free, i)
 }
@@ -334,9 +354,14 @@ func (c *connector) loop(f *os.File, rc syscall.RawConn, exited chan struct{}) {
 			for len(c.dl) > 0 {
 				out = c.take(out, c.dl[0], 0, finishCanceled)
 			}
-			exit = true
+			// A start still registering puts its slot in the heap and
+			// wakes the loop again to cancel it.
+			exit = c.registering == 0
+			c.wakeAt = math.MaxInt64
 		case len(c.dl) > 0:
 			c.wakeAt = c.slots[c.dl[0]].deadline
+		case c.registering > 0:
+			c.wakeAt = math.MaxInt64 // its push wakes the loop if need be
 		case now-c.lastUsed >= int64(idleExit):
 			exit = true
 		default:

@@ -389,3 +389,57 @@ func processCPU() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// Probes started from several goroutines while the connector is closed
+// again and again: every probe gets exactly one result, and nothing is
+// left open.
+func TestConnectorCloseWhileStarting(t *testing.T) {
+	up := acceptAndClose(t)
+	hole, ok := fullBacklog(t)
+	if !ok {
+		hole = closedPort(t)
+	}
+	fd0 := openFDs()
+	c := &connector{}
+	const workers, each = 4, 200
+	var mu sync.Mutex
+	calls := make([]int, workers*each)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for k := range each {
+				i := w*each + k
+				addr := up
+				if k%2 == 1 {
+					addr = hole
+				}
+				c.start(addr, time.Minute, true, func(Result) {
+					mu.Lock()
+					calls[i]++
+					mu.Unlock()
+				})
+			}
+		})
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for range 20 {
+			c.close()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	<-stopped
+	c.close()
+	mu.Lock()
+	defer mu.Unlock()
+	for i, n := range calls {
+		if n != 1 {
+			t.Fatalf("probe %d: done called %d times, want once", i, n)
+		}
+	}
+	if fd := openFDs(); fd != fd0 {
+		t.Errorf("open fds: got %d, want %d", fd, fd0)
+	}
+}
