@@ -346,12 +346,13 @@ func (c *Checker) launchDue(ctx context.Context) {
 			continue
 		}
 		c.inflight.Add(1)
+		tg, done := t.Target, t.done // t is Run's: a new check may replace t.Check meanwhile
 		go func() {
 			defer c.inflight.Done()
-			pctx, cancel := context.WithTimeout(ctx, t.Check.Timeout.D())
-			res := c.o.Prober.Probe(pctx, t.Target)
+			pctx, cancel := context.WithTimeout(ctx, tg.Check.Timeout.D())
+			res := c.o.Prober.Probe(pctx, tg)
 			cancel()
-			t.done(res)
+			done(res)
 		}()
 	}
 }
