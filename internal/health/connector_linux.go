@@ -107,12 +107,6 @@ const (
 	finishCanceled
 )
 
-// monoBase anchors mono: durations since it use the monotonic clock alone.
-var monoBase = time.Now()
-
-// mono is the monotonic time in ns since monoBase.
-func mono() int64 { return int64(time.Since(monoBase)) }
-
 // supported reports whether the connector can probe addr (it leaves IPv6
 // addresses with a zone to the net package, which resolves the zone).
 func (c *connector) supported(addr netip.AddrPort) bool {
