@@ -18,6 +18,10 @@
 //
 // -dialer is an experiment, not a benchmark of seamark as shipped: it gives
 // NetProber another dialer to show what the probe's socket options cost.
+// -epoll-only is one too: on loopback a connect's handshake is over when
+// connect returns, and seamark (like HAProxy) asks so at once; with it every
+// probe waits for its connect through seamark's epoll loop instead, the
+// path a probe across a network takes.
 package main
 
 import (
@@ -36,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,6 +64,7 @@ func main() {
 	base := flag.Duration("baseline", 5*time.Second, "measuring time of the baseline (store and watcher, no checker)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the seamark measuring phase here")
 	dialer := flag.String("dialer", "", "experiment: give NetProber another dialer, options comma-separated: keepalive-off, quickack-off (as HAProxy: the target never sees the connection), no-ctx (deadline instead of a context, so no watcher goroutine); empty: NetProber as shipped")
+	epollOnly := flag.Bool("epoll-only", false, "experiment: every seamark probe ends its connect through the epoll loop (health.NetProber.EpollOnly), as a probe across a network does, instead of asking right after connect")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench/health: ")
@@ -70,7 +76,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	err = run(ctx, *n, *dur, *base, *cpuprofile, dial, *dialer)
+	err = run(ctx, *n, *dur, *base, *cpuprofile, dial, *dialer, *epollOnly)
 	stop()
 	if err != nil {
 		log.Print(err)
@@ -127,7 +133,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile string, dial dialFunc, dialDesc string) error {
+func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile string, dial dialFunc, dialDesc string, epollOnly bool) error {
 	soft, hard, err := raiseNoFile()
 	if err != nil {
 		return err
@@ -159,10 +165,13 @@ func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile stri
 	}
 	defer tg.close()
 	fmt.Printf("- check: tcp connect, interval 1s, timeout 1s, rise 2, fall 2, on both sides\n")
-	if dial == nil {
-		fmt.Printf("- seamark prober: health.NetProber as shipped\n")
-	} else {
+	switch {
+	case dial != nil:
 		fmt.Printf("- seamark prober: health.NetProber with an EXPERIMENTAL dialer: %s\n", dialDesc)
+	case epollOnly:
+		fmt.Printf("- seamark prober: health.NetProber, EXPERIMENT -epoll-only: every connect ends through the epoll loop, as across a network\n")
+	default:
+		fmt.Printf("- seamark prober: health.NetProber as shipped\n")
 	}
 	fmt.Printf("- targets: %d listeners %s–%s port %d, in a child process (pid %d) whose CPU counts for neither side\n",
 		n, targetAddr(0), targetAddr(n-1), tg.port, tg.pid())
@@ -214,7 +223,9 @@ func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile stri
 	}
 
 	// seamark.
-	prober := &recProber{inner: &health.NetProber{Dial: dial}, n: n}
+	np := &health.NetProber{Dial: dial, EpollOnly: epollOnly}
+	defer np.Close()
+	prober := newRecProber(np, n)
 	checker := health.New(health.Options{ID: "bench", Version: "bench", Store: st, Snapshots: w, Prober: prober})
 	cctx, stopChecker := context.WithCancel(ctx)
 	checkerDone := make(chan error, 1)
@@ -496,12 +507,12 @@ func runHAProxy(ctx context.Context, path, dir string, n int, tg *targets, dur t
 	}
 	cpu1, child1, self1, busy1 := procCPU(h.pid()), procCPU(tg.pid()), selfCPU(), machineBusy()
 	res.wall = time.Since(w0)
-	res.others = others(busy0, busy1, res.wall, res.cpuPct+res.childCPU+res.selfPct)
 	res.selfPct = cpuPct(self1.total()-self0.total(), res.wall)
 	res.rss = procRSS(strconv.Itoa(h.pid()))
 	res.cpuPct = cpuPct(cpu1.total()-cpu0.total(), res.wall)
 	res.sysPct = cpuPct(cpu1.sys-cpu0.sys, res.wall)
 	res.childCPU = cpuPct(child1.total()-child0.total(), res.wall)
+	res.others = others(busy0, busy1, res.wall, res.cpuPct+res.childCPU+res.selfPct)
 	if res.targets, err = tg.stats(); err != nil {
 		return nil, err
 	}
@@ -749,59 +760,115 @@ func gather() (metrics, error) {
 // recProber wraps the real prober and records, while on, the exact time
 // between the starts of two consecutive probes of the same target and each
 // probe's duration, in fixed-size histograms (so the recorder adds next to
-// nothing to the memory measured).
+// nothing to the memory measured). It passes StartProbe on too, so the
+// checker runs its probes the way it runs NetProber's (no goroutine each),
+// with a wrapper per target made once: recording allocates nothing.
 type recProber struct {
 	inner health.Prober
 	n     int
+	origs []func(health.Result) // per target index: the checker's done
+	wraps []func(health.Result) // per target index: records, then calls origs
 
-	mu   sync.Mutex
-	on   bool
-	last []int64 // per target index: start of its last probe, ns
-	sp   spacing
-	dur  durHist
-	bu   bursts
+	recording atomic.Bool
+	mu        sync.Mutex
+	last      []int64 // per target index: start of its last probe, ns
+	sp        spacing
+	dur       durHist
+	bu        bursts
 }
 
-var _ health.Prober = (*recProber)(nil)
+// starter is what the checker looks for in a prober that runs probes
+// without a goroutine each (health.NetProber).
+type starter interface {
+	StartProbe(t health.Target, done func(health.Result)) bool
+}
+
+var (
+	_ health.Prober = (*recProber)(nil)
+	_ starter       = (*recProber)(nil)
+	_ starter       = (*health.NetProber)(nil)
+)
+
+func newRecProber(inner health.Prober, n int) *recProber {
+	p := &recProber{inner: inner, n: n, origs: make([]func(health.Result), n), wraps: make([]func(health.Result), n), last: make([]int64, n)}
+	for i := range n {
+		p.wraps[i] = func(r health.Result) {
+			if p.recording.Load() {
+				p.dur.add(r.Latency)
+			}
+			p.origs[i](r)
+		}
+	}
+	return p
+}
+
+// index is the target's number, from its address 127.1.x.y, or -1.
+func (p *recProber) index(t health.Target) int {
+	a := t.Addr.Addr().As4()
+	if i := int(a[2])*254 + int(a[3]) - 1; i >= 0 && i < p.n {
+		return i
+	}
+	return -1
+}
+
+// started records the start of a probe of target i.
+func (p *recProber) started(i int, start time.Time) {
+	if !p.recording.Load() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bu.add(start.UnixNano())
+	if i >= 0 {
+		if l := p.last[i]; l != 0 {
+			p.sp.add(time.Duration(start.UnixNano() - l))
+		}
+		p.last[i] = start.UnixNano()
+	}
+}
 
 func (p *recProber) Probe(ctx context.Context, t health.Target) health.Result {
 	start := time.Now()
-	p.mu.Lock()
-	on := p.on
-	if on {
-		p.bu.add(start.UnixNano())
-		a := t.Addr.Addr().As4()
-		if i := int(a[2])*254 + int(a[3]) - 1; i >= 0 && i < len(p.last) {
-			if l := p.last[i]; l != 0 {
-				p.sp.add(time.Duration(start.UnixNano() - l))
-			}
-			p.last[i] = start.UnixNano()
-		}
-	}
-	p.mu.Unlock()
+	p.started(p.index(t), start)
 	res := p.inner.Probe(ctx, t)
-	if on {
+	if p.recording.Load() {
 		p.dur.add(time.Since(start))
 	}
 	return res
 }
 
+func (p *recProber) StartProbe(t health.Target, done func(health.Result)) bool {
+	s, ok := p.inner.(starter)
+	if !ok {
+		return false
+	}
+	start := time.Now()
+	i := p.index(t)
+	if i < 0 {
+		return s.StartProbe(t, done)
+	}
+	// One probe of a target at a time: origs[i] is not in use.
+	p.origs[i] = done
+	if !s.StartProbe(t, p.wraps[i]) {
+		return false // the checker calls Probe, which records
+	}
+	p.started(i, start)
+	return true
+}
+
 func (p *recProber) start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.on = true
-	p.last = make([]int64, p.n)
+	clear(p.last)
 	p.sp.reset()
 	p.dur.reset()
 	p.bu.reset()
+	p.recording.Store(true)
 }
 
 func (p *recProber) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.on = false
+	p.recording.Store(false)
 }
-
 func fmtBursts(b burstStats) string {
 	if b.Bins == 0 {
 		return "-"

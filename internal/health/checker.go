@@ -1,7 +1,6 @@
 package health
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"log/slog"
@@ -33,9 +32,20 @@ type Snapshots interface {
 	Next(s *registry.Snapshot) <-chan struct{}
 }
 
+// probeStarter is a Prober that can also run a probe without a goroutine
+// of its own (NetProber's tcp probes on Linux). StartProbe starts a probe
+// of t bounded by t.Check.Timeout and returns at once, or reports false and
+// starts nothing when it cannot run t that way (then Probe runs it). done is
+// called exactly once with the result, from another goroutine or before
+// StartProbe returns; it must not block.
+type probeStarter interface {
+	StartProbe(t Target, done func(Result)) bool
+}
+
 var (
-	_ Store     = (*store.Store)(nil)
-	_ Snapshots = (*registry.Watcher)(nil)
+	_ Store        = (*store.Store)(nil)
+	_ Snapshots    = (*registry.Watcher)(nil)
+	_ probeStarter = (*NetProber)(nil)
 )
 
 var (
@@ -54,6 +64,12 @@ var (
 		Name: "seamark_health_targets", Help: "Targets this checker probes, by its own verdict (healthy, unhealthy, unknown).",
 	}, []string{"state"})
 )
+
+// launchTick is the shortest time between two rounds of probe starts:
+// probes that come due within it start together, at most that late, so
+// that 10 000 targets a second wake the checker a thousand times, not ten
+// thousand.
+const launchTick = time.Millisecond
 
 // Options configure a Checker.
 type Options struct {
@@ -79,18 +95,40 @@ type Checker struct {
 	o   Options
 	log *slog.Logger
 
-	passive chan string // target keys reported by the balancer
+	passive chan string  // target keys reported by the balancer
+	starter probeStarter // o.Prober, when it can start probes without a goroutine
+	owned   *NetProber   // the prober New made, closed when Run ends
+
+	// Results of probes, from the probers' goroutines: appended under rmu.
+	// Run takes them before it waits again, and ready has a token whenever
+	// some came in while it sleeps for longer than launchTick (until
+	// sleepUntil, mono ns; with the real clock only).
+	rmu        sync.Mutex
+	done       []probeDone
+	ready      chan struct{}
+	sleepUntil int64
+	realTime   bool
+
 	// Fields below are owned by the Run goroutine.
-	targets  map[string]*target
-	bySvc    map[string]map[string]*target // service -> key -> target
-	svcIndex map[string]int64              // service -> ServiceView.Index last synced
-	services map[string]api.Service
-	cands    map[string]candCache
-	counts   map[api.NodeState]int // targets by written verdict
-	queue    dueQueue
-	results  chan probeDone
-	w        *writer
-	inflight sync.WaitGroup
+	targets    map[string]*target
+	bySvc      map[string]map[string]*target // service -> key -> target
+	svcIndex   map[string]int64              // service -> ServiceView.Index last synced
+	services   map[string]api.Service
+	cands      map[string]candCache
+	counts     map[api.NodeState]int // targets by written verdict
+	queue      dueQueue
+	epoch      time.Time     // due times are kept in the queue as durations since epoch
+	lastLaunch time.Duration // since epoch
+	spare      []probeDone
+	kinds      map[string]*kindMetrics
+	w          *writer
+	inflight   sync.WaitGroup // probes running in goroutines
+}
+
+// kindMetrics are the metrics of one probe kind, looked up once.
+type kindMetrics struct {
+	ok, failed prometheus.Counter
+	seconds    prometheus.Observer
 }
 
 type candCache struct {
@@ -107,25 +145,27 @@ type target struct {
 	passes   int           // consecutive passes
 	fails    int           // consecutive failures
 	due      time.Time
-	index    int  // in the due queue, -1 when not queued
-	running  bool // a probe is in flight
-	gone     bool // removed while a probe was in flight
-	hurry    bool // passive failure reported: probe at once, then fast
+	queued   bool   // an entry of the due queue stands for the next probe
+	qgen     uint32 // generation of that entry; older entries are stale
+	running  bool   // a probe is in flight
+	gone     bool   // removed while a probe was in flight
+	hurry    bool   // passive failure reported: probe at once, then fast
 	since    time.Time
 	last     Result
+	done     func(Result) // delivers this target's results to the checker
 }
 
 type probeDone struct {
-	t      *target
-	res    Result
-	start  time.Time
-	lateBy time.Duration
+	t   *target
+	res Result
 }
 
 // New returns a Checker; Run starts it.
 func New(o Options) *Checker {
+	var owned *NetProber
 	if o.Prober == nil {
-		o.Prober = &NetProber{}
+		owned = &NetProber{}
+		o.Prober = owned
 	}
 	if o.Clock == nil {
 		o.Clock = RealClock{}
@@ -136,17 +176,23 @@ func New(o Options) *Checker {
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 3 * time.Second
 	}
+	starter, _ := o.Prober.(probeStarter)
+	_, realTime := o.Clock.(RealClock)
 	return &Checker{
 		o:        o,
 		log:      o.Logger.With("component", "health", "checker", o.ID),
 		passive:  make(chan string, 1024),
+		starter:  starter,
+		realTime: realTime,
+		owned:    owned,
+		ready:    make(chan struct{}, 1),
+		kinds:    map[string]*kindMetrics{},
 		targets:  map[string]*target{},
 		bySvc:    map[string]map[string]*target{},
 		svcIndex: map[string]int64{},
 		services: map[string]api.Service{},
 		cands:    map[string]candCache{},
 		counts:   map[api.NodeState]int{},
-		results:  make(chan probeDone, 256),
 	}
 }
 
@@ -172,18 +218,22 @@ func (c *Checker) Run(ctx context.Context) error {
 	go func() { defer close(writerDone); c.w.run(wctx) }()
 	defer func() {
 		c.inflight.Wait()
+		if c.owned != nil {
+			c.owned.Close() // ends the probes it still runs
+		}
 		stopWriter()
 		<-writerDone
 		c.w.close()
 	}()
 
+	c.epoch = c.o.Clock.Now()
 	timer := c.o.Clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	snap := c.o.Snapshots.Current()
 	if snap != nil {
 		c.sync(snap)
 	}
-	c.rearm(timer)
+	c.settle(timer)
 	for {
 		var next <-chan struct{}
 		next = c.o.Snapshots.Next(snap)
@@ -195,8 +245,8 @@ func (c *Checker) Run(ctx context.Context) error {
 			c.sync(snap)
 		case <-timer.C():
 			c.launchDue(ctx)
-		case d := <-c.results:
-			c.handle(d)
+		case <-c.ready:
+			// settle takes the results.
 		case key := <-c.passive:
 			if t := c.targets[key]; t != nil && !t.gone {
 				t.hurry = true
@@ -216,50 +266,127 @@ func (c *Checker) Run(ctx context.Context) error {
 				}
 			}
 		}
-		c.rearm(timer)
+		c.settle(timer)
 	}
 }
 
+// settle handles the results that came in, then arms the timer for the
+// next probe start, before the Run goroutine waits again.
+func (c *Checker) settle(timer Timer) {
+	for {
+		c.rmu.Lock()
+		batch := c.done
+		if len(batch) == 0 {
+			c.rearm(timer)
+			c.rmu.Unlock()
+			return
+		}
+		c.done = c.spare[:0] // batch and spare are the two buffers
+		c.rmu.Unlock()
+		for _, d := range batch {
+			c.handle(d)
+		}
+		clear(batch)
+		c.spare = batch[:0]
+	}
+}
+
+// rearm arms the timer for the next probe start: when it is due, but not
+// within launchTick of the last round of starts. Called with c.rmu held.
 func (c *Checker) rearm(timer Timer) {
 	timer.Stop()
-	if len(c.queue) == 0 {
-		timer.Reset(time.Hour)
-		return
+	for len(c.queue) > 0 && c.queue.stale(0) {
+		c.queue.pop()
 	}
-	timer.Reset(max(c.queue[0].due.Sub(c.o.Clock.Now()), 0))
+	d := time.Hour
+	if len(c.queue) > 0 {
+		now := c.o.Clock.Now().Sub(c.epoch)
+		d = max(time.Duration(c.queue[0].key)-now, c.lastLaunch+launchTick-now, 0)
+	}
+	timer.Reset(d)
+	if c.realTime {
+		c.sleepUntil = mono() + int64(d)
+	}
 }
 
-// schedule puts t in the due queue at when.
+// schedule makes when the time of t's next probe.
 func (c *Checker) schedule(t *target, when time.Time) {
 	t.due = when
-	if t.index >= 0 {
-		heap.Fix(&c.queue, t.index)
-		return
+	t.qgen++ // an entry already queued for t is stale now
+	t.queued = true
+	c.queue.push(dueEntry{key: int64(when.Sub(c.epoch)), t: t, gen: t.qgen})
+	if len(c.queue) > 2*len(c.targets)+1024 {
+		c.queue.compact()
 	}
-	heap.Push(&c.queue, t)
 }
 
-// launchDue starts a probe, each in its own goroutine, for every target that
-// is due: one slow target never delays another.
+// unschedule drops t's next probe.
+func (c *Checker) unschedule(t *target) {
+	t.qgen++
+	t.queued = false
+}
+
+// launchDue starts a probe for every target that is due: on the prober's
+// own loop when it can (tcp on Linux), else each in a goroutine. One slow
+// target never delays another.
 func (c *Checker) launchDue(ctx context.Context) {
 	now := c.o.Clock.Now()
-	for len(c.queue) > 0 && !c.queue[0].due.After(now) {
-		t := heap.Pop(&c.queue).(*target)
+	c.lastLaunch = now.Sub(c.epoch)
+	nowKey := int64(c.lastLaunch)
+	for len(c.queue) > 0 && c.queue[0].key <= nowKey {
+		e := c.queue.pop()
+		t := e.t
+		if e.gen != t.qgen || !t.queued {
+			continue // rescheduled or removed since
+		}
+		t.queued = false
 		t.running = true
-		lateBy := now.Sub(t.due)
+		metricLateness.Observe(now.Sub(t.due).Seconds())
+		if c.starter != nil && c.starter.StartProbe(t.Target, t.done) {
+			continue
+		}
 		c.inflight.Add(1)
+		tg, done := t.Target, t.done // t is Run's: a new check may replace t.Check meanwhile
 		go func() {
 			defer c.inflight.Done()
-			start := time.Now()
-			pctx, cancel := context.WithTimeout(ctx, t.Check.Timeout.D())
-			res := c.o.Prober.Probe(pctx, t.Target)
+			pctx, cancel := context.WithTimeout(ctx, tg.Check.Timeout.D())
+			res := c.o.Prober.Probe(pctx, tg)
 			cancel()
-			select {
-			case c.results <- probeDone{t: t, res: res, start: start, lateBy: lateBy}:
-			case <-ctx.Done():
-			}
+			done(res)
 		}()
 	}
+}
+
+// deliver queues a probe's result for the Run goroutine. It never blocks.
+// It wakes Run only when Run would otherwise sleep longer than launchTick:
+// at 10 000 probes a second Run wakes for the next round of starts within a
+// millisecond anyway, and takes the results then, rather than once for each
+// probe that ends through the prober's loop.
+func (c *Checker) deliver(t *target, res Result) {
+	c.rmu.Lock()
+	c.done = append(c.done, probeDone{t: t, res: res})
+	wake := len(c.done) == 1 && (!c.realTime || c.sleepUntil-mono() > int64(launchTick))
+	c.rmu.Unlock()
+	if wake {
+		select {
+		case c.ready <- struct{}{}:
+		default: // a token is waiting already
+		}
+	}
+}
+
+// metricsOf returns the metrics of a probe kind.
+func (c *Checker) metricsOf(kind string) *kindMetrics {
+	m := c.kinds[kind]
+	if m == nil {
+		m = &kindMetrics{
+			ok:      metricProbes.WithLabelValues(kind, "ok"),
+			failed:  metricProbes.WithLabelValues(kind, "failed"),
+			seconds: metricProbeSeconds.WithLabelValues(kind),
+		}
+		c.kinds[kind] = m
+	}
+	return m
 }
 
 // handle applies one probe result: HAProxy's rise/fall counting, then the
@@ -268,14 +395,13 @@ func (c *Checker) launchDue(ctx context.Context) {
 func (c *Checker) handle(d probeDone) {
 	t := d.t
 	t.running = false
-	kind := t.Check.Type
-	result := "ok"
-	if !d.res.OK {
-		result = "failed"
+	m := c.metricsOf(t.Check.Type)
+	if d.res.OK {
+		m.ok.Inc()
+	} else {
+		m.failed.Inc()
 	}
-	metricProbes.WithLabelValues(kind, result).Inc()
-	metricProbeSeconds.WithLabelValues(kind).Observe(d.res.Latency.Seconds())
-	metricLateness.Observe(d.lateBy.Seconds())
+	m.seconds.Observe(d.res.Latency.Seconds())
 	if t.gone {
 		return
 	}
@@ -434,7 +560,8 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 		if _, ok := have[key]; ok {
 			continue
 		}
-		t := &target{Target: w, onChange: svc.OnChange, index: -1, state: api.StateUnhealthy, since: now}
+		t := &target{Target: w, onChange: svc.OnChange, state: api.StateUnhealthy, since: now}
+		t.done = func(r Result) { c.deliver(t, r) }
 		// Take over the current consensus, so a checker that starts next to
 		// running ones (or restarts) does not flap a healthy node: it writes
 		// its own verdict after its first probe agrees.
@@ -464,9 +591,7 @@ func (c *Checker) candidates(svc api.Service) []netip.Addr {
 
 // remove stops probing t and withdraws its verdict.
 func (c *Checker) remove(t *target) {
-	if t.index >= 0 {
-		heap.Remove(&c.queue, t.index)
-	}
+	c.unschedule(t)
 	t.gone = true
 	delete(c.targets, t.Key())
 	c.counts[t.written]--
@@ -484,27 +609,78 @@ func jitter(d time.Duration) time.Duration {
 	return rand.N(d)
 }
 
-// dueQueue is a min-heap of targets by due time.
-type dueQueue []*target
+// dueQueue is a min-heap of the targets' next probes by due time. The keys
+// are kept in the entries, so ordering reads no target. A target that is
+// rescheduled or removed leaves its old entry behind, stale (its gen no
+// longer the target's), to be skipped when it comes up.
+type dueQueue []dueEntry
 
-func (q dueQueue) Len() int           { return len(q) }
-func (q dueQueue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
-func (q dueQueue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].index, q[j].index = i, j
-}
-func (q *dueQueue) Push(x any) {
-	t := x.(*target)
-	t.index = len(*q)
-	*q = append(*q, t)
-}
-func (q *dueQueue) Pop() any {
-	old := *q
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	t.index = -1
-	*q = old[:len(old)-1]
-	return t
+type dueEntry struct {
+	key int64 // due time, ns since the checker's epoch
+	t   *target
+	gen uint32
 }
 
-var _ heap.Interface = (*dueQueue)(nil)
+func (q dueQueue) stale(i int) bool { return q[i].gen != q[i].t.qgen || !q[i].t.queued }
+
+func (q *dueQueue) push(e dueEntry) {
+	*q = append(*q, e)
+	h := *q
+	j := len(h) - 1
+	for j > 0 {
+		p := (j - 1) / 2
+		if h[p].key <= h[j].key {
+			break
+		}
+		h[p], h[j] = h[j], h[p]
+		j = p
+	}
+}
+
+func (q *dueQueue) pop() dueEntry {
+	h := *q
+	e := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	h[last] = dueEntry{}
+	h = h[:last]
+	*q = h
+	h.down(0)
+	return e
+}
+
+func (q dueQueue) down(j int) {
+	for {
+		l := 2*j + 1
+		if l >= len(q) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(q) && q[r].key < q[l].key {
+			m = r
+		}
+		if q[j].key <= q[m].key {
+			return
+		}
+		q[j], q[m] = q[m], q[j]
+		j = m
+	}
+}
+
+// compact drops the stale entries.
+func (q *dueQueue) compact() {
+	h := *q
+	n := 0
+	for i := range h {
+		if !h.stale(i) {
+			h[n] = h[i]
+			n++
+		}
+	}
+	clear(h[n:])
+	h = h[:n]
+	for j := n/2 - 1; j >= 0; j-- {
+		h.down(j)
+	}
+	*q = h
+}

@@ -5,9 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -419,5 +423,130 @@ func TestOnChangeHookRuns(t *testing.T) {
 			t.Fatalf("hook output after 5s: %q", data)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// healthGoroutines counts the goroutines with this package's code on their
+// stack, other than the caller's (the store's client keeps goroutines for
+// leases as it sees fit; they are not the checker's).
+func healthGoroutines() (int, string) {
+	buf := make([]byte, 4<<20)
+	all := string(buf[:runtime.Stack(buf, true)])
+	stacks := strings.Split(all, "\n\n")[1:]
+	var ours []string
+	for _, st := range stacks {
+		if strings.Contains(st, "seamark/internal/health.") {
+			ours = append(ours, st)
+		}
+	}
+	return len(ours), strings.Join(ours, "\n\n")
+}
+
+// A checker with the real prober, probing open, refused and blackholed
+// targets, leaves no goroutine or descriptor once Run returns: its probes
+// in flight end with it.
+func TestCheckerStopLeavesNothing(t *testing.T) {
+	w := newWorld(t)
+	l := listen(t, "127.0.0.1:0")
+	up := netip.MustParseAddrPort(l.Addr().String())
+	check := api.Check{Type: api.CheckTCP, Interval: api.Duration(50 * time.Millisecond), Timeout: api.Duration(time.Minute), Rise: 1, Fall: 1}
+	w.service("db", int(up.Port()), check)
+	w.node("db", "db-a", up)
+	w.node("db", "db-b", closedPort(t))
+	if hole, ok := fullBacklog(t); ok {
+		w.node("db", "db-c", hole)
+	} else {
+		t.Log("the accept queue never filled: no blackholed target")
+	}
+	// A first checker sets up what the store's client keeps for leases.
+	stop0 := w.run(Options{ID: "c0"})
+	w.waitNode("db", "db-a", "healthy", 5*time.Second, func(n *api.Node) bool { return n != nil && n.Healthy })
+	stop0()
+	g0, _ := healthGoroutines()
+	fd0 := openFDs()
+
+	stop := w.run(Options{ID: "c1"})
+	w.waitNode("db", "db-a", "healthy", 5*time.Second, func(n *api.Node) bool { return n != nil && n.Healthy })
+	time.Sleep(100 * time.Millisecond) // the blackholed target's probes are in flight (1m timeout)
+	if g, _ := healthGoroutines(); g <= g0 {
+		t.Fatalf("checker running: %d goroutines of this package, want more than %d (is the count right?)", g, g0)
+	}
+	stop()
+
+	settleCounts(func() bool { g, _ := healthGoroutines(); return g <= g0 && openFDs() <= fd0 })
+	if g, stacks := healthGoroutines(); g > g0 {
+		t.Errorf("goroutines after stop: got %d, want at most %d\n%s", g, g0, stacks)
+	}
+	if fd := openFDs(); fd > fd0 {
+		t.Errorf("open fds after stop: got %d, want at most %d", fd, fd0)
+	}
+}
+
+// A pool of 128 candidates probed every 20 ms, its results coming in from
+// the prober's loop while the checker starts more (run it with -race):
+// exactly the live ones are advertised, and a live one stopped goes.
+func TestCheckerManyTargets(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prober *NetProber
+	}{
+		{"connects asked at once", &NetProber{}},
+		{"connects through epoll", &NetProber{EpollOnly: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.prober.Close()
+			w := newWorld(t)
+			first := listen(t, "127.0.3.1:0")
+			port := netip.MustParseAddrPort(first.Addr().String()).Port()
+			live := []string{"127.0.3.1"}
+			var last net.Listener
+			for i := 10; i < 128; i += 13 {
+				a := fmt.Sprintf("127.0.3.%d", i)
+				last = listen(t, fmt.Sprintf("%s:%d", a, port))
+				live = append(live, a)
+			}
+			slices.Sort(live)
+			check := api.Check{Type: api.CheckTCP, Interval: api.Duration(20 * time.Millisecond), Timeout: api.Duration(100 * time.Millisecond), Rise: 1, Fall: 1}
+			w.service("pool", int(port), check, "127.0.3.0/25")
+			w.run(Options{ID: "c1", Prober: tc.prober})
+			healthy := func() string {
+				v, _ := w.w.Current().Service("pool")
+				var out []string
+				for _, n := range v.Healthy {
+					out = append(out, n.Address.String())
+				}
+				slices.Sort(out)
+				return fmt.Sprint(out)
+			}
+			wait := func(want string) {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); healthy() != want; time.Sleep(20 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("got %v, want %v", healthy(), want)
+					}
+				}
+			}
+			wait(fmt.Sprint(live))
+			time.Sleep(200 * time.Millisecond) // ten rounds of probes: nothing else turns up
+			wait(fmt.Sprint(live))
+			last.Close() // 127.0.3.127
+			wait(fmt.Sprint(slices.DeleteFunc(live, func(a string) bool { return a == "127.0.3.127" })))
+		})
+	}
+}
+
+// BenchmarkDueQueue is the scheduler's work per probe: take the next due
+// target out of 10 000 and put it back one interval later.
+func BenchmarkDueQueue(b *testing.B) {
+	const n = 10000
+	var q dueQueue
+	for range n {
+		t := &target{queued: true, qgen: 1}
+		q.push(dueEntry{key: int64(rand.N(time.Second)), t: t, gen: 1})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e := q.pop()
+		q.push(dueEntry{key: e.key + int64(time.Second), t: e.t, gen: e.gen})
 	}
 }

@@ -19,6 +19,13 @@ type Timer interface {
 	Reset(d time.Duration)
 }
 
+// monoBase anchors mono: durations since it use the monotonic clock alone.
+var monoBase = time.Now()
+
+// mono is the monotonic time in ns since monoBase, for the hot paths that
+// run on real time only.
+func mono() int64 { return int64(time.Since(monoBase)) }
+
 // RealClock is the wall clock.
 type RealClock struct{}
 

@@ -35,10 +35,70 @@ const (
 // no sockets in TIME_WAIT; nothing is pooled or shared between targets. A
 // probe returns by ctx's deadline whatever the target does: drops SYNs,
 // accepts and never answers, or sends its body slowly.
+//
+// On Linux, tcp probes (with no Dial set) go without a goroutine, net.Conn
+// or timer each: non-blocking connects driven by one epoll loop (see
+// connector), which runs while probes do and ends when idle for 2 s or on
+// Close. Other kinds, other systems and an injected Dial use the net
+// package's dialer.
 type NetProber struct {
 	// Dial opens the TCP connection of every probe kind. It must return once
 	// ctx is done.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// EpollOnly is for benchmarks of the path a probe across a network
+	// takes: a tcp probe does not ask whether its connect is done right
+	// after starting it (on loopback it always is), so every connect ends
+	// through the epoll loop.
+	EpollOnly bool
+
+	tcp connector
+}
+
+// StartProbe starts a tcp probe of t bounded by t.Check.Timeout and returns
+// at once; done is called exactly once with the result, from the prober's
+// loop, or before StartProbe returns when the connect fails at once. done
+// must not block. StartProbe reports false, and starts nothing, for a probe
+// it cannot run that way (another kind, no timeout, an injected Dial, a
+// system other than Linux): run Probe then.
+func (p *NetProber) StartProbe(t Target, done func(Result)) bool {
+	if !p.fastTCP(t) || t.Check.Timeout <= 0 {
+		return false
+	}
+	p.tcp.start(t.Addr, t.Check.Timeout.D(), p.EpollOnly, done)
+	return true
+}
+
+// Close ends the tcp probes in flight (their result: "probe canceled") and
+// releases what the prober keeps between probes: the epoll loop and its
+// descriptors. The prober stays usable.
+func (p *NetProber) Close() error {
+	p.tcp.close()
+	return nil
+}
+
+// fastTCP reports whether t is a tcp probe for the connector.
+func (p *NetProber) fastTCP(t Target) bool {
+	return p.Dial == nil && (t.Check.Type == api.CheckTCP || t.Check.Type == "") && p.tcp.supported(t.Addr)
+}
+
+// probeTCPFast runs a tcp probe on the connector and waits for it, or for
+// ctx to end it.
+func (p *NetProber) probeTCPFast(ctx context.Context, t Target, start time.Time) Result {
+	ch := make(chan Result, 1)
+	id, ok := p.tcp.start(t.Addr, t.Check.Timeout.D(), p.EpollOnly, func(r Result) { ch <- r })
+	if !ok {
+		return <-ch
+	}
+	select {
+	case r := <-ch:
+		return r
+	case <-ctx.Done():
+		if !p.tcp.cancel(id) {
+			return <-ch // it ended meanwhile
+		}
+		return Result{Reason: reason(ctx, t, start, &stageError{stage: "tcp connect", err: ctx.Err()}), Latency: time.Since(start)}
+	}
 }
 
 // Probe runs one probe of t. The check's timeout is taken from ctx's deadline
@@ -63,6 +123,9 @@ func (p *NetProber) Probe(ctx context.Context, t Target) Result {
 	var err error
 	switch t.Check.Type {
 	case api.CheckTCP, "":
+		if p.fastTCP(t) {
+			return p.probeTCPFast(ctx, t, start)
+		}
 		err = p.probeTCP(ctx, t)
 	case api.CheckHTTP, api.CheckHTTPS:
 		err = p.probeHTTP(ctx, t)

@@ -40,7 +40,7 @@ func runProbe(p *NetProber, addr netip.AddrPort, check api.Check) (Result, time.
 	return res, time.Since(start)
 }
 
-func addrOf(t *testing.T, a net.Addr) netip.AddrPort {
+func addrOf(t testing.TB, a net.Addr) netip.AddrPort {
 	t.Helper()
 	ap, err := netip.ParseAddrPort(a.String())
 	if err != nil {
@@ -142,7 +142,7 @@ func blockingDial(ctx context.Context, _, _ string) (net.Conn, error) {
 }
 
 // acceptAndClose accepts connections and closes them at once.
-func acceptAndClose(t *testing.T) netip.AddrPort {
+func acceptAndClose(t testing.TB) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
