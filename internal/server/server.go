@@ -177,7 +177,11 @@ func (s *Server) startMember(ctx context.Context, name string) {
 		Endpoint: s.httpLn.Addr().(*net.TCPAddr).AddrPort(), Locality: ha.Locality(),
 	})
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.member.Run(ctx) }()
+	go func() {
+		defer s.wg.Done()
+		s.member.Run(ctx)
+		prober.Close() // its epoll loop, if tracks started one
+	}()
 	s.log.Info("balancer group member", "member", name)
 }
 
