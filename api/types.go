@@ -274,6 +274,11 @@ type Listener struct {
 	// Bind is the local address to listen on. Default 0.0.0.0.
 	Bind    netip.Addr `json:"bind,omitzero"`
 	Service string     `json:"service"`
+	// TargetPort, when set, is the port connections go to on the nodes,
+	// instead of the service's (or node's) port: a listener can front
+	// another port of the same nodes, such as their agents' identity
+	// endpoints.
+	TargetPort int `json:"target_port,omitempty"`
 	// Balance is round_robin (default), least_conn, hash or random2.
 	Balance        string   `json:"balance,omitempty"`
 	MaxConns       int      `json:"max_conns,omitempty"`

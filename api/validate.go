@@ -535,6 +535,9 @@ func (l Listener) Validate() FieldErrors {
 		v.add("ports", "%s is more than 10000 ports", l.Ports)
 	}
 	v.name("service", l.Service)
+	if l.TargetPort != 0 {
+		v.port("target_port", l.TargetPort, false)
+	}
 	v.oneOf("balance", l.Balance, BalanceRoundRobin, BalanceLeastConn, BalanceHash, BalanceRandom2)
 	if l.MaxConns < 0 {
 		v.add("max_conns", "%d is negative", l.MaxConns)

@@ -218,7 +218,11 @@ func (s *Server) connect(p *port, spec *api.Listener, src netip.Addr) (*net.TCPC
 			p.stats.retries.Add(1)
 			be.stats.retries.Add(1)
 		}
-		c, err := d.DialContext(s.ctx, "tcp", be.addr.String())
+		addr := be.addr
+		if spec.TargetPort != 0 {
+			addr = netip.AddrPortFrom(addr.Addr(), uint16(spec.TargetPort))
+		}
+		c, err := d.DialContext(s.ctx, "tcp", addr.String())
 		if err == nil {
 			return c.(*net.TCPConn), be
 		}
