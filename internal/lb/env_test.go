@@ -235,6 +235,18 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 // freePorts returns n ports that were free on 127.0.0.1 a moment ago.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
+	return freePortsOn(t, loopback, n)
+}
+
+// scaleAddr is where the many-listener tests listen: an address of its own,
+// so that no other test's sockets on 127.0.0.1 (outgoing connections of
+// parallel packages take ports there) can take one of theirs between
+// freePortsOn and the balancer binding it.
+var scaleAddr = netip.MustParseAddr("127.0.3.1")
+
+// freePortsOn returns n ports that were free on addr a moment ago.
+func freePortsOn(t testing.TB, addr netip.Addr, n int) []int {
+	t.Helper()
 	lns := make([]net.Listener, 0, n)
 	defer func() {
 		for _, ln := range lns {
@@ -243,7 +255,7 @@ func freePorts(t testing.TB, n int) []int {
 	}()
 	ports := make([]int, 0, n)
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 		if err != nil {
 			t.Fatal(err)
 		}

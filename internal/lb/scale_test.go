@@ -19,7 +19,7 @@ func (e *env) putListeners(prefix string, ports []int, service string) int64 {
 	e.t.Helper()
 	return e.eachListener(len(ports), func(i int) (int64, error) {
 		l := api.Listener{Name: fmt.Sprintf("%s%d", prefix, i), Port: ports[i], Service: service, Source: api.SourceAPI}
-		l.Bind = loopback
+		l.Bind = scaleAddr
 		l.SetDefaults()
 		return e.st.PutListener(e.ctx, l, false)
 	})
@@ -69,13 +69,13 @@ func TestThousandListenersLiveChanges(t *testing.T) {
 	for _, name := range []string{"a", "b", "c"} {
 		e.node("app", name, startBackendProc(t, name).addr, 1)
 	}
-	ports := freePorts(t, 2*n)
+	ports := freePortsOn(t, scaleAddr, 2*n)
 	first, second := ports[:n], ports[n:]
 	start := time.Now()
 	e.sync(e.putListeners("first", first, "app"))
 	t.Logf("1000 listeners written and listening in %v", time.Since(start))
 	for i, p := range first {
-		if _, err := roundTrip(fmt.Sprintf("127.0.0.1:%d", p), "hello", 5*time.Second); err != nil {
+		if _, err := roundTrip(fmt.Sprintf("%s:%d", scaleAddr, p), "hello", 5*time.Second); err != nil {
 			t.Fatalf("first set, port %d (%d): %v", p, i, err)
 		}
 	}
@@ -96,7 +96,7 @@ func TestThousandListenersLiveChanges(t *testing.T) {
 					return
 				default:
 				}
-				if _, err := roundTrip(fmt.Sprintf("127.0.0.1:%d", first[i%n]), "traffic", 5*time.Second); err != nil {
+				if _, err := roundTrip(fmt.Sprintf("%s:%d", scaleAddr, first[i%n]), "traffic", 5*time.Second); err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, fmt.Errorf("port %d: %w", first[i%n], err))
 				} else {
@@ -110,7 +110,7 @@ func TestThousandListenersLiveChanges(t *testing.T) {
 		e.sync(e.putListeners("second", second, "app"))
 		added := time.Since(t0)
 		for i := 0; i < n; i += 50 {
-			if _, err := roundTrip(fmt.Sprintf("127.0.0.1:%d", second[i]), "new", 5*time.Second); err != nil {
+			if _, err := roundTrip(fmt.Sprintf("%s:%d", scaleAddr, second[i]), "new", 5*time.Second); err != nil {
 				t.Fatalf("round %d: added port %d: %v", round, second[i], err)
 			}
 		}
@@ -118,7 +118,7 @@ func TestThousandListenersLiveChanges(t *testing.T) {
 		e.sync(e.dropListeners("second", n))
 		t.Logf("round %d: 1000 listeners added in %v, removed in %v", round, added, time.Since(t0))
 		for i := 0; i < n; i += 50 {
-			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", second[i]), time.Second); err == nil {
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", scaleAddr, second[i]), time.Second); err == nil {
 				c.Close()
 				t.Fatalf("round %d: removed port %d still accepts", round, second[i])
 			}
