@@ -117,30 +117,29 @@ func reusePort(network, address string, c syscall.RawConn) error {
 }
 
 func (s *Server) listenOnce() error {
-	lc := net.ListenConfig{Control: reusePort}
-	first, err := lc.ListenPacket(context.Background(), "udp", s.o.Addr)
+	// With port 0 the TCP socket picks the port: UDP ports that a busy
+	// machine hands out are far more often free for TCP than the other way
+	// round (outgoing TCP connections take ports from the same range).
+	ln, err := net.Listen("tcp", s.o.Addr)
 	if err != nil {
 		return err
 	}
-	ap := netip.MustParseAddrPort(first.LocalAddr().String())
-	conns := []*net.UDPConn{first.(*net.UDPConn)}
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	lc := net.ListenConfig{Control: reusePort}
+	var conns []*net.UDPConn
 	closeAll := func() {
 		for _, c := range conns {
 			c.Close()
 		}
+		ln.Close()
 	}
-	for len(conns) < s.o.Sockets {
+	for len(conns) < max(s.o.Sockets, 1) {
 		c, err := lc.ListenPacket(context.Background(), "udp", ap.String())
 		if err != nil {
 			closeAll()
 			return err
 		}
 		conns = append(conns, c.(*net.UDPConn))
-	}
-	ln, err := net.Listen("tcp", ap.String())
-	if err != nil {
-		closeAll()
-		return err
 	}
 	for _, c := range conns {
 		_ = c.SetReadBuffer(4 << 20)
