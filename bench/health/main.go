@@ -47,6 +47,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/bench/internal/procstat"
 	"github.com/seamark/seamark/internal/health"
 	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/store"
@@ -645,44 +646,14 @@ func selfCPU() cpuTime {
 	return cpuTime{user: time.Duration(ru.Utime.Nano()), sys: time.Duration(ru.Stime.Nano())}
 }
 
-// procCPU is a process's utime+stime from /proc/<pid>/stat (clock ticks of
-// 10 ms: USER_HZ is 100 on Linux).
+// procCPU is a process's utime+stime.
 func procCPU(pid int) cpuTime {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return cpuTime{}
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return cpuTime{}
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
-	if len(f) < 13 {
-		return cpuTime{}
-	}
-	ut, _ := strconv.ParseUint(f[11], 10, 64)
-	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return cpuTime{user: time.Duration(ut) * 10 * time.Millisecond, sys: time.Duration(st) * 10 * time.Millisecond}
+	u, st := procstat.CPU(strconv.Itoa(pid))
+	return cpuTime{user: u, sys: st}
 }
 
-// procRSS is VmRSS of /proc/<pid>/status in bytes.
-func procRSS(pid string) uint64 {
-	b, err := os.ReadFile("/proc/" + pid + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseUint(f[0], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
+// procRSS is a process's resident memory in bytes ("self" works).
+func procRSS(pid string) uint64 { return procstat.RSS(pid) }
 
 func kernel() string {
 	b, err := os.ReadFile("/proc/sys/kernel/osrelease")

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/seamark/seamark/bench/internal/procstat"
 )
 
 // proc is a child process this program started.
@@ -140,25 +142,10 @@ func (c cpuTime) total() time.Duration { return c.user + c.sys }
 
 func (c cpuTime) sub(o cpuTime) cpuTime { return cpuTime{c.user - o.user, c.sys - o.sys} }
 
-// procCPU is a process's utime+stime (all its threads) from /proc/<pid>/stat,
-// in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+// procCPU is a process's utime+stime (all its threads).
 func procCPU(pid int) cpuTime {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return cpuTime{}
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return cpuTime{}
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
-	if len(f) < 13 {
-		return cpuTime{}
-	}
-	ut, _ := strconv.ParseUint(f[11], 10, 64)
-	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return cpuTime{user: time.Duration(ut) * 10 * time.Millisecond, sys: time.Duration(st) * 10 * time.Millisecond}
+	u, st := procstat.CPU(strconv.Itoa(pid))
+	return cpuTime{user: u, sys: st}
 }
 
 // treeCPU is procCPU summed over pid and its descendants (nginx's workers).
@@ -207,22 +194,7 @@ func exitedCPU(ps *os.ProcessState) cpuTime {
 }
 
 // procRSS is VmRSS of /proc/<pid>/status in bytes.
-func procRSS(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseUint(f[0], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
+func procRSS(pid int) uint64 { return procstat.RSS(strconv.Itoa(pid)) }
 
 // fdCount is how many descriptors pid has open.
 func fdCount(pid int) int {
