@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"hash/maphash"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -122,15 +121,26 @@ func (p *pool) leastConn(skip tried) *backend {
 	return best
 }
 
-var hashSeed = maphash.MakeSeed()
+// clientHash is a fixed function of the client address: no per-process
+// seed, so a client keeps its backend across restarts and every member of a
+// balancer group sends it to the same one. Changing it moves clients: the
+// golden test in pick_test.go pins it.
+func clientHash(src netip.Addr) uint64 {
+	a := src.Unmap().As16()
+	h := uint64(14695981039346656037)
+	for _, c := range a {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return mix64(h)
+}
 
 // hash is weighted rendezvous hashing on the client address: each backend
 // scores weight / -ln(u) with u uniform from hash(client, node), and the
 // highest wins. A backend leaving moves only the clients it had; one joining
-// takes only its own share.
+// takes only its own share. Both hashes are fixed functions of the address
+// and the node ID, so the choice is the same on every server.
 func (p *pool) hash(src netip.Addr, skip tried) *backend {
-	a := src.Unmap().As16()
-	h := maphash.Bytes(hashSeed, a[:])
+	h := clientHash(src)
 	var best *backend
 	bestScore := math.Inf(-1)
 	for i, b := range p.backends {

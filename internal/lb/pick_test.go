@@ -122,3 +122,38 @@ func BenchmarkPick(b *testing.B) {
 		}
 	}
 }
+
+// TestHashIsStable pins the client → backend map of hash balancing: it must
+// not depend on the process (a restart, or the other member of a group,
+// sends a client to the same node). A change here moves deployed clients.
+func TestHashIsStable(t *testing.T) {
+	ids := []string{"node-a", "node-b", "node-c", "node-d", "node-e"}
+	build := func(ids []string) *pool {
+		var bs []*backend
+		var ws []int
+		for _, id := range ids {
+			bs = append(bs, &backend{node: id, seed: mix64(uint64(len(id)) ^ strHash(id))})
+			ws = append(ws, 1)
+		}
+		return newPool(bs, ws)
+	}
+	full, less := build(ids), build([]string{"node-a", "node-b", "node-c", "node-e"})
+	var got strings.Builder
+	moved := 0
+	for i := range 1000 {
+		src := netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(i)})
+		a := full.pick(api.BalanceHash, src, nil)
+		if i < 12 {
+			got.WriteString(a.node[5:])
+		}
+		if less.pick(api.BalanceHash, src, nil).node != a.node {
+			moved++
+		}
+	}
+	if want := "dadabccbaeed"; got.String() != want {
+		t.Errorf("first 12 clients went to %q, want %q: the hash changed, so deployed clients would move", got.String(), want)
+	}
+	if moved > 250 {
+		t.Errorf("removing 1 of 5 backends moved %d of 1000 clients, want ≤ 250", moved)
+	}
+}
