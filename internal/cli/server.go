@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/seamark/seamark/internal/config"
+	"github.com/seamark/seamark/internal/sdnotify"
 	"github.com/seamark/seamark/internal/server"
 )
 
@@ -62,21 +64,41 @@ and the running state stays. Flags override the file's server: section.`,
 				return err
 			}
 			log.Info("seamark server running", "version", Version, "http", srv.HTTPAddr().String(), "dns", srv.DNSAddr().String(), "store", srv.Store().Kind())
+			// The supervisor (systemd Type=notify) hears READY, RELOADING and
+			// STOPPING, and the watchdog while the snapshot is there.
+			notify := sdnotify.New(os.Getenv)
+			logNotify := func(err error) {
+				if err != nil {
+					log.Warn("sd_notify", "err", err)
+				}
+			}
+			logNotify(notify.Ready("serving: http " + srv.HTTPAddr().String() + ", dns " + srv.DNSAddr().String()))
+			wdCtx, wdStop := context.WithCancel(ctx)
+			wdDone := make(chan struct{})
+			go func() {
+				defer close(wdDone)
+				notify.RunWatchdog(wdCtx, func() bool { return srv.Snapshots().Current() != nil })
+			}()
+			defer func() { wdStop(); <-wdDone }()
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 			for {
 				select {
 				case <-hup:
+					logNotify(notify.Reloading())
 					rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 					if err := srv.Reload(rctx); err != nil {
 						log.Error("reload", "err", err)
+						logNotify(notify.Ready("reload failed, serving the previous config: " + firstLine(err.Error())))
 					} else {
 						log.Info("reloaded", "file", configPath)
+						logNotify(notify.Ready("serving: reloaded " + configPath))
 					}
 					cancel()
 				case <-ctx.Done():
 					log.Info("stopping")
+					logNotify(notify.Stopping())
 					return srv.Close()
 				}
 			}
@@ -143,4 +165,12 @@ its file, line and key path. Exits 1 when the file would be rejected; warnings
 			return nil
 		},
 	}
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
