@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -20,7 +21,46 @@ import (
 
 // Version is the seamark version, set at build time with
 // -ldflags "-X github.com/seamark/seamark/internal/cli.Version=v1.2.3".
+// Left unset, init stamps it from the build: the module version when built
+// with `go install ...@vX`, else "dev+" and the commit (with "-dirty" for a
+// tree with changes), so two binaries never both say just "dev".
 var Version = "dev"
+
+func init() {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		Version = stampVersion(Version, bi)
+	}
+}
+
+// stampVersion is Version as the build describes it.
+func stampVersion(v string, bi *debug.BuildInfo) string {
+	if v != "dev" {
+		return v
+	}
+	if mv := bi.Main.Version; mv != "" && mv != "(devel)" {
+		return mv
+	}
+	var rev string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return v + "+" + rev
+}
 
 // exitError carries an exit code out of a command.
 type exitError struct{ code int }
@@ -79,7 +119,9 @@ health checks, authoritative DNS, a TCP load balancer and balancer failover,
 in one binary.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       Version,
 	}
+	root.SetVersionTemplate("seamark {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cf := &clientFlags{}
