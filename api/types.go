@@ -291,6 +291,21 @@ type Listener struct {
 	ProxyProtocol string `json:"proxy_protocol,omitempty"`
 	// AcceptProxy reads a PROXY header from an upstream balancer.
 	AcceptProxy bool `json:"accept_proxy,omitempty"`
+	// AcceptProxyFrom are the upstream balancers whose PROXY headers are
+	// believed (with AcceptProxy). A connection from anywhere else is
+	// closed before a byte is read, so a client that reaches the port
+	// directly cannot claim another address. Default: loopback only.
+	AcceptProxyFrom []netip.Prefix `json:"accept_proxy_from,omitempty"`
+	// Allow, when set, are the only client networks served; Deny are
+	// networks never served (Deny wins). The client is the TCP peer, or the
+	// PROXY header's source with AcceptProxy. Checked before any backend is
+	// dialed; a refused client is counted in denied.
+	Allow []netip.Prefix `json:"allow,omitempty"`
+	Deny  []netip.Prefix `json:"deny,omitempty"`
+	// Log writes one line per connection when it ends (client, backend,
+	// connect and total time, bytes both ways, how it ended), like
+	// HAProxy's tcplog.
+	Log bool `json:"log,omitempty"`
 	// DrainTimeout bounds how long a removed listener's connections (and,
 	// with OnBackendDown cut, a failed backend's) may go on. Default 30s.
 	DrainTimeout Duration `json:"drain_timeout,omitempty"`
@@ -300,6 +315,10 @@ type Listener struct {
 	OnBackendDown string `json:"on_backend_down,omitempty"`
 	Source        Source `json:"source,omitempty"`
 }
+
+// MaxListenerPrefixes bounds each of a listener's allow, deny and
+// accept_proxy_from lists.
+const MaxListenerPrefixes = 1024
 
 // What happens to a failed backend's connections.
 const (
@@ -349,6 +368,10 @@ type ConnStats struct {
 	Retries       uint64 `json:"retries"`
 	// Refused counts clients closed because no backend could be reached.
 	Refused uint64 `json:"refused"`
+	// Denied counts clients closed by a listener's allow/deny lists or for
+	// sending PROXY from an address not in accept_proxy_from (listeners
+	// only).
+	Denied uint64 `json:"denied"`
 }
 
 // Add adds o's counters to c.
@@ -360,6 +383,7 @@ func (c *ConnStats) Add(o ConnStats) {
 	c.ConnectErrors += o.ConnectErrors
 	c.Retries += o.Retries
 	c.Refused += o.Refused
+	c.Denied += o.Denied
 }
 
 // BackendStats are one backend's counters, summed over every port of the

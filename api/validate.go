@@ -549,6 +549,24 @@ func (l Listener) Validate() FieldErrors {
 	if l.ProxyProtocol != "" {
 		v.oneOf("proxy_protocol", l.ProxyProtocol, "v1", "v2")
 	}
+	for _, f := range []struct {
+		key  string
+		list []netip.Prefix
+	}{{"allow", l.Allow}, {"deny", l.Deny}, {"accept_proxy_from", l.AcceptProxyFrom}} {
+		if len(f.list) > MaxListenerPrefixes {
+			v.add(f.key, "has %d networks, more than %d", len(f.list), MaxListenerPrefixes)
+		}
+		for i, p := range f.list {
+			if !p.IsValid() {
+				v.add(fmt.Sprintf("%s[%d]", f.key, i), "is not a network like 192.0.2.0/24")
+			} else if p != p.Masked() {
+				v.add(fmt.Sprintf("%s[%d]", f.key, i), "%s has host bits set; write %s", p, p.Masked())
+			}
+		}
+	}
+	if len(l.AcceptProxyFrom) > 0 && !l.AcceptProxy {
+		v.add("accept_proxy_from", "is set but accept_proxy is not; set accept_proxy: true or remove it")
+	}
 	return v.errs
 }
 

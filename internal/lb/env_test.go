@@ -128,6 +128,8 @@ type env struct {
 	w     *registry.Watcher
 	lb    *Server
 	fails *failures
+	// logger, when set before startLB, is the balancer's.
+	logger *slog.Logger
 }
 
 func newEnv(t testing.TB) *env {
@@ -147,7 +149,11 @@ func newEnv(t testing.TB) *env {
 // startLB starts a balancer on e's registry; e.stop stops it.
 func (e *env) startLB() {
 	ctx, cancel := context.WithCancel(e.ctx)
-	e.lb = New(Options{Snapshots: e.w, Failures: e.fails, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	lg := e.logger
+	if lg == nil {
+		lg = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	e.lb = New(Options{Snapshots: e.w, Failures: e.fails, Logger: lg})
 	done := make(chan struct{})
 	go func() { defer close(done); e.lb.Run(ctx) }()
 	e.stop = func() { cancel(); <-done }

@@ -64,6 +64,7 @@ type Server struct {
 	applied  chan struct{} // closed and replaced after every apply
 	wg       sync.WaitGroup
 	ctx      context.Context // Run's, for dials
+	connLog  connLog
 }
 
 // service is the balancer's state for one service, stable across snapshots.
@@ -85,6 +86,7 @@ func New(o Options) *Server {
 		ports: map[portKey]*port{}, draining: map[*port]struct{}{}, services: map[string]*service{},
 		applied: make(chan struct{}),
 	}
+	s.connLog.log = o.Logger.With("component", "lb.conn")
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(collector{s}); err != nil {
 			s.log.Warn("lb metrics not registered", "err", err)

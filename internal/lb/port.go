@@ -69,7 +69,7 @@ func (p *port) cutAll() {
 	}
 	p.mu.Unlock()
 	for _, c := range cs {
-		c.cut()
+		c.cut(&endDrain)
 	}
 }
 
@@ -126,6 +126,15 @@ type conn struct {
 	be             *backend
 	port           *port
 	closed         atomic.Bool
+	// For the connection log: the client as seen after any PROXY header,
+	// when it was accepted, how long the backend took to answer, and why it
+	// ended when it did not end cleanly.
+	src       netip.AddrPort
+	start     time.Time
+	connected time.Duration
+	reason    atomic.Pointer[string]
+	// firstEnd is the side that closed first cleanly ("client" or "server").
+	firstEnd atomic.Pointer[string]
 
 	// Reaper state (touched by the reaper only).
 	in, out     uint64 // bytes counted so far
@@ -134,8 +143,18 @@ type conn struct {
 	sampleEvery time.Duration
 }
 
-// cut closes both sides at once (a reset to the client).
-func (c *conn) cut() {
+// Why a connection was cut, in the connection log.
+var (
+	endError       = "error"         // a read or write failed (a reset, mostly)
+	endIdle        = "idle_timeout"  // nothing moved for idle_timeout
+	endBackendDown = "backend_down"  // on_backend_down: cut
+	endDrain       = "drain_timeout" // the listener was removed and drain_timeout passed
+	endShutdown    = "shutdown"      // the server stopped
+)
+
+// cut closes both sides at once (a reset to the client), for reason.
+func (c *conn) cut(reason *string) {
+	c.reason.CompareAndSwap(nil, reason)
 	if c.closed.Swap(true) {
 		return
 	}
@@ -156,46 +175,58 @@ func (s *Server) handle(p *port, client *net.TCPConn) {
 		}
 	}()
 	spec := p.spec.Load()
+	start := time.Now()
 	src, dst := tcpAddr(client.RemoteAddr()), tcpAddr(client.LocalAddr())
+	// drop closes a client that is not proxied, with a reset.
+	drop := func(why string, counter *atomic.Uint64, err error) {
+		counter.Add(1)
+		client.SetLinger(0)
+		client.Close()
+		if spec.Log {
+			s.connLog.refused(p.key.name, src, why, err)
+		}
+	}
 	if spec.AcceptProxy {
+		if !trustedUpstream(spec.AcceptProxyFrom, src.Addr()) {
+			drop("untrusted_proxy", &p.stats.denied, nil)
+			return
+		}
 		h, err := readProxyHeader(client, time.Now().Add(spec.ConnectTimeout.D()))
 		if err != nil {
 			s.log.Debug("client dropped", "listener", p.key.name, "client", src.String(), "err", err)
-			p.stats.refused.Add(1)
-			client.SetLinger(0)
-			client.Close()
+			drop("bad_proxy_header", &p.stats.refused, err)
 			return
 		}
 		if h.Src.IsValid() {
 			src, dst = h.Src, h.Dst
 		}
 	}
+	if !allowed(spec, src.Addr()) {
+		drop("denied", &p.stats.denied, nil)
+		return
+	}
 	server, be := s.connect(p, spec, src.Addr())
 	if server == nil {
-		p.stats.refused.Add(1)
-		client.SetLinger(0)
-		client.Close()
+		drop("no_backend", &p.stats.refused, nil)
 		return
 	}
 	if spec.ProxyProtocol != "" {
 		var buf [64]byte
 		if _, err := server.Write(appendProxyHeader(buf[:0], spec.ProxyProtocol, src, dst)); err != nil {
 			be.stats.connectErrors.Add(1)
-			p.stats.refused.Add(1)
 			server.Close()
-			client.SetLinger(0)
-			client.Close()
+			drop("proxy_write_failed", &p.stats.refused, err)
 			return
 		}
 	}
 	be.stats.active.Add(1)
 	be.stats.total.Add(1)
-	c := &conn{client: client, server: server, be: be, port: p}
+	c := &conn{client: client, server: server, be: be, port: p, src: src, start: start, connected: time.Since(start)}
 	p.mu.Lock()
 	p.conns[c] = struct{}{}
 	p.mu.Unlock()
 	if s.ctx.Err() != nil { // shutting down: the reaper may be gone
-		c.cut()
+		c.cut(&endShutdown)
 	}
 
 	s.relayBoth(c)
@@ -350,6 +381,7 @@ func (s *Server) reap(now time.Time) {
 		drain := spec.DrainTimeout.D()
 		p.mu.Lock()
 		var cut []*conn
+		var reasons []*string
 		for c := range p.conns {
 			if c.lastActive.IsZero() {
 				c.lastActive, c.nextSample = now, now.Add(every)
@@ -358,6 +390,7 @@ func (s *Server) reap(now time.Time) {
 			if cutDown {
 				if since := c.be.downSince.Load(); since != 0 && now.Sub(time.Unix(0, since)) > drain {
 					cut = append(cut, c)
+					reasons = append(reasons, &endBackendDown)
 					continue
 				}
 			}
@@ -369,11 +402,12 @@ func (s *Server) reap(now time.Time) {
 				c.lastActive = now
 			} else if idle > 0 && now.Sub(c.lastActive) >= idle {
 				cut = append(cut, c)
+				reasons = append(reasons, &endIdle)
 			}
 		}
 		p.mu.Unlock()
-		for _, c := range cut {
-			c.cut()
+		for i, c := range cut {
+			c.cut(reasons[i])
 		}
 	}
 }

@@ -41,16 +41,27 @@ func (s *Server) relayBoth(c *conn) {
 			c.server.Close()
 		}
 		c.be.stats.active.Add(-1)
+		if p.spec.Load().Log {
+			s.connLog.ended(c, uint64(in), uint64(out))
+		}
 		p.release()
 		s.wg.Done() // handle's
 	}
+	client, server := "client", "server"
 	one := func(dst, src *net.TCPConn, n *int64) {
 		defer s.wg.Done()
 		defer end()
 		var err error
 		if *n, err = relay(dst, src); err != nil {
-			c.cut()
-		} else if left.Load() == 2 {
+			c.cut(&endError)
+		} else {
+			side := &client
+			if src == c.server {
+				side = &server
+			}
+			c.firstEnd.CompareAndSwap(nil, side)
+		}
+		if err == nil && left.Load() == 2 {
 			// Pass the end on as a half close. When the other direction
 			// is already over, end's close sends the same FIN: one
 			// syscall less per connection.

@@ -13,6 +13,7 @@ type counters struct {
 	active                          atomic.Int64
 	total, bytesIn, bytesOut        atomic.Uint64
 	connectErrors, retries, refused atomic.Uint64
+	denied                          atomic.Uint64
 }
 
 func (c *counters) snapshot() api.ConnStats {
@@ -20,6 +21,7 @@ func (c *counters) snapshot() api.ConnStats {
 		Active: c.active.Load(), Total: c.total.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		ConnectErrors: c.connectErrors.Load(), Retries: c.retries.Load(), Refused: c.refused.Load(),
+		Denied: c.denied.Load(),
 	}
 }
 
@@ -39,6 +41,7 @@ var (
 		{"connect_errors_total", "Failed connects to backends."},
 		{"retries_total", "Connections that went on to another backend after a failed connect."},
 		{"refused_total", "Clients closed because no backend could be reached."},
+		{"denied_total", "Clients closed by the listener's allow/deny lists, or for sending PROXY from outside accept_proxy_from."},
 	}
 )
 
@@ -84,4 +87,5 @@ func emit(ch chan<- prometheus.Metric, d map[string]*prometheus.Desc, s api.Conn
 	ch <- prometheus.MustNewConstMetric(d["connect_errors_total"], prometheus.CounterValue, float64(s.ConnectErrors), labels...)
 	ch <- prometheus.MustNewConstMetric(d["retries_total"], prometheus.CounterValue, float64(s.Retries), labels...)
 	ch <- prometheus.MustNewConstMetric(d["refused_total"], prometheus.CounterValue, float64(s.Refused), labels...)
+	ch <- prometheus.MustNewConstMetric(d["denied_total"], prometheus.CounterValue, float64(s.Denied), labels...)
 }
