@@ -393,6 +393,9 @@ type BackendStats struct {
 	Addr    netip.AddrPort `json:"addr"`
 	Healthy bool           `json:"healthy"`
 	Weight  int            `json:"weight"`
+	// DownSince is when the balancer last saw the node leave the healthy
+	// set (absent while it is healthy).
+	DownSince *time.Time `json:"down_since,omitempty"`
 	ConnStats
 }
 

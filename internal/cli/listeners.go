@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -55,7 +56,7 @@ With NAME, or --ports, every port of a range is shown on its own line.`,
 				return fmt.Errorf("no listener %q (seamark listeners lists them all)", name)
 			}
 			return render(cmd.OutOrStdout(), cf, views, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "LISTENER\tPORTS\tSERVICE\tBALANCE\tSTATE\tACTIVE\tTOTAL\tIN\tOUT\tERRORS\tRETRIES\tREFUSED")
+				fmt.Fprintln(tw, "LISTENER\tPORTS\tSERVICE\tBALANCE\tSTATE\tACTIVE\tTOTAL\tIN\tOUT\tERRORS\tRETRIES\tREFUSED\tDENIED")
 				for _, v := range views {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.PortsString(), v.Service, v.Balance, statesString(v.States, len(v.PortList())), countsRow(v.Live))
 					for _, p := range v.Ports {
@@ -72,9 +73,9 @@ With NAME, or --ports, every port of a range is shown on its own line.`,
 						continue
 					}
 					seen[v.Service] = true
-					fmt.Fprintf(tw, "\nBACKENDS OF %s\tADDRESS\tWEIGHT\tHEALTHY\t\tACTIVE\tTOTAL\tIN\tOUT\tERRORS\tRETRIES\tREFUSED\n", v.Service)
+					fmt.Fprintf(tw, "\nBACKENDS OF %s\tADDRESS\tWEIGHT\tSTATE\t\tACTIVE\tTOTAL\tIN\tOUT\tERRORS\tRETRIES\tREFUSED\n", v.Service)
 					for _, b := range v.Backends {
-						fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t\t%s\n", b.Node, b.Addr, b.Weight, b.Healthy, countsRow(b.ConnStats))
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t\t%s\n", b.Node, b.Addr, b.Weight, backendState(b, time.Now()), countsRow(b.ConnStats))
 					}
 				}
 			})
@@ -132,7 +133,18 @@ func statesString(states map[string]int, ports int) string {
 }
 
 func countsRow(s api.ConnStats) string {
-	return fmt.Sprintf("%d\t%d\t%s\t%s\t%d\t%d\t%d", s.Active, s.Total, bytesString(s.BytesIn), bytesString(s.BytesOut), s.ConnectErrors, s.Retries, s.Refused)
+	return fmt.Sprintf("%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d", s.Active, s.Total, bytesString(s.BytesIn), bytesString(s.BytesOut), s.ConnectErrors, s.Retries, s.Refused, s.Denied)
+}
+
+// backendState is "up", or "DOWN" and for how long.
+func backendState(b api.BackendStats, now time.Time) string {
+	if b.Healthy {
+		return "up"
+	}
+	if b.DownSince == nil {
+		return "DOWN"
+	}
+	return "DOWN " + now.Sub(*b.DownSince).Truncate(time.Second).String()
 }
 
 // bytesString prints a byte count the way operators read it: 512B, 1.5K, 3.2M.

@@ -253,3 +253,44 @@ func TestListenerAccessValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendCountersSurviveFlap: a node that goes down stays in the stats,
+// marked down with the time it went, and keeps its totals when it comes
+// back, as the listener's do; a deregistered node leaves the stats.
+func TestBackendCountersSurviveFlap(t *testing.T) {
+	e := newEnv(t)
+	be, _ := countingBackend(t, "a")
+	e.service("app")
+	e.node("app", "a", be, 1)
+	port := freePorts(t, 1)[0]
+	e.sync(e.listener(api.Listener{Name: "l", Port: port, Service: "app"}))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for range 3 {
+		if _, err := roundTrip(addr, "x", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backend := func() api.BackendStats {
+		t.Helper()
+		bs := listenerStats(t, e.lb, "l").Backends
+		if len(bs) != 1 {
+			t.Fatalf("backends = %+v, want node a alone", bs)
+		}
+		return bs[0]
+	}
+	e.sync(e.nodeState("app", "a", be, api.StateUnhealthy))
+	if b := backend(); b.Healthy || b.DownSince == nil || b.Total != 3 {
+		t.Errorf("down node: %+v, want healthy false, down_since set, total 3", b)
+	}
+	e.sync(e.nodeState("app", "a", be, api.StateHealthy))
+	if _, err := roundTrip(addr, "x", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if b := backend(); !b.Healthy || b.DownSince != nil || b.Total != 4 {
+		t.Errorf("back up: %+v, want healthy, no down_since, total 4 (counters kept across the flap)", b)
+	}
+	e.sync(e.dropNode("app", "a"))
+	if bs := listenerStats(t, e.lb, "l").Backends; len(bs) != 0 {
+		t.Errorf("deregistered node still in stats: %+v", bs)
+	}
+}

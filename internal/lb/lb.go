@@ -202,9 +202,10 @@ func (s *Server) serviceLocked(name string) *service {
 }
 
 // updateService rebuilds a service's pool when its nodes or their health
-// changed. Backends keep their identity (and counters) while their address
-// stays; one that leaves the healthy set is marked down and forgotten once
-// its last connection ends.
+// changed. Backends keep their identity (and counters) while their node is
+// registered at the same address, healthy or not: a node that flaps keeps
+// its totals, and a down node stays in the stats, marked down. A backend is
+// forgotten once its node is gone (or moved) and its last connection ended.
 func (s *Server) updateService(svc *service, snap *registry.Snapshot, now time.Time) {
 	view, ok := snap.Service(svc.name)
 	var index int64
@@ -216,21 +217,31 @@ func (s *Server) updateService(svc *service, snap *registry.Snapshot, now time.T
 	}
 	svc.index = index
 	healthy := map[string]bool{}
+	registered := map[string]bool{}
 	var bs []*backend
 	var weights []int
 	if ok && svc.present {
-		for _, n := range view.Healthy {
+		for _, n := range view.Nodes {
 			addr := netip.AddrPortFrom(n.Address, uint16(n.PortOf(view.Service)))
 			b := svc.backends[n.ID]
 			if b == nil || b.addr != addr {
 				if b != nil {
+					// Moved: the old backend drains under its own key.
 					b.downSince.CompareAndSwap(0, now.UnixNano())
+					if b.stats.active.Load() > 0 {
+						svc.backends[n.ID+"@"+b.addr.String()] = b
+					}
 				}
 				b = &backend{service: svc.name, node: n.ID, addr: addr, seed: mix64(uint64(len(n.ID)) ^ strHash(n.ID))}
+				b.downSince.Store(now.UnixNano())
 				svc.backends[n.ID] = b
 			}
-			b.downSince.Store(0)
+			registered[n.ID] = true
 			b.weight.Store(int64(max(n.Weight, 1)))
+			if !n.Healthy {
+				continue
+			}
+			b.downSince.Store(0)
 			healthy[n.ID] = true
 			bs = append(bs, b)
 			weights = append(weights, max(n.Weight, 1))
@@ -239,7 +250,7 @@ func (s *Server) updateService(svc *service, snap *registry.Snapshot, now time.T
 	for id, b := range svc.backends {
 		if !healthy[id] {
 			b.downSince.CompareAndSwap(0, now.UnixNano())
-			if b.stats.active.Load() == 0 {
+			if !registered[id] && b.stats.active.Load() == 0 {
 				delete(svc.backends, id)
 			}
 		}
@@ -369,12 +380,19 @@ func (s *Server) Stats() []api.ListenerStats {
 func (svc *service) backendStats() []api.BackendStats {
 	out := make([]api.BackendStats, 0, len(svc.backends))
 	for _, b := range svc.backends {
-		out = append(out, api.BackendStats{
-			Node: b.node, Addr: b.addr, Healthy: b.downSince.Load() == 0, Weight: int(b.weight.Load()),
+		bs := api.BackendStats{
+			Node: b.node, Addr: b.addr, Healthy: true, Weight: int(b.weight.Load()),
 			ConnStats: b.stats.snapshot(),
-		})
+		}
+		if ns := b.downSince.Load(); ns != 0 {
+			t := time.Unix(0, ns).UTC()
+			bs.Healthy, bs.DownSince = false, &t
+		}
+		out = append(out, bs)
 	}
-	slices.SortFunc(out, func(a, b api.BackendStats) int { return cmp.Compare(a.Node, b.Node) })
+	slices.SortFunc(out, func(a, b api.BackendStats) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), a.Addr.Compare(b.Addr))
+	})
 	return out
 }
 
