@@ -1,25 +1,19 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/yamlstrict"
 )
 
 // Config is what an agent is told, by flags, by a YAML file (keys as below),
@@ -167,7 +161,13 @@ func flagOf(key string) string {
 
 // SetByFlag records that key's value came from a flag, not the file, so that
 // a problem with it is reported against the flag.
-func (c *Config) SetByFlag(key string) { delete(c.lines, key) }
+func (c *Config) SetByFlag(key string) {
+	for p := range c.lines {
+		if yamlstrict.Under(p, key) {
+			delete(c.lines, p)
+		}
+	}
+}
 
 // InFile reports whether key was set in the config file.
 func (c *Config) InFile(key string) bool {
@@ -184,7 +184,11 @@ type problems struct {
 
 func (p *problems) add(key, sub, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	if line, ok := p.c.lines[key]; ok {
+	line, ok := p.c.lines[key+sub]
+	if !ok {
+		line, ok = p.c.lines[key]
+	}
+	if ok {
 		p.errs = append(p.errs, fmt.Errorf("%s:%d: %s%s: %s", p.c.file, line, key, sub, msg))
 		return
 	}
@@ -318,192 +322,33 @@ func LoadConfig(path string) (*Config, error) {
 // maxConfig is the largest config file read.
 const maxConfig = 1 << 20
 
-var yamlLine = regexp.MustCompile(`line (\d+): `)
+// decodeOptions map an agent config file onto Config through the same
+// strict decoder as the server's file, so both word their errors alike.
+var decodeOptions = yamlstrict.Options{
+	Tag:  "yaml",
+	Root: "keys (service, port, servers ...)",
+	Describe: func(t reflect.Type) string {
+		if t == reflect.TypeFor[api.Duration]() {
+			return `a duration (like "10s" or "500ms")`
+		}
+		return ""
+	},
+}
 
 // ParseConfig reads a YAML config file's content; name is used in errors
-// ("agent.yaml:4: ttl: ..."). Unknown keys are errors. Only the types are
-// checked here: call SetDefaults and Validate next.
+// ("agent.yaml:4: ttl: ..."). Unknown keys are errors, with the key probably
+// meant. Only the types are checked here: call SetDefaults and Validate next.
 func ParseConfig(name string, data []byte) (*Config, error) {
 	c := &Config{file: name, lines: map[string]int{}}
 	if len(data) > maxConfig {
 		return nil, fmt.Errorf("%s: larger than %d bytes; is it the right file?", name, maxConfig)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return c, nil
-		}
-		return nil, fmt.Errorf("%s: invalid YAML: %s", name, yamlMessage(err))
+	r := yamlstrict.Decode(name, data, c, decodeOptions)
+	if err := r.Errs.Err(); err != nil {
+		return nil, err
 	}
-	var more yaml.Node
-	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: holds more than one YAML document (separated by ---); put everything in one", name)
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return c, nil
-	}
-	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s:%d: the file must be a map of keys (service, port, servers ...)", name, root.Line)
-	}
-	if alias := findAlias(root, 0); alias != nil {
-		return nil, fmt.Errorf("%s:%d: aliases (*%s) are not supported in an agent config; write the value out", name, alias.Line, short(alias.Value))
-	}
-	fields := yamlFields()
-	v := reflect.ValueOf(c).Elem()
-	var errs []error
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, val := root.Content[i], root.Content[i+1]
-		key := k.Value
-		idx, ok := fields[key]
-		if !ok {
-			hint := "see docs/agent.md for the keys"
-			if near := nearest(key, slices.Sorted(maps.Keys(fields))); near != "" {
-				hint = fmt.Sprintf("did you mean %s?", near)
-			}
-			errs = append(errs, fmt.Errorf("%s:%d: unknown key %q; %s", name, k.Line, short(key), hint))
-			continue
-		}
-		if line, dup := c.lines[key]; dup {
-			errs = append(errs, fmt.Errorf("%s:%d: %s is set twice (first on line %d)", name, k.Line, key, line))
-			continue
-		}
-		c.lines[key] = k.Line
-		if key == "alternates" {
-			if err := checkAlternateKeys(name, val); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		if err := val.Decode(v.Field(idx).Addr().Interface()); err != nil {
-			line := val.Line
-			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-				line, _ = strconv.Atoi(m[1])
-			}
-			errs = append(errs, fmt.Errorf("%s:%d: %s: %s", name, line, key, yamlMessage(err)))
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
+	c.lines = r.Lines
 	return c, nil
-}
-
-// findAlias returns the first alias in n, so that a few lines cannot expand
-// into millions of values; nesting deeper than any agent config is treated
-// the same way.
-func findAlias(n *yaml.Node, depth int) *yaml.Node {
-	if n.Kind == yaml.AliasNode || depth > 16 {
-		return n
-	}
-	for _, c := range n.Content {
-		if a := findAlias(c, depth+1); a != nil {
-			return a
-		}
-	}
-	return nil
-}
-
-// checkAlternateKeys reports an alternate with a key other than label and
-// from (the decoder would drop it silently).
-func checkAlternateKeys(name string, n *yaml.Node) error {
-	if n.Kind != yaml.SequenceNode {
-		return nil // the decoder says what is wrong
-	}
-	for i, item := range n.Content {
-		if item.Kind != yaml.MappingNode {
-			continue
-		}
-		for j := 0; j+1 < len(item.Content); j += 2 {
-			if k := item.Content[j]; k.Value != "label" && k.Value != "from" {
-				return fmt.Errorf("%s:%d: alternates[%d]: unknown key %q; an alternate has label and from", name, k.Line, i, short(k.Value))
-			}
-		}
-	}
-	return nil
-}
-
-var yamlTypeError = regexp.MustCompile("cannot unmarshal (!!\\w+)(?: `([^`]*)`)? into (\\S+)")
-
-// yamlKinds and goKinds name YAML and Go types in words.
-var (
-	yamlKinds = map[string]string{"!!str": "text", "!!int": "a number", "!!float": "a number", "!!bool": "true or false", "!!seq": "a list", "!!map": "a map", "!!null": "nothing"}
-	goKinds   = map[string]string{"int": "a whole number", "string": "text", "[]string": "a list of text", "map[string]string": "a map of text to text",
-		"[]agent.Alternate": "a list of {label: ..., from: ...}", "api.Duration": `a duration like "10s"`}
-)
-
-// yamlMessage turns a decoder error into words: "expected a whole number,
-// got text "three"".
-func yamlMessage(err error) string {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
-	msg = strings.TrimSpace(yamlLine.ReplaceAllString(msg, ""))
-	msg = strings.ReplaceAll(msg, "\n", "; ")
-	return yamlTypeError.ReplaceAllStringFunc(msg, func(m string) string {
-		sub := yamlTypeError.FindStringSubmatch(m)
-		got, want := yamlKinds[sub[1]], goKinds[sub[3]]
-		if got == "" {
-			got = "a value"
-		}
-		if want == "" {
-			want = "something else"
-		}
-		if sub[2] != "" {
-			got += fmt.Sprintf(" %q", sub[2])
-		}
-		return "expected " + want + ", got " + got
-	})
-}
-
-func yamlFields() map[string]int {
-	t := reflect.TypeFor[Config]()
-	out := map[string]int{}
-	for i := range t.NumField() {
-		tag := t.Field(i).Tag.Get("yaml")
-		if tag != "" && tag != "-" {
-			out[tag] = i
-		}
-	}
-	return out
-}
-
-// nearest returns the key closest to a misspelt one, or "".
-func nearest(key string, keys []string) string {
-	best, bestD := "", 3
-	for _, k := range keys {
-		if d := editDistance(strings.ReplaceAll(key, "-", "_"), k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Sources returns the parsed access-address sources, in order (valid config only).

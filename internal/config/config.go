@@ -3,9 +3,12 @@ package config
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/yamlstrict"
 )
 
 // Defaults of the server section.
@@ -38,20 +41,50 @@ func Load(path string) (*File, error) {
 // valid, empty config.
 func Parse(name string, data []byte) (*File, error) {
 	f := &File{name: name}
-	d := newDecoder(name, len(data))
-	d.decodeFile(data, f)
-	f.lines = d.lines
+	r := yamlstrict.Decode(name, data, f, decodeOptions)
+	f.lines = r.Lines
 	f.SetDefaults()
-	errs := d.errs
-	if d.cut() {
-		return f, errs.err() // cut short: validating half a file helps no one
+	errs := r.Errs
+	if r.Cut {
+		return f, errs.Err() // cut short: validating half a file helps no one
+	}
+	bad := r.Bad
+	for _, p := range r.Bad {
+		if base, ok := strings.CutSuffix(p, ".ports"); ok {
+			// A listener's port and ports are one choice: when ports
+			// cannot be read, port is not missing too.
+			bad = append(bad, base+".port")
+		}
 	}
 	for _, e := range f.validate() {
-		if !slices.ContainsFunc(d.bad, func(p string) bool { return under(e.Path, p) }) {
+		if !slices.ContainsFunc(bad, func(p string) bool { return under(e.Path, p) }) {
 			errs = append(errs, e)
 		}
 	}
-	return f, errs.err()
+	return f, errs.Err()
+}
+
+// decodeOptions map the file onto the api types: keys are their json names,
+// and the keys seamark fills in itself (who owns an object, a node's service,
+// health and lease) are refused with a word to remove them.
+var decodeOptions = yamlstrict.Options{
+	Tag:  "json",
+	Root: "sections (zones, services, listeners ...)",
+	ServerSet: map[reflect.Type][]string{
+		reflect.TypeFor[Service]():      {"source"},
+		reflect.TypeFor[api.Node]():     {"service", "source", "registered", "healthy", "lease"},
+		reflect.TypeFor[api.Listener](): {"source"},
+		reflect.TypeFor[api.Group]():    {"source"},
+	},
+	Describe: func(t reflect.Type) string {
+		switch t {
+		case reflect.TypeFor[api.Duration]():
+			return `a duration (like "1s" or "500ms")`
+		case reflect.TypeFor[api.PortRange]():
+			return `a port range (like "9100-9199")`
+		}
+		return ""
+	},
 }
 
 // Name returns the file name f was read from, as given to Parse or Load.

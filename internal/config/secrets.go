@@ -17,13 +17,13 @@ import (
 func (f *File) ReadSecrets() error {
 	var errs errorList
 	fail := func(path, format string, args ...any) {
-		errs.add(f.name, f.line(path), path, format, args...)
+		errs.Add(f.name, f.line(path), path, format, args...)
 	}
 	for i := range f.API.Tokens {
 		t := &f.API.Tokens[i]
 		path := indexPath("api.tokens", i) + ".secret_file"
 		if s, err := f.readSecret(t.SecretFile, t.Secret, t.secretRead); err != nil {
-			errs = append(errs, &Error{File: f.name, Line: f.line(path), Path: path, Msg: err.Error(), err: errors.Unwrap(err)})
+			errs.AddCause(f.name, f.line(path), path, err.Error(), errors.Unwrap(err))
 		} else if s != "" {
 			t.Secret, t.secretRead = s, true
 		}
@@ -34,14 +34,14 @@ func (f *File) ReadSecrets() error {
 		s, err := f.readSecret(k.SecretFile, k.Secret, k.secretRead)
 		switch {
 		case err != nil:
-			errs = append(errs, &Error{File: f.name, Line: f.line(path), Path: path, Msg: err.Error(), err: errors.Unwrap(err)})
+			errs.AddCause(f.name, f.line(path), path, err.Error(), errors.Unwrap(err))
 		case s != "" && !isBase64(s):
 			fail(path, "%s does not hold a base64 key (make one with: openssl rand -base64 32)", k.SecretFile)
 		case s != "":
 			k.Secret, k.secretRead = s, true
 		}
 	}
-	return errs.err()
+	return errs.Err()
 }
 
 // readSecret returns the trimmed content of file, or "" when there is nothing

@@ -17,7 +17,7 @@ import (
 // Validate reports every problem with f (after SetDefaults), each as an *Error
 // naming the key path and, when f was read from a file, the line; the errors
 // are joined in line order. It has no side effects.
-func (f *File) Validate() error { return f.validate().err() }
+func (f *File) Validate() error { return f.validate().Err() }
 
 func (f *File) validate() errorList {
 	c := &checker{f: f}
@@ -38,7 +38,7 @@ type checker struct {
 }
 
 func (c *checker) add(path, format string, args ...any) {
-	c.errs.add(c.f.name, c.f.line(path), path, format, args...)
+	c.errs.Add(c.f.name, c.f.line(path), path, format, args...)
 }
 
 func (c *checker) addAll(prefix string, es api.FieldErrors) {

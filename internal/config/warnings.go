@@ -13,7 +13,7 @@ import (
 func (f *File) Warnings() []string {
 	var ws errorList
 	warn := func(path, format string, args ...any) {
-		ws.add(f.name, f.line(path), path, format, args...)
+		ws.Add(f.name, f.line(path), path, format, args...)
 	}
 	if len(f.Zones) == 0 && (len(f.Services) > 0 || len(f.Groups) > 0) {
 		warn("zones", "no zone is declared; services and groups get DNS names only under a zone (add one here or through the API)")

@@ -1,7 +1,19 @@
-package config
+// Package yamlstrict decodes a YAML (or JSON) file strictly into Go values:
+// keys come from a struct tag (json or yaml), an unknown key is an error with
+// the known key it probably meant, a value of the wrong kind says what was
+// expected ("is a single value, not a list; write [x]"), every problem
+// carries file:line: path, and they are all reported at once. Aliases and
+// merge keys work, within a budget of values per byte so a small file
+// cannot expand for ever; keys starting with "x-" are ignored (a place for
+// anchors). It reads only the bytes it is given and writes only the value.
+//
+// The server's config file (internal/config) and the agent's
+// (internal/agent) both decode through it, so their messages read the same.
+package yamlstrict
 
 import (
 	"bytes"
+	"cmp"
 	"encoding"
 	"errors"
 	"io"
@@ -14,8 +26,6 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/seamark/seamark/api"
 )
 
 // A file may expand to at most baseValues + valuesPerByte × its size values, so
@@ -29,12 +39,57 @@ const (
 // maxText is the longest text a typed value (an address, a duration) may be.
 const maxText = 256
 
-// decoder fills Go values from a yaml.Node tree, keyed by the json tags of the
-// types, so that every problem carries the key path and the line.
+// Options say how a file maps onto Go types.
+type Options struct {
+	// Tag is the struct tag that names keys: "json" (the default) or
+	// "yaml". A field tagged "-" or unexported is not a key.
+	Tag string
+	// ServerSet are keys of a type that the program fills in itself; a
+	// file that sets one is told to remove it.
+	ServerSet map[reflect.Type][]string
+	// Root says what the top level holds, for the message about a file that
+	// is not a map: "sections (zones, services, listeners ...)". Default
+	// "keys".
+	Root string
+	// Describe, when set, says in words what a text type holds (`a duration
+	// (like "1s")`); "" falls back to the built-in words.
+	Describe func(reflect.Type) string
+}
+
+// Result is what Decode found.
+type Result struct {
+	// Lines maps every key path the file gives ("services[2].check") to
+	// its line.
+	Lines map[string]int
+	// Errs are the problems, each an *Error.
+	Errs Errors
+	// Bad are the paths whose value could not be decoded (or whose key was
+	// probably misspelt): a validator should not report them again.
+	Bad []string
+	// Cut says decoding stopped early because the file expands to too many
+	// values; validating half a file helps no one.
+	Cut bool
+}
+
+// Decode decodes data, one YAML document, into v (a pointer to a struct). An
+// empty file leaves v as it is. file names the file in errors.
+func Decode(file string, data []byte, v any, o Options) Result {
+	if o.Tag == "" {
+		o.Tag = "json"
+	}
+	d := newDecoder(file, len(data))
+	d.o = o
+	d.decodeFile(data, reflect.ValueOf(v).Elem())
+	return Result{Lines: d.lines, Errs: d.errs, Bad: d.bad, Cut: d.cut()}
+}
+
+// decoder fills Go values from a yaml.Node tree, keyed by the struct tags of
+// the types, so that every problem carries the key path and the line.
 type decoder struct {
+	o     Options
 	file  string
 	lines map[string]int // key path -> line
-	errs  errorList
+	errs  Errors
 	// bad are the paths whose value could not be decoded (or was probably
 	// misspelt); validation does not report them a second time.
 	bad       []string
@@ -57,24 +112,19 @@ func newDecoder(file string, size int) *decoder {
 }
 
 func (d *decoder) errorf(line int, path, format string, args ...any) {
-	d.errs.add(d.file, line, path, format, args...)
+	d.errs.Add(d.file, line, path, format, args...)
 }
 
 // fail reports a value that could not be decoded.
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 	d.errorf(n.Line, path, format, args...)
 	d.bad = append(d.bad, path)
-	if base, ok := strings.CutSuffix(path, ".ports"); ok {
-		// A listener's port and ports are one choice: when ports cannot
-		// be read, port is not missing too.
-		d.bad = append(d.bad, base+".port")
-	}
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// decodeFile parses data and decodes its one document into f.
-func (d *decoder) decodeFile(data []byte, f *File) {
+// decodeFile parses data and decodes its one document into v.
+func (d *decoder) decodeFile(data []byte, v reflect.Value) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -105,10 +155,10 @@ func (d *decoder) decodeFile(data []byte, f *File) {
 		return
 	}
 	if root.Kind != yaml.MappingNode {
-		d.errorf(root.Line, "", "the file must be a map of sections (zones, services, listeners ...), not %s", describe(root))
+		d.errorf(root.Line, "", "the file must be a map of %s, not %s", cmp.Or(d.o.Root, "keys"), describe(root))
 		return
 	}
-	d.decode(root, reflect.ValueOf(f).Elem(), "")
+	d.decode(root, v, "")
 }
 
 func (d *decoder) syntaxError(err error, data []byte) {
@@ -196,7 +246,7 @@ func (d *decoder) scalar(n *yaml.Node, path, want string) (*yaml.Node, bool) {
 }
 
 func (d *decoder) decodeText(n *yaml.Node, v reflect.Value, path string) {
-	want := textDescription(v.Type())
+	want := d.textDescription(v.Type())
 	if _, ok := d.scalar(n, path, want); !ok {
 		return
 	}
@@ -214,7 +264,12 @@ func (d *decoder) decodeText(n *yaml.Node, v reflect.Value, path string) {
 }
 
 // textDescription says, for a message, what a text type holds.
-func textDescription(t reflect.Type) string {
+func (d *decoder) textDescription(t reflect.Type) string {
+	if d.o.Describe != nil {
+		if s := d.o.Describe(t); s != "" {
+			return s
+		}
+	}
 	switch t {
 	case reflect.TypeFor[netip.Addr]():
 		return `an IP address (like "10.0.1.5")`
@@ -222,10 +277,6 @@ func textDescription(t reflect.Type) string {
 		return `an address:port (like "10.0.1.5:53")`
 	case reflect.TypeFor[netip.Prefix]():
 		return `a CIDR prefix (like "10.0.1.0/24")`
-	case reflect.TypeFor[api.Duration]():
-		return `a duration (like "1s" or "500ms")`
-	case reflect.TypeFor[api.PortRange]():
-		return `a port range (like "9100-9199")`
 	}
 	return "a text value"
 }
@@ -281,7 +332,7 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 	}
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 	for i, item := range n.Content {
-		p := indexPath(path, i)
+		p := IndexPath(path, i)
 		d.lines[p] = item.Line
 		d.decode(item, s.Index(i), p)
 	}
@@ -320,7 +371,7 @@ func mapKeyPath(path, key string) string {
 	if key == "" {
 		return path + `[""]`
 	}
-	return joinPath(path, key)
+	return JoinPath(path, key)
 }
 
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
@@ -343,7 +394,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			if near != "" && !slices.ContainsFunc(pairs, func(p pair) bool { return p.key.Value == near }) {
 				// The misspelt key probably meant near: do not also
 				// report near as missing.
-				d.bad = append(d.bad, joinPath(path, near))
+				d.bad = append(d.bad, JoinPath(path, near))
 			}
 			continue
 		}
@@ -358,7 +409,7 @@ func (d *decoder) unknownKey(k *yaml.Node, path string, info *structInfo) (near 
 		d.errorf(k.Line, path, "is set by seamark, not by the file; remove it")
 		return ""
 	}
-	if near = nearest(k.Value, info.names); near != "" {
+	if near = Nearest(k.Value, info.names); near != "" {
 		d.errorf(k.Line, path, "unknown key; did you mean %q?", near)
 		return near
 	}
@@ -487,8 +538,8 @@ func (d *decoder) structInfo(t reflect.Type) *structInfo {
 		return info
 	}
 	info := &structInfo{fields: map[string][]int{}, serverSet: map[string]bool{}}
-	addFields(info, t)
-	for _, key := range serverSetKeys[t] {
+	addFields(info, t, d.o.Tag)
+	for _, key := range d.o.ServerSet[t] {
 		info.serverSet[key] = true
 		delete(info.fields, key)
 		info.names = deleteString(info.names, key)
@@ -500,7 +551,7 @@ func (d *decoder) structInfo(t reflect.Type) *structInfo {
 // addFields adds the keyed fields of t to info in declaration order, the
 // fields of anonymous embedded structs in place; a field of an outer struct
 // shadows an embedded field of the same key.
-func addFields(info *structInfo, t reflect.Type) {
+func addFields(info *structInfo, t reflect.Type, tagName string) {
 	type keyed struct {
 		name  string
 		index []int
@@ -511,7 +562,7 @@ func addFields(info *structInfo, t reflect.Type) {
 		for i := range t.NumField() {
 			sf := t.Field(i)
 			idx := append(slices.Clone(index), sf.Index...)
-			tag := sf.Tag.Get("json")
+			tag := sf.Tag.Get(tagName)
 			if sf.Anonymous && sf.Type.Kind() == reflect.Struct && tag == "" {
 				walk(sf.Type, idx)
 				continue
@@ -548,19 +599,9 @@ func deleteString(s []string, v string) []string {
 	return out
 }
 
-// serverSetKeys are the keys of the api types that seamark fills in itself:
-// who owns an object, a node's service (the one it is listed under), health
-// and lease. A file that sets them is told to remove them.
-var serverSetKeys = map[reflect.Type][]string{
-	reflect.TypeFor[Service]():      {"source"},
-	reflect.TypeFor[api.Node]():     {"service", "source", "registered", "healthy", "lease"},
-	reflect.TypeFor[api.Listener](): {"source"},
-	reflect.TypeFor[api.Group]():    {"source"},
-}
-
-// nearest returns the name in names closest to key when it is close enough to
+// Nearest returns the name in names closest to key when it is close enough to
 // be a likely misspelling, or "".
-func nearest(key string, names []string) string {
+func Nearest(key string, names []string) string {
 	norm := func(s string) string {
 		return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s))
 	}
