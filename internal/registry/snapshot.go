@@ -1,7 +1,8 @@
 // Package registry turns the store into the Snapshot every reader answers from.
 //
 // What it reads: the store's objects (zones, services, nodes, records,
-// listeners, groups), first with one Load at a single revision, then as a
+// listeners, groups, and the operators' admin states, joined onto the nodes
+// as Node.Admin and, for a weight override, Node.Weight), first with one Load at a single revision, then as a
 // stream of watch batches. What it produces: an immutable *Snapshot, stamped
 // with the store revision it reflects and swapped atomically, so DNS, the load
 // balancer, the health checker and the API read without locks or store round
@@ -44,7 +45,9 @@ type ServiceView struct {
 	Service api.Service
 	// Nodes sorted by ID, with Healthy set.
 	Nodes []*api.Node
-	// Healthy are the nodes that may be advertised, sorted by ID.
+	// Healthy are the nodes that may be advertised, sorted by ID: healthy
+	// (Node.Healthy) and not taken out by an operator's admin state
+	// (drain, maint).
 	Healthy []*api.Node
 	// Index is the last revision that changed the service or one of its nodes
 	// (a registration or a verdict).
