@@ -106,3 +106,11 @@ func (c *Client) ClearAdmin(ctx context.Context, service, id string) (WriteResul
 	_, err := c.do(ctx, http.MethodDelete, nodePath(service, id)+"/admin", nil, nil, &out)
 	return out, err
 }
+
+// Node returns one node of a service as the server serves it (with its
+// health, checks and admin state).
+func (c *Client) Node(ctx context.Context, service, id string) (Node, error) {
+	var out Node
+	_, err := c.do(ctx, http.MethodGet, nodePath(service, id), nil, nil, &out)
+	return out, err
+}

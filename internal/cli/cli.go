@@ -141,6 +141,7 @@ in one binary.`,
 		newGroupsCmd(cf),
 		newProbeCmd(cf),
 		newAgentCmd(cf),
+		newDrainCmd(cf), newMaintCmd(cf), newReadyCmd(cf), newWeightCmd(cf),
 	)
 	addCompletions(root, cf)
 	return root
