@@ -1,0 +1,285 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/seamark/seamark/api"
+)
+
+// greeter is a node's service port: it greets every connection with its
+// name, then echoes, and counts the connections it accepted (the health
+// checker's probes and the balancer's connections).
+type greeter struct {
+	ln      net.Listener
+	accepts atomic.Int64
+}
+
+func startGreeter(t *testing.T, addr, name string) *greeter {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
+	}
+	g := &greeter{ln: ln}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			g.accepts.Add(1)
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				if _, err := fmt.Fprintf(c, "%s\n", name); err != nil {
+					return // a health probe: connected and gone
+				}
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return g
+}
+
+// lbConn is a client connection through the balancer, with the name of the
+// node it reached.
+type lbConn struct {
+	net.Conn
+	rd   *bufio.Reader
+	node string
+}
+
+func dialLB(t *testing.T, addr string) *lbConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatalf("dial the balancer: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	rd := bufio.NewReader(c)
+	name, err := rd.ReadString('\n')
+	if err != nil {
+		t.Fatalf("greeting through the balancer: %v", err)
+	}
+	c.SetDeadline(time.Time{})
+	return &lbConn{Conn: c, rd: rd, node: strings.TrimSpace(name)}
+}
+
+// echo sends a line through the connection and checks it comes back.
+func (c *lbConn) echo(t *testing.T, line string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := fmt.Fprintf(c, "%s\n", line); err != nil {
+		t.Fatalf("write through the open connection to %s: %v", c.node, err)
+	}
+	got, err := c.rd.ReadString('\n')
+	if err != nil || strings.TrimSpace(got) != line {
+		t.Fatalf("echo through the open connection to %s: got %q %v, want %q", c.node, got, err, line)
+	}
+}
+
+// cli runs a seamark verb against s and returns its output.
+func cli(t *testing.T, s *server, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(seamarkBin, append(args, "--server", s.url)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("seamark %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// drainHold is how long the drained node is watched with its agent running:
+// 15 s by default to keep CI short; SEAMARK_E2E_DRAIN_HOLD=60s gives the
+// issue's full minute.
+func drainHold(t *testing.T) time.Duration {
+	if v := os.Getenv("SEAMARK_E2E_DRAIN_HOLD"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("SEAMARK_E2E_DRAIN_HOLD: %v", err)
+		}
+		return d
+	}
+	return 15 * time.Second
+}
+
+// An agent-owned node drained with `seamark drain` leaves DNS within 1 s,
+// gets no new balancer connections while its open one keeps flowing, and
+// stays drained for the hold with its agent running (and restarting: a
+// clean stop deregisters it, the new agent registers it again); `seamark
+// maint` stops the health probes to it (its listener accepts nothing more);
+// `seamark ready` brings it back.
+func TestDrainAgentNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test")
+	}
+	hold := drainHold(t)
+	dir := t.TempDir()
+	// One service port on two loopback addresses of this test's range, and
+	// a port of their own for the agents' local checks, so that what the
+	// service port accepts is only the checker's probes and the balancer.
+	probe, err := net.Listen("tcp", "127.0.48.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	a := startGreeter(t, fmt.Sprintf("127.0.48.1:%d", port), "app-a")
+	startGreeter(t, fmt.Sprintf("127.0.48.2:%d", port), "app-b")
+	checkA, checkB := serve(t, "127.0.48.1:0"), serve(t, "127.0.48.2:0")
+
+	lbPort := freePort(t)
+	cfg := filepath.Join(dir, "seamark.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`
+zones: [cluster.test]
+services:
+  - name: app
+    port: %d
+    check: {type: tcp, interval: 200ms, timeout: 100ms, rise: 2, fall: 2}
+    answers: {when_none_healthy: empty}
+listeners:
+  - {name: front, port: %d, bind: 127.0.0.1, service: app, balance: round_robin}
+`, port, lbPort))
+	s := startServer(t, "server", "--config", cfg, "--data-dir", filepath.Join(dir, "data"))
+	dnsAddr := s.waitOutput(dnsAddrRE, 5*time.Second)
+	agentArgs := func(id, addr string, check net.Listener) []string {
+		return []string{"agent", "--server", s.url, "--service", "app", "--port", fmt.Sprint(port), "--state-file", "none",
+			"--id", id, "--address", addr, "--check-addr", check.Addr().String(), "--ttl", "2s", "--check-interval", "100ms"}
+	}
+	agentA := startProc(t, "agent-a", seamarkBin, agentArgs("app-a", "127.0.48.1", checkA)...)
+	startProc(t, "agent-b", seamarkBin, agentArgs("app-b", "127.0.48.2", checkB)...)
+	waitNodes(t, s, "app", 2)
+	waitDNS(t, dnsAddr, "app.cluster.test", "127.0.48.1", true, 10*time.Second)
+	lb := fmt.Sprintf("127.0.0.1:%d", lbPort)
+
+	// An open connection to app-a through the balancer (round robin: one
+	// of the first two).
+	var open *lbConn
+	for i := 0; i < 4 && open == nil; i++ {
+		if c := dialLB(t, lb); c.node == "app-a" {
+			open = c
+		} else {
+			c.Close()
+		}
+	}
+	if open == nil {
+		t.Fatal("no balancer connection reached app-a in 4 tries")
+	}
+	open.echo(t, "before the drain")
+
+	t0 := time.Now()
+	out := cli(t, s, "drain", "app/app-a", "--reason", "e2e")
+	if !strings.Contains(out, "admin ready -> drain") {
+		t.Fatalf("seamark drain said %q", out)
+	}
+	took := waitDNS(t, dnsAddr, "app.cluster.test", "127.0.48.1", false, time.Second)
+	t.Logf("out of DNS %v after `seamark drain` returned (%v after it started)", took.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	noNew := func(when string) {
+		t.Helper()
+		for i := range 6 {
+			c := dialLB(t, lb)
+			c.Close()
+			if c.node != "app-b" {
+				t.Fatalf("%s: new balancer connection %d reached %s, want only app-b", when, i, c.node)
+			}
+		}
+	}
+	noNew("after the drain")
+	open.echo(t, "after the drain")
+
+	// The hold: the agent renews and, half way, restarts (a clean stop
+	// deregisters the node; the new agent registers it again).
+	restarted := false
+	for start := time.Now(); time.Since(start) < hold; time.Sleep(250 * time.Millisecond) {
+		if !restarted && time.Since(start) > hold/2 {
+			if err := agentA.stop(); err != nil {
+				t.Fatal(err)
+			}
+			agentA = startProc(t, "agent-a2", seamarkBin, agentArgs("app-a", "127.0.48.1", checkA)...)
+			agentA.waitOutput(regexpMust(`msg=registered`), 10*time.Second)
+			restarted = true
+		}
+		if got := lookup(t, dnsAddr, "app.cluster.test"); strings.Contains(strings.Join(got, ","), "127.0.48.1") {
+			t.Fatalf("%v into the hold (agent restarted: %v): DNS answers %v, the drained node is back", time.Since(start).Round(time.Millisecond), restarted, got)
+		}
+	}
+	n, err := s.client.Node(ctxTimeout(t, 5*time.Second), "app", "app-a")
+	if err != nil || n.Admin.StateOf() != api.AdminDrain || !n.Healthy || n.Source != api.SourceAgent {
+		t.Fatalf("after the hold: node %+v %v, want it registered by its agent, healthy and drained", n, err)
+	}
+	t.Logf("drained for %v with the agent running and restarted once (SEAMARK_E2E_DRAIN_HOLD=60s for a full minute)", hold)
+	noNew("after the hold")
+	open.echo(t, "after the hold")
+
+	// maint: the checkers stop probing app-a. Its listener accepts nothing
+	// more (no probe, no balancer connection) over 2 s, ten intervals.
+	cli(t, s, "maint", "app/app-a")
+	time.Sleep(300 * time.Millisecond) // a probe already in flight lands
+	before := a.accepts.Load()
+	time.Sleep(2 * time.Second)
+	if got := a.accepts.Load() - before; got != 0 {
+		t.Fatalf("app-a's port accepted %d connections in 2 s of maint (probes every 200ms), want 0", got)
+	}
+	n, _ = s.client.Node(ctxTimeout(t, 5*time.Second), "app", "app-a")
+	if n.Admin.StateOf() != api.AdminMaint || !n.Healthy {
+		t.Fatalf("in maint: admin %s healthy %v, want maint and the verdict kept (healthy)", n.Admin.StateOf(), n.Healthy)
+	}
+	open.echo(t, "in maint")
+
+	// ready: back in DNS, probed again, and given new connections.
+	cli(t, s, "ready", "app/app-a")
+	took = waitDNS(t, dnsAddr, "app.cluster.test", "127.0.48.1", true, 2*time.Second)
+	t.Logf("back in DNS %v after `seamark ready`", took.Round(time.Millisecond))
+	reached := false
+	for range 6 {
+		c := dialLB(t, lb)
+		c.Close()
+		reached = reached || c.node == "app-a"
+	}
+	if !reached {
+		t.Fatal("after ready, no new balancer connection reached app-a in 6 tries")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for a.accepts.Load()-before < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after ready, app-a's port accepted %d connections in 3 s, want the probes back", a.accepts.Load()-before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	events := cli(t, s, "events", "--node", "app-a")
+	for _, want := range []string{"ready -> drain", "drain -> maint", "maint -> ready"} {
+		if !strings.Contains(events, want) {
+			t.Errorf("seamark events lacks %q:\n%s", want, events)
+		}
+	}
+}
