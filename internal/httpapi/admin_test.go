@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seamark/seamark/api"
 )
@@ -67,8 +68,19 @@ func TestNodeAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after restart", api.AdminDrain, 7, 0)
+	// A blocking read of every node wakes on an admin change (the dashboard
+	// follows nodes so).
+	_, idx, err := f.client.AllNodes(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := f.client.SetAdmin(ctx, "db", "db-a", api.NodeAdmin{State: api.AdminMaint}); err != nil {
 		t.Fatal(err)
+	}
+	t0 := time.Now()
+	all, _, err := f.client.AllNodes(ctx, &api.QueryOptions{Index: idx, Wait: 3 * time.Second})
+	if err != nil || time.Since(t0) > time.Second || len(all) != 1 || all[0].Admin.StateOf() != api.AdminMaint {
+		t.Fatalf("blocking read after an admin change: %v in %v, %v", all, time.Since(t0), err)
 	}
 	check("after maint", api.AdminMaint, 3, 0)
 	if _, err := f.client.ClearAdmin(ctx, "db", "db-a"); err != nil {

@@ -283,3 +283,72 @@ listeners:
 		}
 	}
 }
+
+// The dashboard's node actions in a real browser: with a write token saved,
+// Drain takes the node out (the API shows it drained, the row says drain
+// and the service's answer loses it), and Ready brings it back. A read
+// token's click is refused with the server's message, shown on the page.
+func TestDashboardDrainsNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process and browser test")
+	}
+	chromiumPath(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ops.token"), "dashboard-write-token\n")
+	writeFile(t, filepath.Join(dir, "ro.token"), "dashboard-read-token\n")
+	cfg := filepath.Join(dir, "seamark.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`
+zones: [cluster.test]
+api:
+  tokens:
+    - {name: ops, secret_file: %s, access: write}
+    - {name: ro, secret_file: %s, access: read}
+services:
+  - name: db
+    port: 5432
+    check: {type: none}
+    nodes: [{id: db-a, address: 127.0.48.11}, {id: db-b, address: 127.0.48.12}]
+`, filepath.Join(dir, "ops.token"), filepath.Join(dir, "ro.token")))
+	s := startServer(t, "server", "--config", cfg, "--data-dir", filepath.Join(dir, "data"))
+	b := startBrowser(t, 1440, 1000)
+	b.navigate(s.url + "/ui/")
+	row := `document.querySelector('[data-node="db/db-a"]')`
+	b.waitJS(row+` !== null && `+row+`.dataset.admin === "ready"`, 15*time.Second)
+	if b.eval(`document.querySelector('button.act') === null`) != true {
+		t.Fatal("node actions show without a token")
+	}
+	useToken := func(secret string) {
+		t.Helper()
+		b.eval(`document.getElementById("token-btn").click(); true`)
+		b.eval(`document.getElementById("auth-token").value = ` + jsString(secret) + `; document.getElementById("auth-form").requestSubmit(); true`)
+		b.waitJS(`document.querySelector('button.act[data-node="db/db-a"][data-act="drain"]') !== null`, 10*time.Second)
+	}
+	click := func(act string) {
+		t.Helper()
+		b.eval(`document.querySelector('button.act[data-node="db/db-a"][data-act="` + act + `"]').click(); true`)
+	}
+
+	// A read token: the click is refused and the page says why.
+	useToken("dashboard-read-token")
+	click("drain")
+	b.waitJS(`!document.getElementById("action-msg").hidden && document.getElementById("action-msg").textContent.includes("403")`, 10*time.Second)
+
+	useToken("dashboard-write-token")
+	click("drain")
+	b.waitJS(row+`.dataset.admin === "drain" && `+row+`.textContent.includes("by ops")`, 10*time.Second)
+	n, err := s.client.Node(ctxTimeout(t, 5*time.Second), "db", "db-a")
+	if err != nil || n.Admin.StateOf() != api.AdminDrain || n.Admin.By != "ops" {
+		t.Fatalf("after Drain: node %+v %v, want drained by ops", n.Admin, err)
+	}
+	answers := `document.querySelector('[data-service="db"] .answers').textContent`
+	b.waitJS(`!`+answers+`.includes("127.0.48.11") && `+answers+`.includes("127.0.48.12")`, 5*time.Second)
+	b.waitJS(`[...document.querySelectorAll('#events li[data-kind="admin"]')].some(li => li.textContent.includes("db/db-a") && li.textContent.includes("drain"))`, 5*time.Second)
+	b.screenshot(filepath.Join(dir, "dashboard-drained.png"))
+
+	click("ready")
+	b.waitJS(row+`.dataset.admin === "ready" && `+answers+`.includes("127.0.48.11")`, 10*time.Second)
+	n, err = s.client.Node(ctxTimeout(t, 5*time.Second), "db", "db-a")
+	if err != nil || n.Admin != nil {
+		t.Fatalf("after Ready: admin %+v %v, want none", n.Admin, err)
+	}
+}
