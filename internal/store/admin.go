@@ -66,7 +66,10 @@ func adminChange(old, cur *api.NodeAdmin) string {
 		}
 		return fmt.Sprint(a.Weight)
 	}
-	msg := fmt.Sprintf("admin %s -> %s, weight %s -> %s", old.StateOf(), cur.StateOf(), w(old), w(cur))
+	msg := fmt.Sprintf("admin %s -> %s", old.StateOf(), cur.StateOf())
+	if w(old) != w(cur) {
+		msg += fmt.Sprintf(", weight %s -> %s", w(old), w(cur))
+	}
 	if cur != nil && cur.Reason != "" {
 		msg += ": " + cur.Reason
 	}

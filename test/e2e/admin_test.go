@@ -17,12 +17,13 @@ import (
 	"github.com/seamark/seamark/api"
 )
 
-// greeter is a node's service port: it greets every connection with its
-// name, then echoes, and counts the connections it accepted (the health
-// checker's probes and the balancer's connections).
+// greeter is a node's service port. An HTTP request (the health checker's
+// probe: the service checks over http, so that every probe is a connection
+// the service accepts and can count) gets 200 and is counted; any other
+// connection says a line, gets the node's name back, then an echo.
 type greeter struct {
-	ln      net.Listener
-	accepts atomic.Int64
+	ln     net.Listener
+	probes atomic.Int64
 }
 
 func startGreeter(t *testing.T, addr, name string) *greeter {
@@ -43,7 +44,6 @@ func startGreeter(t *testing.T, addr, name string) *greeter {
 			if err != nil {
 				return
 			}
-			g.accepts.Add(1)
 			mu.Lock()
 			conns[c] = true
 			mu.Unlock()
@@ -51,10 +51,28 @@ func startGreeter(t *testing.T, addr, name string) *greeter {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				if _, err := fmt.Fprintf(c, "%s\n", name); err != nil {
-					return // a health probe: connected and gone
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				rd := bufio.NewReader(c)
+				first, err := rd.ReadString('\n')
+				if err != nil {
+					return
 				}
-				io.Copy(c, c)
+				c.SetReadDeadline(time.Time{})
+				if strings.HasPrefix(first, "GET ") {
+					g.probes.Add(1)
+					for { // the request's headers, to the blank line
+						line, err := rd.ReadString('\n')
+						if err != nil || strings.TrimSpace(line) == "" {
+							break
+						}
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+					return
+				}
+				if _, err := fmt.Fprintf(c, "%s\n", name); err != nil {
+					return
+				}
+				io.Copy(c, rd)
 			}()
 		}
 	}()
@@ -87,7 +105,10 @@ func dialLB(t *testing.T, addr string) *lbConn {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	rd := bufio.NewReader(c)
-	name, err := rd.ReadString('\n')
+	name, err := "", error(nil)
+	if _, err = io.WriteString(c, "hello\n"); err == nil {
+		name, err = rd.ReadString('\n')
+	}
 	if err != nil {
 		t.Fatalf("greeting through the balancer: %v", err)
 	}
@@ -165,7 +186,7 @@ zones: [cluster.test]
 services:
   - name: app
     port: %d
-    check: {type: tcp, interval: 200ms, timeout: 100ms, rise: 2, fall: 2}
+    check: {type: http, path: /health, interval: 200ms, timeout: 100ms, rise: 2, fall: 2}
     answers: {when_none_healthy: empty}
 listeners:
   - {name: front, port: %d, bind: 127.0.0.1, service: app, balance: round_robin}
@@ -203,7 +224,7 @@ listeners:
 		t.Fatalf("seamark drain said %q", out)
 	}
 	took := waitDNS(t, dnsAddr, "app.cluster.test", "127.0.48.1", false, time.Second)
-	t.Logf("out of DNS %v after `seamark drain` returned (%v after it started)", took.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	t.Logf("out of DNS %v after `seamark drain` returned (%v after it started)", took.Round(time.Microsecond), time.Since(t0).Round(time.Millisecond))
 	noNew := func(when string) {
 		t.Helper()
 		for i := range 6 {
@@ -241,15 +262,23 @@ listeners:
 	noNew("after the hold")
 	open.echo(t, "after the hold")
 
-	// maint: the checkers stop probing app-a. Its listener accepts nothing
-	// more (no probe, no balancer connection) over 2 s, ten intervals.
+	// maint: the checkers stop probing app-a: its port gets no probe over
+	// 2 s, ten intervals (a drained node is still probed: count those first).
+	before := a.probes.Load()
+	time.Sleep(time.Second)
+	if got := a.probes.Load() - before; got < 3 {
+		t.Fatalf("drained app-a got %d probes in 1 s (interval 200ms), want it still checked", got)
+	} else {
+		t.Logf("drained: %d probes in 1 s; in maint: counted next", got)
+	}
 	cli(t, s, "maint", "app/app-a")
 	time.Sleep(300 * time.Millisecond) // a probe already in flight lands
-	before := a.accepts.Load()
+	before = a.probes.Load()
 	time.Sleep(2 * time.Second)
-	if got := a.accepts.Load() - before; got != 0 {
-		t.Fatalf("app-a's port accepted %d connections in 2 s of maint (probes every 200ms), want 0", got)
+	if got := a.probes.Load() - before; got != 0 {
+		t.Fatalf("app-a got %d probes in 2 s of maint (interval 200ms), want 0", got)
 	}
+	t.Logf("maint: 0 probes in 2 s")
 	n, _ = s.client.Node(ctxTimeout(t, 5*time.Second), "app", "app-a")
 	if n.Admin.StateOf() != api.AdminMaint || !n.Healthy {
 		t.Fatalf("in maint: admin %s healthy %v, want maint and the verdict kept (healthy)", n.Admin.StateOf(), n.Healthy)
@@ -259,7 +288,7 @@ listeners:
 	// ready: back in DNS, probed again, and given new connections.
 	cli(t, s, "ready", "app/app-a")
 	took = waitDNS(t, dnsAddr, "app.cluster.test", "127.0.48.1", true, 2*time.Second)
-	t.Logf("back in DNS %v after `seamark ready`", took.Round(time.Millisecond))
+	t.Logf("back in DNS %v after `seamark ready`", took.Round(time.Microsecond))
 	reached := false
 	for range 6 {
 		c := dialLB(t, lb)
@@ -270,9 +299,9 @@ listeners:
 		t.Fatal("after ready, no new balancer connection reached app-a in 6 tries")
 	}
 	deadline := time.Now().Add(3 * time.Second)
-	for a.accepts.Load()-before < 3 {
+	for a.probes.Load()-before < 3 {
 		if time.Now().After(deadline) {
-			t.Fatalf("after ready, app-a's port accepted %d connections in 3 s, want the probes back", a.accepts.Load()-before)
+			t.Fatalf("after ready, app-a got %d probes in 3 s, want them back", a.probes.Load()-before)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -343,7 +372,14 @@ services:
 	answers := `document.querySelector('[data-service="db"] .answers').textContent`
 	b.waitJS(`!`+answers+`.includes("127.0.48.11") && `+answers+`.includes("127.0.48.12")`, 5*time.Second)
 	b.waitJS(`[...document.querySelectorAll('#events li[data-kind="admin"]')].some(li => li.textContent.includes("db/db-a") && li.textContent.includes("drain"))`, 5*time.Second)
-	b.screenshot(filepath.Join(dir, "dashboard-drained.png"))
+	shot := filepath.Join(dir, "dashboard-drained.png")
+	b.screenshot(shot)
+	if out := os.Getenv("SEAMARK_SCREENSHOT_DIR"); out != "" {
+		data, _ := os.ReadFile(shot)
+		if err := os.WriteFile(filepath.Join(out, filepath.Base(shot)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	click("ready")
 	b.waitJS(row+`.dataset.admin === "ready" && `+answers+`.includes("127.0.48.11")`, 10*time.Second)
