@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/httpapi"
 )
 
 // An operator's admin state is kept apart from the registration: a
@@ -120,4 +122,28 @@ func TestNodeAdmin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzNodeAdmin feeds arbitrary bytes to the admin body: decoding and
+// validation answer an error or a value, never panic, and a valid value
+// has a known state and a weight in range.
+func FuzzNodeAdmin(f *testing.F) {
+	for _, seed := range []string{
+		`{"state":"drain"}`, `{"state":"maint","reason":"rebuild"}`, `{"state":"ready","weight":5}`, `{"weight":1000}`,
+		`{"state":"off"}`, `{"weight":-1}`, `{"by":"me"}`, `{"since":"2026-12-07T10:00:00Z"}`, `{"state":1}`, `{}`, `null`, "\x00",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var a api.NodeAdmin
+		if httpapi.DecodeBody(bytes.NewReader(data), &a) != nil || a.Validate() != nil {
+			return
+		}
+		if s := a.StateOf(); s != api.AdminReady && s != api.AdminDrain && s != api.AdminMaint {
+			t.Fatalf("valid admin body %q has state %q", data, s)
+		}
+		if a.Weight < 0 || a.Weight > 1000 || len(a.Reason) > api.MaxAdminReason {
+			t.Fatalf("valid admin body %q: weight %d reason %d bytes", data, a.Weight, len(a.Reason))
+		}
+	})
 }
