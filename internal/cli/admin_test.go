@@ -44,6 +44,13 @@ func TestAdminVerbs(t *testing.T) {
 			t.Fatalf("after %v: nodes lacks %q:\n%s", s.args, s.row, nodes)
 		}
 	}
+	if out, _, _ := run(t, "drain", "db/db-a", "--server", url); !strings.Contains(out, "ready -> drain") {
+		t.Fatalf("drain again: %q", out)
+	}
+	if out, _, _ := run(t, "status", "--server", url); !strings.Contains(out, "taken out: db/db-a (drain)") {
+		t.Fatalf("status does not name the drained node:\n%s", out)
+	}
+	run(t, "ready", "db/db-a", "--server", url)
 	// app-1 is down (nothing listens on it): the columns say why.
 	nodes, _, _ := run(t, "nodes", "app", "--server", url)
 	if !strings.Contains(squeeze(nodes), "healthy ready") || !strings.Contains(squeeze(nodes), "(unhealthy) no (checks)") {
