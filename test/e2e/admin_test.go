@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/seamark/seamark/api"
 )
 
@@ -305,6 +307,11 @@ listeners:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A weight override is the weight DNS gives (SRV) until cleared.
+	cli(t, s, "weight", "app/app-b", "7")
+	waitSRVWeight(t, dnsAddr, "app-b", 7)
+	cli(t, s, "weight", "app/app-b", "--clear")
+	waitSRVWeight(t, dnsAddr, "app-b", 1)
 	events := cli(t, s, "events", "--node", "app-a")
 	for _, want := range []string{"ready -> drain", "drain -> maint", "maint -> ready"} {
 		if !strings.Contains(events, want) {
@@ -386,5 +393,40 @@ services:
 	n, err = s.client.Node(ctxTimeout(t, 5*time.Second), "db", "db-a")
 	if err != nil || n.Admin != nil {
 		t.Fatalf("after Ready: admin %+v %v, want none", n.Admin, err)
+	}
+}
+
+// srvWeight asks the server's DNS for name's SRV records and returns the
+// weight of the one that points at target (-1: none does).
+func srvWeight(t *testing.T, dnsAddr, name, target string) int {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeSRV)
+	r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, dnsAddr)
+	if err != nil {
+		t.Fatalf("query %s SRV: %v", name, err)
+	}
+	for _, rr := range r.Answer {
+		if srv, ok := rr.(*dns.SRV); ok && srv.Target == target {
+			return int(srv.Weight)
+		}
+	}
+	return -1
+}
+
+// waitSRVWeight waits up to 1 s for _app._tcp.cluster.test to give node the
+// SRV weight want.
+func waitSRVWeight(t *testing.T, dnsAddr, node string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for {
+		w := srvWeight(t, dnsAddr, "_app._tcp.cluster.test", node+".node.cluster.test.")
+		if w == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SRV weight of %s: got %d for 1 s, want %d", node, w, want)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
