@@ -82,6 +82,23 @@ func (a *NodeAdmin) Validate() error {
 	return nil
 }
 
+// NodeAdminStatus is one entry of GET /v1/admin: a node's admin state, and
+// whether the node is registered now (an admin state outlives its node's
+// registration, so that a node that comes back is still drained).
+type NodeAdminStatus struct {
+	Service    string    `json:"service"`
+	Node       string    `json:"node"`
+	Admin      NodeAdmin `json:"admin"`
+	Registered bool      `json:"registered"`
+}
+
+// AdminStates lists every node admin state the server keeps.
+func (c *Client) AdminStates(ctx context.Context) ([]NodeAdminStatus, error) {
+	var out []NodeAdminStatus
+	_, err := c.do(ctx, http.MethodGet, "/v1/admin", nil, nil, &out)
+	return out, err
+}
+
 // TakenOut reports whether n is kept out of answers and balancing on
 // purpose: by its registrant (draining, maintenance) or by an operator's
 // admin state. Such a node is not served even when every other node fails

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/store"
 )
 
@@ -31,6 +32,36 @@ func (h *Handler) adminRoutes() {
 	} {
 		h.mux.Handle(pattern, h.wrap(pattern, AccessWrite, fn))
 	}
+	h.mux.Handle("GET /v1/admin", h.wrap("GET /v1/admin", AccessRead, h.listAdmin))
+}
+
+// listAdmin answers every admin state, also of nodes not registered now.
+func (h *Handler) listAdmin(w http.ResponseWriter, r *http.Request) error {
+	return h.blockingRead(w, r, func(s *registry.Snapshot) int64 { return s.Index(store.KindAdmin) }, func(s *registry.Snapshot) (any, error) {
+		out := []api.NodeAdminStatus{}
+		for _, a := range s.AdminStates() {
+			e := api.NodeAdminStatus{Service: a.Service, Node: a.Node, Admin: *a.Admin}
+			if v, ok := s.Service(a.Service); ok {
+				for _, n := range v.Nodes {
+					e.Registered = e.Registered || n.ID == a.Node
+				}
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	})
+}
+
+// nodeParams reads {service} and {id}, which must be names.
+func nodeParams(r *http.Request) (service, id string, err error) {
+	service, id = r.PathValue("service"), r.PathValue("id")
+	if msg := api.CheckName(service); msg != "" {
+		return "", "", errorf(http.StatusBadRequest, "service: %s", msg)
+	}
+	if msg := api.CheckName(id); msg != "" {
+		return "", "", errorf(http.StatusBadRequest, "id: %s", msg)
+	}
+	return service, id, nil
 }
 
 func (h *Handler) adminStore() (AdminStore, error) {
@@ -47,7 +78,10 @@ func (h *Handler) setAdmin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	service, id := r.PathValue("service"), r.PathValue("id")
+	service, id, err := nodeParams(r)
+	if err != nil {
+		return err
+	}
 	var a api.NodeAdmin
 	if err := DecodeBody(r.Body, &a); err != nil {
 		return err
@@ -88,7 +122,10 @@ func (h *Handler) clearAdmin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	service, id := r.PathValue("service"), r.PathValue("id")
+	service, id, err := nodeParams(r)
+	if err != nil {
+		return err
+	}
 	by := h.who(r)
 	rev, old, err := as.SetAdmin(r.Context(), service, id, nil, by)
 	if err != nil {

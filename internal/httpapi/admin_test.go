@@ -66,10 +66,18 @@ func TestNodeAdmin(t *testing.T) {
 	if _, err := f.client.Deregister(ctx, "db", "db-a"); err != nil {
 		t.Fatal(err)
 	}
+	// While the node is gone its admin state is listed, as not registered.
+	states, err := f.client.AdminStates(ctx)
+	if err != nil || len(states) != 1 || states[0].Registered || states[0].Node != "db-a" || states[0].Admin.State != api.AdminDrain {
+		t.Fatalf("admin states of a deregistered node: %+v %v", states, err)
+	}
 	if _, err := f.client.Register(ctx, reg); err != nil {
 		t.Fatal(err)
 	}
 	check("after restart", api.AdminDrain, 7, 0)
+	if states, _ := f.client.AdminStates(ctx); len(states) != 1 || !states[0].Registered {
+		t.Fatalf("admin states after the node came back: %+v", states)
+	}
 	// A blocking read of every node wakes on an admin change (the dashboard
 	// follows nodes so).
 	_, idx, err := f.client.AllNodes(ctx, nil)
@@ -112,6 +120,7 @@ func TestNodeAdmin(t *testing.T) {
 		{"by is the server's", "/v1/services/db/nodes/db-a/admin", `{"by":"me"}`, "set by the server"},
 		{"unknown node", "/v1/services/db/nodes/nope/admin", `{"state":"drain"}`, `node "nope" of service "db" is not registered now`},
 		{"unknown service", "/v1/services/nope/nodes/x/admin", `{"state":"drain"}`, `service "nope" does not exist`},
+		{"id not a name", "/v1/services/db/nodes/a%2Fb/admin", `{"state":"drain"}`, `id: "a/b" is not a valid name`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body, _ := f.request(t, "PUT", tc.path, tc.body, writeSecret)

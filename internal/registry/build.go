@@ -178,6 +178,7 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		s.listeners, s.groups = prev.listeners, prev.groups
 		s.members, s.roles = prev.members, prev.roles
 		s.checkers, s.events = prev.checkers, prev.events
+		s.admin = prev.admin
 	}
 	for k := range d.kinds {
 		s.listIndex[k] = rev
@@ -206,6 +207,14 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		s.checkers = make([]api.Checker, 0, len(st.checkers))
 		for _, id := range slices.Sorted(maps.Keys(st.checkers)) {
 			s.checkers = append(s.checkers, *st.checkers[id])
+		}
+	}
+	if prev == nil || d.kinds[store.KindAdmin] {
+		s.admin = []AdminState{}
+		for _, svc := range slices.Sorted(maps.Keys(st.admin)) {
+			for _, node := range slices.Sorted(maps.Keys(st.admin[svc])) {
+				s.admin = append(s.admin, AdminState{Service: svc, Node: node, Admin: st.admin[svc][node]})
+			}
 		}
 	}
 	if prev == nil || d.kinds[store.KindEvent] {

@@ -34,6 +34,7 @@ type Snapshot struct {
 	roles     map[string]*api.Role
 	checkers  []api.Checker
 	events    []api.Event
+	admin     []AdminState
 	// listIndex is the last revision that changed any object of a kind (or
 	// deleted one), for blocking reads of whole lists.
 	listIndex map[store.Kind]int64
@@ -204,6 +205,18 @@ func Healthy(svc *api.Service, n *api.Node) bool {
 	}
 	return up >= down
 }
+
+// AdminState is an operator's admin state of one node, registered now or
+// not.
+type AdminState struct {
+	Service, Node string
+	Admin         *api.NodeAdmin
+}
+
+// AdminStates returns every admin state in the store, sorted by service and
+// node, also those of nodes that are not registered now. They must not be
+// modified.
+func (s *Snapshot) AdminStates() []AdminState { return s.admin }
 
 // Checkers returns the live health checkers, sorted by ID.
 func (s *Snapshot) Checkers() []api.Checker { return s.checkers }
