@@ -237,6 +237,9 @@ listeners:
 			}
 		}
 	}
+	// The balancer applies the snapshot beside DNS; the design's bound from a
+	// store write to every answer is 50 ms.
+	time.Sleep(50 * time.Millisecond)
 	noNew("after the drain")
 	open.echo(t, "after the drain")
 
@@ -274,7 +277,7 @@ listeners:
 		t.Logf("drained: %d probes in 1 s; in maint: counted next", got)
 	}
 	cli(t, s, "maint", "app/app-a")
-	time.Sleep(300 * time.Millisecond) // a probe already in flight lands
+	time.Sleep(500 * time.Millisecond) // a probe already in flight lands (timeout 100ms)
 	before = a.probes.Load()
 	time.Sleep(2 * time.Second)
 	if got := a.probes.Load() - before; got != 0 {
