@@ -294,6 +294,7 @@ listeners:
 	cli(t, s, "ready", "app/app-a")
 	took = waitDNS(t, dnsAddr, "app.cluster.test", "127.0.48.1", true, 2*time.Second)
 	t.Logf("back in DNS %v after `seamark ready`", took.Round(time.Microsecond))
+	time.Sleep(50 * time.Millisecond) // the write-to-answer bound, as above
 	reached := false
 	for range 6 {
 		c := dialLB(t, lb)
