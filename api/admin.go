@@ -108,8 +108,8 @@ func (n *Node) TakenOut() bool {
 }
 
 // SetAdmin sets a node's admin state and weight override, replacing any
-// earlier one. The node need not be registered right now (an agent's node
-// between two registrations) but its service must exist.
+// earlier one. The node must be registered now; the admin state then stays,
+// whatever its registrant does, until it is changed or cleared.
 func (c *Client) SetAdmin(ctx context.Context, service, id string, a NodeAdmin) (WriteResult, error) {
 	var out WriteResult
 	_, err := c.do(ctx, http.MethodPut, nodePath(service, id)+"/admin", nil, a, &out)
