@@ -156,6 +156,14 @@ type Node struct {
 	Lease int64 `json:"lease,omitempty"`
 	// Checks are the live health checkers' verdicts on the node; set by the server.
 	Checks []Verdict `json:"checks,omitempty"`
+	// Admin is the operator's admin state of the node (drain, maint, a
+	// weight override), kept apart from the registration and never changed
+	// by it; nil means ready. Set by the server from
+	// PUT /v1/services/{service}/nodes/{id}/admin; ignored on writes.
+	Admin *NodeAdmin `json:"admin,omitempty"`
+	// RegisteredWeight is the weight the registrant gave, set by the server
+	// when Admin overrides it (Weight is then the override in force).
+	RegisteredWeight int `json:"registered_weight,omitempty"`
 }
 
 // PortOf returns the port clients use for n in service s.
@@ -549,6 +557,9 @@ type Event struct {
 	Fencing int64  `json:"fencing,omitempty"`
 	// Revision is the store revision of the event; set by the server.
 	Revision int64 `json:"revision,omitempty"`
+	// By names who made an operator's change (kind "admin"): the API
+	// token's name, or "anonymous" and the client address without tokens.
+	By string `json:"by,omitempty"`
 }
 
 // Member roles in a balancer group.

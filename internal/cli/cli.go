@@ -1,6 +1,7 @@
 // Package cli is seamark's command line: `seamark server`, `seamark validate`,
-// `seamark version` and the operator verbs (status, services, nodes) that talk
-// to a running server through the public api client.
+// `seamark version` and the operator verbs (status, services, nodes, events,
+// drain, maint, ready, weight ...) that talk to a running server through the
+// public api client.
 package cli
 
 import (
@@ -141,6 +142,7 @@ in one binary.`,
 		newGroupsCmd(cf),
 		newProbeCmd(cf),
 		newAgentCmd(cf),
+		newDrainCmd(cf), newMaintCmd(cf), newReadyCmd(cf), newWeightCmd(cf),
 	)
 	addCompletions(root, cf)
 	return root

@@ -46,6 +46,17 @@ func addCompletions(root *cobra.Command, cf *clientFlags) {
 			return out, err
 		},
 	}
+	serviceNodes := func(ctx context.Context, c *api.Client) ([]string, error) {
+		nodes, _, err := c.AllNodes(ctx, nil)
+		out := make([]string, 0, len(nodes))
+		for _, n := range nodes {
+			out = append(out, n.Service+"/"+n.ID)
+		}
+		return out, err
+	}
+	for _, verb := range []string{"drain", "maint", "ready", "weight"} {
+		names[verb] = serviceNodes
+	}
 	fixed := func(values ...string) cobra.CompletionFunc {
 		return cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp)
 	}

@@ -28,6 +28,9 @@ type statusView struct {
 	Balancer *balancerSummary `json:"balancer,omitempty"`
 	// GroupRoles say who is active in each balancer group.
 	GroupRoles []groupRole `json:"group_roles"`
+	// AdminOut are "service/node (state)" of every node an operator drained
+	// or put in maint: not answered, though healthy.
+	AdminOut []string `json:"admin_out"`
 }
 
 type balancerSummary struct {
@@ -83,11 +86,14 @@ func readStatus(ctx context.Context, c *api.Client, servers string) (*statusView
 	if !strings.Contains(first, "://") {
 		first = "http://" + first
 	}
-	v := &statusView{Status: st, Dashboard: strings.TrimSuffix(first, "/") + "/ui/", DownNodes: []string{}, GroupRoles: []groupRole{}}
+	v := &statusView{Status: st, Dashboard: strings.TrimSuffix(first, "/") + "/ui/", DownNodes: []string{}, GroupRoles: []groupRole{}, AdminOut: []string{}}
 	if nodes, _, err := c.AllNodes(ctx, nil); err == nil {
 		for _, n := range nodes {
 			if !n.Healthy {
 				v.DownNodes = append(v.DownNodes, n.Service+"/"+n.ID)
+			}
+			if n.Admin.Out() {
+				v.AdminOut = append(v.AdminOut, fmt.Sprintf("%s/%s (%s)", n.Service, n.ID, n.Admin.State))
 			}
 		}
 	}
@@ -139,6 +145,12 @@ func (v *statusView) table(tw *tabwriter.Writer) {
 		down = "; down: " + strings.Join(shown, " ")
 		if n > len(shown) {
 			down += fmt.Sprintf(" and %d more (seamark nodes)", n-len(shown))
+		}
+	}
+	if n := len(v.AdminOut); n > 0 {
+		down += "; taken out: " + strings.Join(v.AdminOut[:min(n, 5)], " ")
+		if n > 5 {
+			down += fmt.Sprintf(" and %d more", n-5)
 		}
 	}
 	fmt.Fprintf(tw, "nodes\t%d (%d healthy%s)\n", st.Nodes, st.HealthyNodes, down)

@@ -86,16 +86,22 @@ func newNodesCmd(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			return render(cmd.OutOrStdout(), cf, nodes, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "SERVICE\tID\tADDRESS\tPORT\tSTATE\tHEALTHY\tSOURCE\tLEASE")
+				// Three separate things, in named columns: what the registrant
+				// reports, what the operator set, what the checks found; then
+				// whether the node is served, the result of all three.
+				fmt.Fprintln(tw, "SERVICE\tID\tADDRESS\tPORT\tWEIGHT\tREGISTRANT\tADMIN\tCHECKS\tSERVED\tSOURCE\tLEASE")
 				for _, n := range nodes {
-					port, lease := "-", "-"
+					port, lease, weight := "-", "-", fmt.Sprint(n.Weight)
 					if n.Port != 0 {
 						port = fmt.Sprint(n.Port)
 					}
 					if n.Lease != 0 {
 						lease = fmt.Sprintf("%x", n.Lease)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", n.Service, n.ID, n.Address, port, n.State, n.Healthy, n.Source, lease)
+					if n.RegisteredWeight != 0 {
+						weight += fmt.Sprintf(" (registered %d)", n.RegisteredWeight)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Service, n.ID, n.Address, port, weight, n.State, n.Admin.StateOf(), checksColumn(n), servedColumn(n), n.Source, lease)
 				}
 			})
 		},
@@ -111,7 +117,7 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "events",
-		Short: "Show the event log (health transitions); --follow streams new events",
+		Short: "Show the event log (health, role and admin changes); --follow streams new events",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
@@ -123,7 +129,7 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 			show := func(events []api.Event) error {
 				var fresh []api.Event
 				for _, e := range events {
-					key := fmt.Sprintf("%d/%s/%s/%s", e.Revision, e.Checker, e.Service, e.Node)
+					key := fmt.Sprintf("%d/%s/%s/%s/%s/%s", e.Revision, e.Checker, e.Service, e.Node, e.Group, e.Member)
 					if !printed[key] {
 						printed[key] = true
 						fresh = append(fresh, e)
@@ -140,7 +146,7 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 				}
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				for _, e := range fresh {
-					fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s -> %s\t%s\t%s\n", e.Time.Local().Format("15:04:05.000"), e.Service, e.Node, e.Address, e.Old, e.New, e.Reason, e.Checker)
+					fmt.Fprintln(tw, eventLine(e))
 				}
 				return tw.Flush()
 			}
@@ -170,4 +176,58 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 	fl.IntVar(&q.Limit, "limit", 50, "show at most the newest N events (0: all kept)")
 	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new events as they happen")
 	return cmd
+}
+
+// checksColumn sums up the checkers' verdicts on n: "2/2 up", "0/2 up",
+// "none" (no checker has reported: check.initial decides), and the
+// verdict it leads to.
+func checksColumn(n api.Node) string {
+	if len(n.Checks) == 0 {
+		if n.Healthy {
+			return "none (healthy)"
+		}
+		return "none (unhealthy)"
+	}
+	up := 0
+	for _, v := range n.Checks {
+		if v.State == api.StateHealthy {
+			up++
+		}
+	}
+	verdict := "healthy"
+	if !n.Healthy {
+		verdict = "unhealthy"
+	}
+	return fmt.Sprintf("%d/%d up (%s)", up, len(n.Checks), verdict)
+}
+
+// servedColumn says whether n is in DNS answers and balancing, and if not,
+// the first reason.
+func servedColumn(n api.Node) string {
+	switch {
+	case n.Admin.Out():
+		return "no (admin " + string(n.Admin.State) + ")"
+	case n.State != api.StateHealthy:
+		return "no (registrant " + string(n.State) + ")"
+	case !n.Healthy:
+		return "no (checks)"
+	}
+	return "yes"
+}
+
+// eventLine formats one event for the table: its time, what it is about
+// (a node, or a group member for role changes), the change and the why.
+func eventLine(e api.Event) string {
+	at := e.Time.Local().Format("15:04:05.000")
+	switch {
+	case e.Kind == "role" || e.Group != "":
+		return fmt.Sprintf("%s\trole\tgroup %s member %s\t%s\t-> %s\t%s\t%s", at, e.Group, e.Member, e.Address, e.Role, e.Reason, e.Checker)
+	case e.Kind == api.EventAdmin:
+		return fmt.Sprintf("%s\tadmin\t%s/%s\t\t%s -> %s\t%s\tby %s", at, e.Service, e.Node, e.Old, e.New, e.Reason, e.By)
+	}
+	kind := e.Kind
+	if kind == "" {
+		kind = api.EventHealth
+	}
+	return fmt.Sprintf("%s\t%s\t%s/%s\t%s\t%s -> %s\t%s\t%s", at, kind, e.Service, e.Node, e.Address, e.Old, e.New, e.Reason, e.Checker)
 }

@@ -155,7 +155,7 @@ func (z *zone) addService(v *registry.ServiceView) {
 		// likely wrong than every node; answer every node that is not taken
 		// out on purpose.
 		for _, n := range v.Nodes {
-			if n.State != api.StateMaintenance && n.State != api.StateDraining {
+			if !n.TakenOut() { // by its registrant or an operator (drain, maint)
 				nodes = append(nodes, n)
 			}
 		}

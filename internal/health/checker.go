@@ -150,6 +150,7 @@ type target struct {
 	running  bool   // a probe is in flight
 	gone     bool   // removed while a probe was in flight
 	hurry    bool   // passive failure reported: probe at once, then fast
+	paused   bool   // the node is in maint: not probed, its verdict kept (maint.go)
 	since    time.Time
 	last     Result
 	done     func(Result) // delivers this target's results to the checker
@@ -248,7 +249,7 @@ func (c *Checker) Run(ctx context.Context) error {
 		case <-c.ready:
 			// settle takes the results.
 		case key := <-c.passive:
-			if t := c.targets[key]; t != nil && !t.gone {
+			if t := c.targets[key]; t != nil && !t.gone && !t.paused {
 				t.hurry = true
 				if !t.running {
 					c.schedule(t, c.o.Clock.Now())
@@ -402,8 +403,8 @@ func (c *Checker) handle(d probeDone) {
 		m.failed.Inc()
 	}
 	m.seconds.Observe(d.res.Latency.Seconds())
-	if t.gone {
-		return
+	if t.gone || t.paused {
+		return // a probe that ended after its node went into maint counts for nothing
 	}
 	t.last = d.res
 	if d.res.OK {
@@ -519,9 +520,13 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 	svc := v.Service
 	want := map[string]Target{}
 	consensus := map[string]bool{}
+	maint := map[string]bool{}
 	if svc.Check.Type != api.CheckNone {
 		for _, n := range v.Nodes {
 			consensus[n.ID] = n.Healthy
+			if n.Admin.Maint() {
+				maint[n.ID] = true
+			}
 			if n.Source == api.SourceCandidate {
 				continue
 			}
@@ -548,9 +553,10 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 			continue
 		}
 		t.onChange = svc.OnChange
+		c.setPaused(t, maint[w.Node])
 		if w.Check != t.Check {
 			t.Check = w.Check
-			if !t.running {
+			if !t.running && !t.paused {
 				c.schedule(t, c.o.Clock.Now().Add(jitter(t.Check.Interval.D())))
 			}
 		}
@@ -574,7 +580,9 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 		have[key] = t
 		c.targets[key] = t
 		c.counts[t.written]++
-		c.schedule(t, now.Add(jitter(w.Check.Interval.D())))
+		if t.paused = maint[w.Node]; !t.paused {
+			c.schedule(t, now.Add(jitter(w.Check.Interval.D())))
+		}
 	}
 }
 

@@ -10,6 +10,10 @@
 // its lease expires); an event for every transition; and the service's
 // on_change hook, run in the background with retries.
 //
+// A node an operator put in maint (its admin state, Node.Admin) is not
+// probed while it is; its verdict stays as last written, since no probe
+// said anything new, and probing starts again when it is ready (maint.go).
+//
 // The node's state that DNS and the balancer use is decided by the registry
 // from the verdicts of every live checker (see registry.Healthy), so several
 // seamark servers on one store agree on one answer.

@@ -356,9 +356,10 @@ func (h *Handler) listAllNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// A verdict changes a node's healthy and checks: it wakes the read too.
+	// A verdict changes a node's healthy and checks, an admin state its
+	// admin and weight: they wake the read too.
 	idx := func(s *registry.Snapshot) int64 {
-		return max(s.Index(store.KindNode), s.Index(store.KindService), s.Index(store.KindHealth))
+		return max(s.Index(store.KindNode), s.Index(store.KindService), s.Index(store.KindHealth), s.Index(store.KindAdmin))
 	}
 	return h.blockingRead(w, r, idx, func(s *registry.Snapshot) (any, error) {
 		out := []api.Node{}

@@ -1,6 +1,9 @@
 // Package httpapi serves seamark's HTTP API under /v1, Prometheus metrics
 // at /metrics and, when given one, the dashboard under /ui/.
 //
+// Node admin states (drain, maint, a weight override: admin.go) are written
+// apart from registrations, with write access only, and logged as events.
+//
 // What it reads: the registry's current Snapshot (every GET answers from it,
 // with Consul-style blocking reads through ?index= and ?wait=) and the store's
 // status. What it writes: services, nodes (optionally on a lease), listeners
@@ -175,6 +178,7 @@ func (h *Handler) routes() {
 	read("GET /v1/groups", h.listGroups)
 	read("GET /v1/lb", h.balancerStats)
 	read("GET /v1/events", h.listEvents)
+	h.adminRoutes() // admin.go: drain, maint, weight override
 	if h.o.UI != nil {
 		h.mux.Handle("GET /ui/", h.o.UI)
 		h.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))

@@ -28,6 +28,8 @@ type state struct {
 	verdicts map[string]map[string]map[string]api.Verdict
 	checkers map[string]*api.Checker
 	events   map[string]api.Event // key -> event
+	// admin are the operator's admin states: service -> node -> state.
+	admin map[string]map[string]*api.NodeAdmin
 
 	// Derived, what snapshots copy: nodes sorted by ID with Service, Lease,
 	// Checks and Healthy filled in (registered nodes, and candidates while
@@ -51,6 +53,7 @@ func newState() *state {
 		groups:     map[string]*api.Group{},
 		members:    map[string]map[string]*api.Candidacy{},
 		roles:      map[string]*api.Role{},
+		admin:      map[string]map[string]*api.NodeAdmin{},
 	}
 }
 
@@ -123,6 +126,12 @@ func (st *state) apply(it store.Item, d *dirty) {
 		})
 		st.refresh(k.A, node)
 		d.services[k.A] = true
+	case store.KindAdmin:
+		// An admin change is a change of what the checker probes (maint)
+		// and of what DNS and the balancer serve: a spec change.
+		mirror2(st.admin, k.A, k.B, it, pointerOf[api.NodeAdmin](it))
+		st.refresh(k.A, k.B)
+		d.services[k.A], d.specs[k.A] = true, true
 	case store.KindChecker:
 		mirror(st.checkers, k.A, it, pointerOf[api.Checker](it))
 	case store.KindEvent:
@@ -169,6 +178,7 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		s.listeners, s.groups = prev.listeners, prev.groups
 		s.members, s.roles = prev.members, prev.roles
 		s.checkers, s.events = prev.checkers, prev.events
+		s.admin = prev.admin
 	}
 	for k := range d.kinds {
 		s.listIndex[k] = rev
@@ -197,6 +207,14 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		s.checkers = make([]api.Checker, 0, len(st.checkers))
 		for _, id := range slices.Sorted(maps.Keys(st.checkers)) {
 			s.checkers = append(s.checkers, *st.checkers[id])
+		}
+	}
+	if prev == nil || d.kinds[store.KindAdmin] {
+		s.admin = []AdminState{}
+		for _, svc := range slices.Sorted(maps.Keys(st.admin)) {
+			for _, node := range slices.Sorted(maps.Keys(st.admin[svc])) {
+				s.admin = append(s.admin, AdminState{Service: svc, Node: node, Admin: st.admin[svc][node]})
+			}
 		}
 	}
 	if prev == nil || d.kinds[store.KindEvent] {
@@ -259,7 +277,7 @@ func (st *state) refresh(service, id string) {
 		return
 	}
 	st.nodes[service] = put(st.nodes[service], n)
-	if n.Healthy {
+	if n.Healthy && !n.Admin.Out() {
 		st.healthy[service] = put(st.healthy[service], n)
 	} else {
 		st.healthy[service] = drop(st.healthy[service], id)
@@ -286,6 +304,13 @@ func (st *state) judge(service, id string) *api.Node {
 		}
 		n = api.Node{ID: id, Service: service, Address: a, Weight: 1, State: api.StateHealthy, Source: api.SourceCandidate}
 	}
+	n.Admin, n.RegisteredWeight = nil, 0
+	if adm := st.admin[service][id]; adm != nil {
+		n.Admin = adm
+		if adm.Weight > 0 {
+			n.RegisteredWeight, n.Weight = n.Weight, adm.Weight
+		}
+	}
 	n.Checks = nil
 	if len(votes) > 0 {
 		n.Checks = make([]api.Verdict, 0, len(votes))
@@ -308,6 +333,9 @@ func (st *state) rejudge(service string) {
 		ids[id] = true
 	}
 	for id := range st.verdicts[service] {
+		ids[id] = true
+	}
+	for id := range st.admin[service] {
 		ids[id] = true
 	}
 	for _, n := range st.nodes[service] {

@@ -1,7 +1,8 @@
 // Package registry turns the store into the Snapshot every reader answers from.
 //
 // What it reads: the store's objects (zones, services, nodes, records,
-// listeners, groups), first with one Load at a single revision, then as a
+// listeners, groups, and the operators' admin states, joined onto the nodes
+// as Node.Admin and, for a weight override, Node.Weight), first with one Load at a single revision, then as a
 // stream of watch batches. What it produces: an immutable *Snapshot, stamped
 // with the store revision it reflects and swapped atomically, so DNS, the load
 // balancer, the health checker and the API read without locks or store round
@@ -33,6 +34,7 @@ type Snapshot struct {
 	roles     map[string]*api.Role
 	checkers  []api.Checker
 	events    []api.Event
+	admin     []AdminState
 	// listIndex is the last revision that changed any object of a kind (or
 	// deleted one), for blocking reads of whole lists.
 	listIndex map[store.Kind]int64
@@ -44,7 +46,9 @@ type ServiceView struct {
 	Service api.Service
 	// Nodes sorted by ID, with Healthy set.
 	Nodes []*api.Node
-	// Healthy are the nodes that may be advertised, sorted by ID.
+	// Healthy are the nodes that may be advertised, sorted by ID: healthy
+	// (Node.Healthy) and not taken out by an operator's admin state
+	// (drain, maint).
 	Healthy []*api.Node
 	// Index is the last revision that changed the service or one of its nodes
 	// (a registration or a verdict).
@@ -201,6 +205,18 @@ func Healthy(svc *api.Service, n *api.Node) bool {
 	}
 	return up >= down
 }
+
+// AdminState is an operator's admin state of one node, registered now or
+// not.
+type AdminState struct {
+	Service, Node string
+	Admin         *api.NodeAdmin
+}
+
+// AdminStates returns every admin state in the store, sorted by service and
+// node, also those of nodes that are not registered now. They must not be
+// modified.
+func (s *Snapshot) AdminStates() []AdminState { return s.admin }
 
 // Checkers returns the live health checkers, sorted by ID.
 func (s *Snapshot) Checkers() []api.Checker { return s.checkers }

@@ -22,6 +22,12 @@ import (
 //	<prefix>v1/checkers/<checker-id>                api.Checker (on the checker's lease)
 //	<prefix>v1/health/<service>/<node-id>/<checker> api.Verdict (on the checker's lease)
 //	<prefix>v1/events/<unix-nanos, 20 digits>-<origin> api.Event (the newest MaxEvents are kept)
+//	<prefix>v1/admin/<service>/<node-id>            api.NodeAdmin (no lease: the operator's, kept across re-registrations)
+//
+// A node's admin state (drain, maint, weight override) has a key of its own
+// beside the node's, with no lease: an agent's re-registration replaces the
+// node key and its lease expiring deletes it, but neither touches the admin
+// key, which only the operator's API writes and clears.
 //
 // Verdicts live on their checker's lease, so a checker that dies stops
 // counting when its lease expires, with no one to clean up after it.
@@ -47,6 +53,7 @@ const (
 	KindChecker  Kind = "checkers"
 	KindHealth   Kind = "health"
 	KindEvent    Kind = "events"
+	KindAdmin    Kind = "admin"
 )
 
 // Key names one object in the store.
@@ -71,6 +78,7 @@ func CheckerKey(id string) Key { return Key{Kind: KindChecker, A: id} }
 func HealthKey(service, node, checker string) Key {
 	return Key{Kind: KindHealth, A: service, B: node + "/" + checker}
 }
+func AdminKey(service, id string) Key { return Key{Kind: KindAdmin, A: service, B: id} }
 func RecordKey(zone, owner, typ string) Key {
 	return Key{Kind: KindRecord, A: zone, B: strings.ToLower(owner) + "/" + strings.ToUpper(typ)}
 }
@@ -102,7 +110,7 @@ func parseKey(prefix, full string) (Key, bool) {
 	switch k.Kind {
 	case KindZone, KindService, KindListener, KindGroup, KindChecker, KindEvent, KindRole:
 		return k, len(parts) == 2
-	case KindNode, KindMember:
+	case KindNode, KindMember, KindAdmin:
 		if len(parts) != 3 || parts[2] == "" {
 			return Key{}, false
 		}
@@ -144,6 +152,8 @@ func decodeValue(k Key, data []byte) (any, error) {
 		v = new(api.Verdict)
 	case KindEvent:
 		v = new(api.Event)
+	case KindAdmin:
+		v = new(api.NodeAdmin)
 	default:
 		return nil, fmt.Errorf("decode %s: unknown kind", k)
 	}

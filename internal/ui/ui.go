@@ -12,7 +12,10 @@
 // The files themselves hold no data and are served to anyone; the data comes
 // from the API, so when tokens are configured and anonymous reads are off the
 // page asks for a token, keeps it in the browser's localStorage and sends it
-// as "Authorization: Bearer". A Content-Security-Policy keeps the page from
+// as "Authorization: Bearer". With a token saved the nodes table offers the
+// operator's actions (drain, maint, ready: PUT and DELETE
+// /v1/services/{service}/nodes/{id}/admin), which the server allows only
+// to a write token. A Content-Security-Policy keeps the page from
 // loading or contacting anything but its own server.
 package ui
 

@@ -43,6 +43,22 @@
     return { data: body, index: Number(resp.headers.get('X-Seamark-Index') || 0), size: text.length };
   }
 
+  // send writes through the API with the saved token: the node actions.
+  async function send(method, path, body) {
+    const headers = { Accept: 'application/json' };
+    const token = localStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = 'Bearer ' + token;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const resp = await fetch(API + path, {
+      method, headers, cache: 'no-store', body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await resp.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+    if (!resp.ok) throw new Error(`${method} /v1/${path}: ${resp.status} ${(data && data.error) || resp.statusText}`);
+    return data;
+  }
+
   // gen counts restarts: a loop started for an older generation stops.
   let gen = 0;
   const inflight = new Set();
@@ -292,12 +308,46 @@
   // it: the healthy nodes; with none healthy and fail_open, every node not
   // draining or in maintenance).
   function answersOf(svc, nodes) {
-    const healthy = nodes.filter((n) => n.healthy);
+    const healthy = nodes.filter((n) => n.healthy && !adminOut(n));
     if (healthy.length) return { addrs: healthy.map((n) => n.address), failOpen: false };
     if (((svc.answers || {}).when_none_healthy || 'fail_open') === 'fail_open') {
-      return { addrs: nodes.filter((n) => n.state !== 'draining' && n.state !== 'maintenance').map((n) => n.address), failOpen: true };
+      return { addrs: nodes.filter((n) => n.state !== 'draining' && n.state !== 'maintenance' && !adminOut(n)).map((n) => n.address), failOpen: true };
     }
     return { addrs: [], failOpen: false };
+  }
+
+  // adminOf is a node's admin state as the operator set it (ready when none).
+  const adminOf = (n) => (n.admin && n.admin.state) || 'ready';
+  const adminOut = (n) => adminOf(n) === 'drain' || adminOf(n) === 'maint';
+  // canWrite: the node actions show once a token is saved (a write token;
+  // a read token's action is refused with the server's 403 message).
+  const canWrite = () => !!localStorage.getItem(TOKEN_KEY);
+
+  // downSince is when the checkers last found the node down: the newest
+  // transition to unhealthy among their verdicts.
+  function downSince(n) {
+    if (n.healthy) return '';
+    let t = '';
+    for (const c of n.checks || []) if (c.state !== 'healthy' && (!t || Date.parse(c.since) > Date.parse(t))) t = c.since;
+    return t;
+  }
+
+  // adminCell shows the admin state (with who set it, the weight override
+  // and how long) and, with a token, the actions.
+  function adminCell(svc, n) {
+    const a = adminOf(n);
+    let html = badge(a, a === 'ready' ? '' : 'warn');
+    if (n.admin) {
+      const bits = [n.admin.weight ? `weight ${n.admin.weight} (registered ${n.registered_weight || n.weight})` : '', n.admin.by ? `by ${n.admin.by}` : '', n.admin.reason || ''].filter(Boolean).map(esc);
+      if (n.admin.since && a !== 'ready') bits.push(`${since(n.admin.since)}`);
+      if (bits.length) html += ` <span class="muted">${bits.join(' · ')}</span>`;
+    }
+    if (canWrite()) {
+      const key = esc(svc.name + '/' + n.id);
+      const btn = (act, label, title) => act === a ? '' : `<button type="button" class="act" data-act="${act}" data-node="${key}" title="${esc(title)}">${label}</button>`;
+      html += ` <span class="acts">${btn('drain', 'Drain', 'Out of DNS, no new balancer connections; open ones go on')}${btn('maint', 'Maint', 'Drain, and stop health probes')}${btn('ready', 'Ready', 'Served again while healthy')}</span>`;
+    }
+    return html;
   }
 
   function checkText(c) {
@@ -387,11 +437,12 @@
       const nodes = svcMatch ? all : all.filter((n) => matches(n.id, n.address, ...(n.checks || []).map((c) => c.reason)));
       if (!svcMatch && !nodes.length) continue;
       const healthy = all.filter((n) => n.healthy).length;
+      const out_ = all.filter(adminOut).length;
       const ans = answersOf(svc, all);
       const names = fqdn(svc.name);
       const cls = !all.length ? '' : healthy === all.length ? 'ok' : healthy === 0 ? 'down' : 'warn';
       let html = `<div class="block" data-service="${esc(svc.name)}"><div class="block-head">
-        <h3>${esc(svc.name)}</h3>${badge(`${healthy}/${all.length} healthy`, cls)}
+        <h3>${esc(svc.name)}</h3>${badge(`${healthy}/${all.length} healthy`, cls)}${out_ ? ' ' + badge(`${out_} drained or in maint`, 'warn') : ''}
         <span class="muted">port ${esc(svc.port)} · ${esc(checkText(svc.check))}</span></div>`;
       if (names.length) {
         html += `<div class="answers">${names.map((n) => `<code>${esc(n)}</code>`).join(', ')} → ${ans.addrs.length ? ans.addrs.map((a) => `<code>${esc(a)}</code>`).join(' ') : '<b>nothing</b> (NODATA)'}${ans.failOpen ? ' ' + badge('fail-open: no node is healthy, every node is answered', 'warn') : ''}</div>`;
@@ -401,7 +452,7 @@
         out.push(html);
         continue;
       }
-      html += `<div class="scroll"><table class="nodes"><thead><tr><th>Node</th><th>Address</th><th>Health</th><th>Last check</th><th class="opt">Registered</th></tr></thead><tbody>`;
+      html += `<div class="scroll"><table class="nodes"><thead><tr><th>Node</th><th>Address</th><th>Health</th><th>Admin</th><th>Last check</th><th class="opt">Registered</th></tr></thead><tbody>`;
       // A large pool (candidate ranges): the nodes that are not healthy
       // first, and at most MAX_ROWS rows; the filter finds the rest.
       let rows = nodes;
@@ -414,10 +465,12 @@
         const checks = (n.checks || []).map((c) =>
           `<span class="verdict">${badge(c.state, c.state === 'healthy' ? 'ok' : 'down')} ${esc(c.reason)} · ${esc(latency(c.latency))} · ${since(c.since)} ago <span class="who">by ${esc(c.checker)}</span></span>`).join('');
         const reg = [n.source, n.ttl ? `ttl ${n.ttl}` : '', n.weight && n.weight !== 1 ? `weight ${n.weight}` : ''].filter(Boolean).map(esc).join(' · ');
-        html += `<tr data-node="${esc(svc.name + '/' + n.id)}" data-health="${esc(label)}" class="${hcls === 'down' ? 'down' : ''}">
+        const down = downSince(n);
+        html += `<tr data-node="${esc(svc.name + '/' + n.id)}" data-health="${esc(label)}" data-admin="${esc(adminOf(n))}" class="${hcls === 'down' ? 'down' : ''}">
           <td class="nowrap"><b>${esc(n.id)}</b></td>
           <td class="mono nowrap">${esc(n.address)}:${esc(port)}</td>
-          <td>${badge(label, hcls)}</td>
+          <td class="nowrap">${badge(label, hcls)}${down ? ` <span class="muted" title="since the checkers last found it down">down ${since(down)}</span>` : ''}</td>
+          <td class="nowrap admin">${adminCell(svc, n)}</td>
           <td>${checks || (svc.check && svc.check.type === 'none' ? '<span class="muted">not checked</span>' : '<span class="muted">waiting for the first probes</span>')}</td>
           <td class="opt muted">${reg}${n.registered ? ` · ${since(n.registered)} ago` : ''}</td></tr>`;
       }
@@ -557,6 +610,10 @@
       cls = e.new === 'healthy' ? 'ok' : 'down';
       what = `${badge(e.new === 'healthy' ? 'up' : 'down', cls)} <span class="what">${esc(e.service)}/${esc(e.node)}</span> <span class="mono muted">${esc(e.address)}</span> ${esc(e.old || '?')} → ${esc(e.new)}`;
       why = `${esc(e.reason)}${e.checker ? ` · by ${esc(e.checker)}` : ''}`;
+    } else if (e.kind === 'admin') {
+      cls = e.new === 'ready' ? 'ok' : 'warn';
+      what = `${badge(e.new || 'admin', cls)} <span class="what">${esc(e.service)}/${esc(e.node)}</span> admin ${esc(e.old || 'ready')} → ${esc(e.new)}`;
+      why = `${esc(e.reason)}${e.by ? ` · by ${esc(e.by)}` : ''}`;
     } else if (e.kind === 'role') {
       cls = e.role === 'active' ? 'ok' : e.role === 'fault' ? 'down' : '';
       what = `${badge(e.role || 'role', cls)} <span class="what">${esc(e.group)}/${esc(e.member)}</span> is ${esc(e.role)}${e.fencing ? ` <span class="muted">fencing ${esc(e.fencing)}</span>` : ''}`;
@@ -582,6 +639,26 @@
     const after = state.flashAfter;
     setHTML('events', list.slice().reverse().map((e) => eventHTML(e, after > 0 && (e.revision || 0) > after)).join(''));
   }
+
+  // Node actions: one handler for every button the services table holds.
+  $('services').addEventListener('click', async (ev) => {
+    const b = ev.target.closest('button.act');
+    if (!b) return;
+    const [svc, id] = b.dataset.node.split('/');
+    const path = `services/${encodeURIComponent(svc)}/nodes/${encodeURIComponent(id)}/admin`;
+    const n = state.nodes.find((x) => x.service === svc && x.id === id);
+    const weight = n && n.admin ? n.admin.weight || 0 : 0;
+    b.disabled = true;
+    try {
+      if (b.dataset.act === 'ready' && !weight) await send('DELETE', path);
+      else await send('PUT', path, weight ? { state: b.dataset.act, weight } : { state: b.dataset.act });
+      $('action-msg').hidden = true;
+    } catch (err) {
+      $('action-msg').textContent = err.message;
+      $('action-msg').hidden = false;
+      b.disabled = false;
+    }
+  });
 
   // Relative times keep counting between updates.
   setInterval(() => tick(document), 1000);
