@@ -221,6 +221,10 @@ func (s *Server) updateService(svc *service, snap *registry.Snapshot, now time.T
 	var bs []*backend
 	var weights []int
 	if ok && svc.present {
+		served := make(map[string]bool, len(view.Healthy))
+		for _, n := range view.Healthy {
+			served[n.ID] = true
+		}
 		for _, n := range view.Nodes {
 			addr := netip.AddrPortFrom(n.Address, uint16(n.PortOf(view.Service)))
 			b := svc.backends[n.ID]
@@ -238,7 +242,7 @@ func (s *Server) updateService(svc *service, snap *registry.Snapshot, now time.T
 			}
 			registered[n.ID] = true
 			b.weight.Store(int64(max(n.Weight, 1)))
-			if !n.Healthy {
+			if !served[n.ID] { // down, drained or in maintenance
 				continue
 			}
 			b.downSince.Store(0)
