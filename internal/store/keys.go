@@ -22,6 +22,7 @@ import (
 //	<prefix>v1/checkers/<checker-id>                api.Checker (on the checker's lease)
 //	<prefix>v1/health/<service>/<node-id>/<checker> api.Verdict (on the checker's lease)
 //	<prefix>v1/events/<unix-nanos, 20 digits>-<origin> api.Event (the newest MaxEvents are kept)
+//	<prefix>v1/healthchecks/<id>                    a Route 53 health check (JSON owned by internal/route53)
 //
 // Verdicts live on their checker's lease, so a checker that dies stops
 // counting when its lease expires, with no one to clean up after it.
@@ -47,6 +48,9 @@ const (
 	KindChecker  Kind = "checkers"
 	KindHealth   Kind = "health"
 	KindEvent    Kind = "events"
+	// KindHealthCheck holds named health-check definitions of the Route 53
+	// API; the store keeps their JSON without reading it.
+	KindHealthCheck Kind = "healthchecks"
 )
 
 // Key names one object in the store.
@@ -71,6 +75,7 @@ func CheckerKey(id string) Key { return Key{Kind: KindChecker, A: id} }
 func HealthKey(service, node, checker string) Key {
 	return Key{Kind: KindHealth, A: service, B: node + "/" + checker}
 }
+func HealthCheckKey(id string) Key { return Key{Kind: KindHealthCheck, A: id} }
 func RecordKey(zone, owner, typ string) Key {
 	return Key{Kind: KindRecord, A: zone, B: strings.ToLower(owner) + "/" + strings.ToUpper(typ)}
 }
@@ -100,7 +105,7 @@ func parseKey(prefix, full string) (Key, bool) {
 	}
 	k := Key{Kind: Kind(parts[0]), A: parts[1]}
 	switch k.Kind {
-	case KindZone, KindService, KindListener, KindGroup, KindChecker, KindEvent, KindRole:
+	case KindZone, KindService, KindListener, KindGroup, KindChecker, KindEvent, KindRole, KindHealthCheck:
 		return k, len(parts) == 2
 	case KindNode, KindMember:
 		if len(parts) != 3 || parts[2] == "" {
@@ -144,6 +149,8 @@ func decodeValue(k Key, data []byte) (any, error) {
 		v = new(api.Verdict)
 	case KindEvent:
 		v = new(api.Event)
+	case KindHealthCheck:
+		v = new(json.RawMessage)
 	default:
 		return nil, fmt.Errorf("decode %s: unknown kind", k)
 	}
