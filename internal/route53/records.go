@@ -540,7 +540,15 @@ func (h *Handler) applyRouted(r *http.Request, snap *registry.Snapshot, zone str
 		var err error
 		switch {
 		case s != nil:
-			r2, _, err = h.o.Store.PutNode(ctx, nodeOf(zone, s), 0)
+			n := nodeOf(zone, s)
+			if s.hc != "" {
+				// The record's own health check says which port to probe.
+				if _, n.Port, err = h.checkFor(r, s.hc); err != nil {
+					cancel()
+					return 0, err
+				}
+			}
+			r2, _, err = h.o.Store.PutNode(ctx, n, 0)
 		case old != nil:
 			r2, err = h.o.Store.DeleteNode(ctx, old.service, nodeID(old.key.id), api.SourceAPI)
 			if errors.Is(err, store.ErrNotFound) {
