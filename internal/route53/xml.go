@@ -103,6 +103,9 @@ func decodeXML(data []byte, v any) error {
 		if errors.As(err, &se) {
 			return fmt.Errorf("the request XML is malformed at line %d: %s", se.Line, se.Msg)
 		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return errors.New("the request XML is malformed: it ends before its root element does")
+		}
 		var ue xml.UnmarshalError
 		if errors.As(err, &ue) {
 			return fmt.Errorf("the request XML does not fit the operation: %s", string(ue))
