@@ -353,3 +353,65 @@ func TestCLIErrors(t *testing.T) {
 		t.Fatalf("second create: exit %d, stderr %q, want %q", code, errs, want)
 	}
 }
+
+// ListResourceRecordSets and ListHealthChecks page as on Route 53: the CLI
+// and boto3's paginators follow NextRecordName/Type/Identifier and
+// NextMarker one item at a time and see every set once. A weighted set
+// answers one record per query.
+func TestPagingAndWeighted(t *testing.T) {
+	e := start(t)
+	zone, errs, code := e.aws("route53", "list-hosted-zones", "--query", "HostedZones[0].Id", "--output", "text")
+	if code != 0 {
+		t.Fatalf("list-hosted-zones: exit %d: %s", code, errs)
+	}
+	changes := `{"Changes":[
+	 {"Action":"CREATE","ResourceRecordSet":{"Name":"a.cluster.test","Type":"A","TTL":60,"ResourceRecords":[{"Value":"127.0.46.21"}]}},
+	 {"Action":"CREATE","ResourceRecordSet":{"Name":"a.cluster.test","Type":"TXT","TTL":60,"ResourceRecords":[{"Value":"\"hello world\""}]}},
+	 {"Action":"CREATE","ResourceRecordSet":{"Name":"b.a.cluster.test","Type":"CNAME","TTL":60,"ResourceRecords":[{"Value":"a.cluster.test."}]}},
+	 {"Action":"CREATE","ResourceRecordSet":{"Name":"web.cluster.test","Type":"A","SetIdentifier":"one","Weight":10,"TTL":5,"ResourceRecords":[{"Value":"127.0.46.22"}]}},
+	 {"Action":"CREATE","ResourceRecordSet":{"Name":"web.cluster.test","Type":"A","SetIdentifier":"two","Weight":20,"TTL":5,"ResourceRecords":[{"Value":"127.0.46.23"}]}}
+	]}`
+	id, errs, code := e.aws("route53", "change-resource-record-sets", "--hosted-zone-id", zone, "--change-batch", changes, "--query", "ChangeInfo.Id", "--output", "text")
+	if code != 0 {
+		t.Fatalf("change: exit %d: %s", code, errs)
+	}
+	e.insync(id, "a.cluster.test", []string{"127.0.46.21"})
+	want := "a.cluster.test. A -\na.cluster.test. TXT -\nb.a.cluster.test. CNAME -\nweb.cluster.test. A one\nweb.cluster.test. A two"
+	out, errs, code := e.aws("route53", "list-resource-record-sets", "--hosted-zone-id", zone, "--page-size", "1",
+		"--query", "ResourceRecordSets[].[Name, Type, SetIdentifier || '-']", "--output", "text")
+	if got := strings.Join(strings.Fields(strings.ReplaceAll(out, "\n", " | ")), " "); code != 0 || got != strings.Join(strings.Fields(strings.ReplaceAll(want, "\n", " | ")), " ") {
+		t.Fatalf("list-resource-record-sets --page-size 1: exit %d (%s)\ngot:\n%s\nwant:\n%s", code, errs, out, want)
+	}
+	// boto3's paginator, and a start in the middle of the weighted set.
+	py := `
+import boto3, os, sys
+c = boto3.client("route53", endpoint_url=os.environ["SEAMARK_URL"])
+zone = sys.argv[1]
+names = [(s["Name"], s["Type"], s.get("SetIdentifier", "-"), s.get("Weight", "-")) for page in
+         c.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone, PaginationConfig={"PageSize": 2})
+         for s in page["ResourceRecordSets"]]
+print(names)
+r = c.list_resource_record_sets(HostedZoneId=zone, StartRecordName="web.cluster.test", StartRecordType="A", StartRecordIdentifier="two", MaxItems="1")
+print(r["ResourceRecordSets"][0]["SetIdentifier"], r["IsTruncated"])
+print(c.list_resource_record_sets(HostedZoneId=zone, StartRecordName="a.cluster.test", StartRecordType="TXT", MaxItems="1")["ResourceRecordSets"][0]["ResourceRecords"])
+`
+	out = e.mustRun(nil, "/usr/bin/python3", "-c", py, zone)
+	wantPy := `[('a.cluster.test.', 'A', '-', '-'), ('a.cluster.test.', 'TXT', '-', '-'), ('b.a.cluster.test.', 'CNAME', '-', '-'), ('web.cluster.test.', 'A', 'one', 10), ('web.cluster.test.', 'A', 'two', 20)]
+two False
+[{'Value': '"hello world"'}]`
+	if out != wantPy {
+		t.Fatalf("boto3:\ngot:\n%s\nwant:\n%s", out, wantPy)
+	}
+	// Weighted: one answer per query, drawn by weight from both records.
+	seen := map[string]int{}
+	for range 20 {
+		got := e.dig("web.cluster.test")
+		if len(got) != 1 {
+			t.Fatalf("weighted set: dig answered %v, want one record", got)
+		}
+		seen[got[0]]++
+	}
+	if len(seen) != 2 {
+		t.Fatalf("weighted set: 20 queries answered only %v", seen)
+	}
+}
