@@ -126,6 +126,13 @@ func (h *Handler) routes() {
 			if err != nil {
 				h.writeError(w, r, err)
 			}
+			if need == AccessWrite {
+				result := "ok"
+				if err != nil {
+					result = err.Error()
+				}
+				h.log.Info("route53 write", "access_key", cred.AccessKeyID, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "result", result)
+			}
 		}))
 	}
 	p := "/2013-04-01"
