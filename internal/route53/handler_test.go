@@ -1,0 +1,143 @@
+package route53
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/registry"
+	"github.com/seamark/seamark/internal/store"
+	"github.com/seamark/seamark/internal/store/storetest"
+)
+
+// fixture is the handler on a real store and registry, unsigned.
+func fixture(t *testing.T) (*httptest.Server, *store.Store) {
+	t.Helper()
+	st := storetest.New(t)
+	ctx := context.Background()
+	cfg := api.Service{Name: "cfg", Port: 3000, Source: api.SourceConfig, Check: api.Check{Type: api.CheckNone}}
+	cfg.SetDefaults()
+	if _, err := st.Reconcile(ctx, store.Desired{
+		store.ZoneKey("cluster.test."): &api.Zone{Name: "cluster.test.", Source: api.SourceConfig},
+		store.ServiceKey("cfg"):        &cfg,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w := registry.NewWatcher(st, nil)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-w.Ready()
+	srv := httptest.NewServer(New(Options{Store: st, Snapshots: w, InsecureUnsigned: true}))
+	t.Cleanup(srv.Close)
+	return srv, st
+}
+
+func call(t *testing.T, srv *httptest.Server, method, path, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func batch(changes ...string) string {
+	return `<ChangeResourceRecordSetsRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><ChangeBatch><Changes>` + strings.Join(changes, "") + `</Changes></ChangeBatch></ChangeResourceRecordSetsRequest>`
+}
+
+func chg(action, name, typ string, ttl int, extra string, values ...string) string {
+	var rr strings.Builder
+	for _, v := range values {
+		rr.WriteString("<ResourceRecord><Value>" + v + "</Value></ResourceRecord>")
+	}
+	return fmt.Sprintf(`<Change><Action>%s</Action><ResourceRecordSet><Name>%s</Name><Type>%s</Type>%s<TTL>%d</TTL><ResourceRecords>%s</ResourceRecords></ResourceRecordSet></Change>`, action, name, typ, extra, ttl, rr.String())
+}
+
+// Route 53's validation of change batches, applied in sequence on one zone:
+// each step either succeeds or fails whole with Route 53's code and message.
+func TestChangeValidation(t *testing.T) {
+	srv, _ := fixture(t)
+	path := "/2013-04-01/hostedzone/" + ZoneID("cluster.test.") + "/rrset/"
+	hc := `<CreateHealthCheckRequest><CallerReference>r1</CallerReference><HealthCheckConfig><IPAddress>127.0.46.31</IPAddress><Port>3000</Port><Type>TCP</Type></HealthCheckConfig></CreateHealthCheckRequest>`
+	code, body := call(t, srv, "POST", "/2013-04-01/healthcheck", hc)
+	if code != 201 {
+		t.Fatalf("create health check: %d %s", code, body)
+	}
+	hcID := healthCheckID("r1")
+	multi := func(id string) string { return "<SetIdentifier>" + id + "</SetIdentifier><MultiValueAnswer>true</MultiValueAnswer>" }
+	tests := []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{"create", batch(chg("CREATE", "www.cluster.test", "A", 60, "", "127.0.46.30")), 200, "<Status>INSYNC</Status>"},
+		{"create again", batch(chg("CREATE", "www.cluster.test", "A", 60, "", "127.0.46.30")), 400,
+			"[Tried to create resource record set [name=&#39;www.cluster.test.&#39;, type=&#39;A&#39;] but it already exists]"},
+		{"delete with other values", batch(chg("DELETE", "www.cluster.test", "A", 60, "", "127.0.46.39")), 400, "but the values provided do not match the current values"},
+		{"delete with another TTL", batch(chg("DELETE", "www.cluster.test", "A", 61, "", "127.0.46.30")), 400, "but the values provided do not match the current values"},
+		{"two failures in one batch", batch(chg("DELETE", "x.cluster.test", "A", 60, "", "127.0.46.30"), chg("CREATE", "www.cluster.test", "A", 60, "", "127.0.46.30")), 400,
+			"[Tried to delete resource record set [name=&#39;x.cluster.test.&#39;, type=&#39;A&#39;] but it was not found, Tried to create"},
+		{"delete then create replaces", batch(chg("DELETE", "www.cluster.test", "A", 60, "", "127.0.46.30"), chg("CREATE", "www.cluster.test", "A", 60, "", "127.0.46.33")), 200, "INSYNC"},
+		{"upsert", batch(chg("UPSERT", "www.cluster.test", "A", 60, "", "127.0.46.34")), 200, "INSYNC"},
+		{"bad address", batch(chg("UPSERT", "www.cluster.test", "A", 60, "", "not-an-ip")), 400, "<Code>InvalidChangeBatch</Code>"},
+		{"multivalue with health check", batch(chg("CREATE", "db.cluster.test", "A", 5, multi("127.0.46.31")+"<HealthCheckId>"+hcID+"</HealthCheckId>", "127.0.46.31")), 200, "INSYNC"},
+		{"plain set beside multivalue", batch(chg("CREATE", "db.cluster.test", "A", 5, "", "127.0.46.32")), 400, "cannot be created as a weighted or multivalue set exists"},
+		{"multivalue beside plain", batch(chg("CREATE", "www.cluster.test", "A", 5, multi("a"), "127.0.46.32")), 400, "cannot be created as a non-weighted set exists"},
+		{"weighted beside multivalue", batch(chg("CREATE", "db.cluster.test", "A", 5, "<SetIdentifier>w</SetIdentifier><Weight>1</Weight>", "127.0.46.32")), 400, "another routing policy"},
+		{"set identifiers that collide as node IDs", batch(chg("CREATE", "db.cluster.test", "A", 5, multi("127_0_46_31"), "127.0.46.32")), 400, "choose another SetIdentifier"},
+		{"unknown health check", batch(chg("CREATE", "db.cluster.test", "A", 5, multi("b")+"<HealthCheckId>nope</HealthCheckId>", "127.0.46.32")), 404, "<Code>NoSuchHealthCheck</Code>"},
+		{"two values in a multivalue record", batch(chg("CREATE", "db.cluster.test", "A", 5, multi("c"), "127.0.46.32", "127.0.46.33")), 400, "exactly one value"},
+		{"routed set two labels down", batch(chg("CREATE", "a.db.cluster.test", "A", 5, multi("c"), "127.0.46.32")), 400, "one label under the zone"},
+		{"alias", batch(`<Change><Action>CREATE</Action><ResourceRecordSet><Name>al.cluster.test</Name><Type>A</Type><AliasTarget><HostedZoneId>Z</HostedZoneId><DNSName>x.</DNSName><EvaluateTargetHealth>false</EvaluateTargetHealth></AliasTarget></ResourceRecordSet></Change>`), 400, "AliasTarget is not supported"},
+		{"weight without identifier", batch(chg("CREATE", "w.cluster.test", "A", 5, "<Weight>3</Weight>", "127.0.46.32")), 400, "Missing field &#39;SetIdentifier&#39;"},
+		{"config service", batch(chg("CREATE", "cfg.cluster.test", "A", 60, multi("x"), "127.0.46.35")), 400, "declared in the config file"},
+		{"bad action", batch(chg("REPLACE", "www.cluster.test", "A", 60, "", "127.0.46.30")), 400, "<Code>InvalidInput</Code>"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := call(t, srv, "POST", path, tc.body)
+			if code != tc.code || !strings.Contains(body, tc.want) {
+				t.Fatalf("got %d %s\nwant %d and %q", code, body, tc.code, tc.want)
+			}
+		})
+	}
+	// The multivalue record is node 127-0-46-31 of service db, probed at
+	// the health check's port.
+	code, body = call(t, srv, "GET", "/2013-04-01/hostedzone/"+ZoneID("cluster.test.")+"/rrset", "")
+	if code != 200 || !strings.Contains(body, "<SetIdentifier>127.0.46.31</SetIdentifier><MultiValueAnswer>true</MultiValueAnswer><TTL>5</TTL>") {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	// Health checks: idempotent create, conflicting create, in use.
+	if code, body = call(t, srv, "POST", "/2013-04-01/healthcheck", hc); code != 201 || !strings.Contains(body, hcID) {
+		t.Fatalf("create again with the same reference: %d %s", code, body)
+	}
+	if code, body = call(t, srv, "POST", "/2013-04-01/healthcheck", strings.Replace(hc, "3000", "3001", 1)); code != 409 || !strings.Contains(body, "HealthCheckAlreadyExists") {
+		t.Fatalf("same reference, other config: %d %s", code, body)
+	}
+	if code, body = call(t, srv, "DELETE", "/2013-04-01/healthcheck/"+hcID, ""); code != 400 || !strings.Contains(body, "HealthCheckInUse") {
+		t.Fatalf("delete a used health check: %d %s", code, body)
+	}
+	del := batch(chg("DELETE", "db.cluster.test", "A", 5, multi("127.0.46.31")+"<HealthCheckId>"+hcID+"</HealthCheckId>", "127.0.46.31"))
+	if code, body = call(t, srv, "POST", path, del); code != 200 {
+		t.Fatalf("delete the multivalue record: %d %s", code, body)
+	}
+	if code, body = call(t, srv, "DELETE", "/2013-04-01/healthcheck/"+hcID, ""); code != 200 {
+		t.Fatalf("delete the health check: %d %s", code, body)
+	}
+	if code, body = call(t, srv, "GET", "/2013-04-01/healthcheck/"+hcID, ""); code != 404 || !strings.Contains(body, "NoSuchHealthCheck") {
+		t.Fatalf("get a deleted health check: %d %s", code, body)
+	}
+	if code, body = call(t, srv, "GET", "/2013-04-01/trafficpolicies", ""); code != 400 || !strings.Contains(body, "docs/route53.md") {
+		t.Fatalf("unsupported operation: %d %s", code, body)
+	}
+}
