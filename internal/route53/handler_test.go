@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/registry"
@@ -16,7 +17,7 @@ import (
 )
 
 // fixture is the handler on a real store and registry, unsigned.
-func fixture(t *testing.T) (*httptest.Server, *store.Store) {
+func fixture(t *testing.T, creds ...Credential) (*httptest.Server, *store.Store) {
 	t.Helper()
 	st := storetest.New(t)
 	ctx := context.Background()
@@ -34,14 +35,17 @@ func fixture(t *testing.T) (*httptest.Server, *store.Store) {
 	go func() { defer close(done); w.Run(wctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-w.Ready()
-	srv := httptest.NewServer(New(Options{Store: st, Snapshots: w, InsecureUnsigned: true}))
+	srv := httptest.NewServer(New(Options{Store: st, Snapshots: w, InsecureUnsigned: len(creds) == 0, Credentials: creds}))
 	t.Cleanup(srv.Close)
 	return srv, st
 }
 
-func call(t *testing.T, srv *httptest.Server, method, path, body string) (int, string) {
+func call(t *testing.T, srv *httptest.Server, method, path, body string, signer ...Credential) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	for _, c := range signer {
+		sign(req, []byte(body), c.AccessKeyID, c.Secret, time.Now())
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +78,9 @@ func TestChangeValidation(t *testing.T) {
 		t.Fatalf("create health check: %d %s", code, body)
 	}
 	hcID := healthCheckID("r1")
-	multi := func(id string) string { return "<SetIdentifier>" + id + "</SetIdentifier><MultiValueAnswer>true</MultiValueAnswer>" }
+	multi := func(id string) string {
+		return "<SetIdentifier>" + id + "</SetIdentifier><MultiValueAnswer>true</MultiValueAnswer>"
+	}
 	tests := []struct {
 		name, body string
 		code       int
@@ -139,5 +145,41 @@ func TestChangeValidation(t *testing.T) {
 	}
 	if code, body = call(t, srv, "GET", "/2013-04-01/trafficpolicies", ""); code != 400 || !strings.Contains(body, "docs/route53.md") {
 		t.Fatalf("unsupported operation: %d %s", code, body)
+	}
+}
+
+// A register credential changes only weighted and multivalue sets of its
+// services (and health checks); a read credential changes nothing.
+func TestRegisterScope(t *testing.T) {
+	reg := Credential{AccessKeyID: "agents", Secret: "agent-secret", Access: AccessRegister, Services: []string{"db"}}
+	ro := Credential{AccessKeyID: "viewer", Secret: "viewer-secret", Access: AccessRead}
+	srv, _ := fixture(t, reg, ro)
+	path := "/2013-04-01/hostedzone/" + ZoneID("cluster.test.") + "/rrset/"
+	multi := "<SetIdentifier>n1</SetIdentifier><MultiValueAnswer>true</MultiValueAnswer>"
+	tests := []struct {
+		name   string
+		cred   Credential
+		method string
+		path   string
+		body   string
+		code   int
+		want   string
+	}{
+		{"register: its service", reg, "POST", path, batch(chg("CREATE", "db.cluster.test", "A", 5, multi, "127.0.46.41")), 200, "INSYNC"},
+		{"register: another service", reg, "POST", path, batch(chg("CREATE", "web.cluster.test", "A", 5, multi, "127.0.46.42")), 403, "access register for services db, not web"},
+		{"register: a plain set", reg, "POST", path, batch(chg("CREATE", "www.cluster.test", "A", 5, "", "127.0.46.42")), 403, "not authorized to change plain record sets"},
+		{"register: a health check", reg, "POST", "/2013-04-01/healthcheck", `<CreateHealthCheckRequest><CallerReference>a</CallerReference><HealthCheckConfig><IPAddress>127.0.46.41</IPAddress><Type>TCP</Type></HealthCheckConfig></CreateHealthCheckRequest>`, 201, "<Port>80</Port>"},
+		{"register: reads", reg, "GET", "/2013-04-01/hostedzone", "", 200, "<Name>cluster.test.</Name>"},
+		{"read: reads", ro, "GET", path, "", 200, "<SetIdentifier>n1</SetIdentifier>"},
+		{"read: no change", ro, "POST", path, batch(chg("DELETE", "db.cluster.test", "A", 5, multi, "127.0.46.41")), 403, "<Code>AccessDenied</Code>"},
+		{"read: no health check", ro, "DELETE", "/2013-04-01/healthcheck/" + healthCheckID("a"), "", 403, "<Code>AccessDenied</Code>"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := call(t, srv, tc.method, tc.path, tc.body, tc.cred)
+			if code != tc.code || !strings.Contains(body, tc.want) {
+				t.Fatalf("got %d %s\nwant %d and %q", code, body, tc.code, tc.want)
+			}
+		})
 	}
 }

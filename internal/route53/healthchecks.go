@@ -166,6 +166,15 @@ func (h *Handler) createHealthCheck(w http.ResponseWriter, r *http.Request, body
 		return err
 	}
 	ctx, cancel := h.storeCtx(r)
+	n, err := h.o.Store.HealthCheckCount(ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if n >= maxHealthChecks {
+		return &apiError{status: http.StatusBadRequest, code: "TooManyHealthChecks", msg: fmt.Sprintf("This seamark server already has its limit of %d health checks; delete unused ones (DeleteHealthCheck).", maxHealthChecks)}
+	}
+	ctx, cancel = h.storeCtx(r)
 	_, err = h.o.Store.PutHealthCheck(ctx, c.ID, val, true)
 	cancel()
 	status := http.StatusCreated

@@ -454,6 +454,19 @@ func (h *Handler) changeRecordSets(w http.ResponseWriter, r *http.Request, body 
 	if err != nil {
 		return err
 	}
+	if c := credential(r); c != nil && c.Access == AccessRegister {
+		if len(p.static) > 0 {
+			return &apiError{status: http.StatusForbidden, code: "AccessDenied", msg: fmt.Sprintf("User: %s is not authorized to change plain record sets: its seamark token has access register (weighted and multivalue sets of services %s only)", c.AccessKeyID, strings.Join(c.Services, ", "))}
+		}
+		for k, s := range p.routed {
+			if s == nil {
+				s = p.initial[k]
+			}
+			if s != nil && !slices.Contains(c.Services, s.service) {
+				return &apiError{status: http.StatusForbidden, code: "AccessDenied", msg: fmt.Sprintf("User: %s is not authorized to change record set %s: its seamark token has access register for services %s, not %s", c.AccessKeyID, k, strings.Join(c.Services, ", "), s.service)}
+			}
+		}
+	}
 	submitted := h.o.Now()
 	var rev int64
 	if len(p.static) > 0 {

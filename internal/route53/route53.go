@@ -12,7 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/seamark/seamark/api"
@@ -23,6 +25,13 @@ import (
 // Prefix is the path every Route 53 request starts with.
 const Prefix = "/2013-04-01/"
 
+// bodyTimeout bounds reading a request body; maxHealthChecks bounds the
+// health check definitions (Route 53's default quota is 200).
+const (
+	bodyTimeout     = 30 * time.Second
+	maxHealthChecks = 10000
+)
+
 // Store is what the Route 53 API writes through.
 type Store interface {
 	PutService(ctx context.Context, svc api.Service, create bool) (int64, error)
@@ -32,6 +41,7 @@ type Store interface {
 	PutHealthCheck(ctx context.Context, id string, val []byte, create bool) (int64, error)
 	HealthCheck(ctx context.Context, id string) ([]byte, error)
 	HealthChecks(ctx context.Context) (map[string][]byte, error)
+	HealthCheckCount(ctx context.Context) (int64, error)
 	DeleteHealthCheck(ctx context.Context, id string) (int64, error)
 }
 
@@ -48,7 +58,12 @@ var (
 
 // Access levels of a credential (the same words as the HTTP API's tokens).
 const (
-	AccessRead  = "read"
+	// AccessRead may call the Get and List operations only.
+	AccessRead = "read"
+	// AccessRegister may also change weighted and multivalue sets whose
+	// service is in its Services, and create and delete health checks.
+	AccessRegister = "register"
+	// AccessWrite may do everything.
 	AccessWrite = "write"
 )
 
@@ -57,7 +72,9 @@ const (
 type Credential struct {
 	AccessKeyID string
 	Secret      string
-	Access      string // read or write
+	Access      string // read, register or write
+	// Services are the services a register credential may change.
+	Services []string
 }
 
 // Options configure a Handler.
@@ -65,8 +82,8 @@ type Options struct {
 	Store     Store
 	Snapshots Snapshots
 	Logger    *slog.Logger
-	// Credentials are the accepted access keys. With none, every request is
-	// refused unless InsecureUnsigned.
+	// Credentials are the accepted access keys (SetCredentials replaces
+	// them). With none, every request is refused unless InsecureUnsigned.
 	Credentials []Credential
 	// InsecureUnsigned accepts requests without checking their signature,
 	// as a write credential, when no Credentials are configured. For tests
@@ -83,9 +100,17 @@ type Options struct {
 
 // Handler serves the Route 53 API.
 type Handler struct {
-	o   Options
-	log *slog.Logger
-	mux *http.ServeMux
+	o     Options
+	log   *slog.Logger
+	mux   *http.ServeMux
+	creds atomic.Pointer[[]Credential]
+}
+
+// SetCredentials replaces the accepted access keys (a config reload);
+// requests already authenticated finish with the old ones.
+func (h *Handler) SetCredentials(c []Credential) {
+	c = slices.Clone(c)
+	h.creds.Store(&c)
 }
 
 // New returns the Route 53 API handler.
@@ -103,6 +128,7 @@ func New(o Options) *Handler {
 		o.WriteVisibleTimeout = 2 * time.Second
 	}
 	h := &Handler{o: o, log: o.Logger.With("component", "route53"), mux: http.NewServeMux()}
+	h.SetCredentials(o.Credentials)
 	h.routes()
 	return h
 }
@@ -118,7 +144,7 @@ func (h *Handler) routes() {
 			body, _ := r.Context().Value(ctxKey{}).([]byte)
 			cred, _ := r.Context().Value(credKey{}).(*Credential)
 			var err error
-			if need == AccessWrite && cred.Access != AccessWrite {
+			if need == AccessWrite && cred.Access != AccessWrite && !(need == AccessWrite && cred.Access == AccessRegister && registerMay(r)) {
 				err = &apiError{status: http.StatusForbidden, code: "AccessDenied", msg: fmt.Sprintf("User: %s is not authorized to perform this change: its seamark token has %s access", cred.AccessKeyID, cred.Access)}
 			} else {
 				err = fn(w, r, body)
@@ -158,6 +184,9 @@ type credKey struct{}
 
 // ServeHTTP authenticates the request with SigV4 and serves it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The body is read before the signature can be checked: bound its time
+	// as well as its size.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		h.writeError(w, r, &apiError{status: http.StatusBadRequest, code: "InvalidInput", msg: "the request body could not be read: " + err.Error()})
@@ -179,7 +208,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authenticate checks the request's SigV4 signature and returns the
 // credential that signed it.
 func (h *Handler) authenticate(r *http.Request, body []byte) (*Credential, error) {
-	if len(h.o.Credentials) == 0 {
+	creds := *h.creds.Load()
+	if len(creds) == 0 {
 		if h.o.InsecureUnsigned {
 			return &Credential{AccessKeyID: "insecure-unsigned", Access: AccessWrite}, nil
 		}
@@ -215,8 +245,8 @@ func (h *Handler) authenticate(r *http.Request, body []byte) (*Credential, error
 		return nil, &apiError{status: http.StatusForbidden, code: "IncompleteSignature", msg: "SignedHeaders must include x-amz-date"}
 	}
 	var cred *Credential
-	for i := range h.o.Credentials {
-		c := &h.o.Credentials[i]
+	for i := range creds {
+		c := &creds[i]
 		if subtle.ConstantTimeCompare([]byte(c.AccessKeyID), []byte(a.AccessKey)) == 1 {
 			cred = c
 		}
@@ -229,6 +259,20 @@ func (h *Handler) authenticate(r *http.Request, body []byte) (*Credential, error
 		return nil, &apiError{status: http.StatusForbidden, code: "SignatureDoesNotMatch", msg: "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
 	}
 	return cred, nil
+}
+
+// registerMay reports whether a register credential may call this write
+// operation at all: record set changes (checked per change against its
+// services) and health checks.
+func registerMay(r *http.Request) bool {
+	p := r.URL.Path
+	return strings.HasSuffix(strings.TrimSuffix(p, "/"), "/rrset") || strings.HasPrefix(p, Prefix+"healthcheck")
+}
+
+// credential is the access key that signed r.
+func credential(r *http.Request) *Credential {
+	c, _ := r.Context().Value(credKey{}).(*Credential)
+	return c
 }
 
 // apiError is an error in Route 53's shape.

@@ -515,3 +515,12 @@ func (s *Store) DeleteHealthCheck(ctx context.Context, id string) (int64, error)
 	})
 	return rev, err
 }
+
+// HealthCheckCount counts the health check definitions.
+func (s *Store) HealthCheckCount(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, kindPrefix(s.prefix, KindHealthCheck), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("count health checks: %w", err)
+	}
+	return resp.Count, nil
+}
