@@ -183,3 +183,40 @@ func TestRegisterScope(t *testing.T) {
 		})
 	}
 }
+
+// Nodes of an autoscaling group start together: concurrent batches adding
+// records to one multivalue set all land.
+func TestConcurrentStarts(t *testing.T) {
+	srv, _ := fixture(t)
+	path := "/2013-04-01/hostedzone/" + ZoneID("cluster.test.") + "/rrset/"
+	const n = 10
+	errs := make(chan string, n)
+	for i := range n {
+		go func() {
+			ip := fmt.Sprintf("127.0.46.%d", 100+i)
+			body := batch(chg("UPSERT", "db.cluster.test", "A", 5, "<SetIdentifier>"+ip+"</SetIdentifier><MultiValueAnswer>true</MultiValueAnswer>", ip))
+			req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs <- fmt.Sprintf("%s: %d %s", ip, resp.StatusCode, b)
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range n {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+	_, body := call(t, srv, "GET", "/2013-04-01/hostedzone/"+ZoneID("cluster.test.")+"/rrset", "")
+	if got := strings.Count(body, "<SetIdentifier>"); got != n {
+		t.Fatalf("after %d concurrent UPSERTs: %d records listed\n%s", n, got, body)
+	}
+}
