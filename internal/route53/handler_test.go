@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func chg(action, name, typ string, ttl int, extra string, values ...string) stri
 // Route 53's validation of change batches, applied in sequence on one zone:
 // each step either succeeds or fails whole with Route 53's code and message.
 func TestChangeValidation(t *testing.T) {
-	srv, _ := fixture(t)
+	srv, st := fixture(t)
 	path := "/2013-04-01/hostedzone/" + ZoneID("cluster.test.") + "/rrset/"
 	hc := `<CreateHealthCheckRequest><CallerReference>r1</CallerReference><HealthCheckConfig><IPAddress>127.0.46.31</IPAddress><Port>3000</Port><Type>TCP</Type></HealthCheckConfig></CreateHealthCheckRequest>`
 	code, body := call(t, srv, "POST", "/2013-04-01/healthcheck", hc)
@@ -78,6 +79,18 @@ func TestChangeValidation(t *testing.T) {
 		t.Fatalf("create health check: %d %s", code, body)
 	}
 	hcID := healthCheckID("r1")
+	dbx := api.Service{Name: "dbx", Port: 3000, Source: api.SourceAPI, Check: api.Check{Type: api.CheckNone}}
+	dbx.SetDefaults()
+	if _, err := st.PutService(context.Background(), dbx, true); err != nil {
+		t.Fatal(err)
+	}
+	agentNode := api.Node{ID: "agent-1", Service: "dbx", Address: netip.MustParseAddr("127.0.46.37"), Source: api.SourceAgent}
+	agentNode.SetDefaults()
+	rev, _, err := st.PutNode(context.Background(), agentNode, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, srv, rev)
 	multi := func(id string) string {
 		return "<SetIdentifier>" + id + "</SetIdentifier><MultiValueAnswer>true</MultiValueAnswer>"
 	}
@@ -106,6 +119,8 @@ func TestChangeValidation(t *testing.T) {
 		{"routed set two labels down", batch(chg("CREATE", "a.db.cluster.test", "A", 5, multi("c"), "127.0.46.32")), 400, "one label under the zone"},
 		{"alias", batch(`<Change><Action>CREATE</Action><ResourceRecordSet><Name>al.cluster.test</Name><Type>A</Type><AliasTarget><HostedZoneId>Z</HostedZoneId><DNSName>x.</DNSName><EvaluateTargetHealth>false</EvaluateTargetHealth></AliasTarget></ResourceRecordSet></Change>`), 400, "AliasTarget is not supported"},
 		{"weight without identifier", batch(chg("CREATE", "w.cluster.test", "A", 5, "<Weight>3</Weight>", "127.0.46.32")), 400, "Missing field &#39;SetIdentifier&#39;"},
+		{"node ID an agent has", batch(chg("CREATE", "dbx.cluster.test", "A", 5, multi("agent-1"), "127.0.46.36")), 400, "which another node (source agent) already has"},
+		{"wildcard", batch(chg("CREATE", "*.w.cluster.test", "TXT", 60, "", `"hi"`)), 200, "INSYNC"},
 		{"config service", batch(chg("CREATE", "cfg.cluster.test", "A", 60, multi("x"), "127.0.46.35")), 400, "declared in the config file"},
 		{"bad action", batch(chg("REPLACE", "www.cluster.test", "A", 60, "", "127.0.46.30")), 400, "<Code>InvalidInput</Code>"},
 	}
@@ -142,6 +157,9 @@ func TestChangeValidation(t *testing.T) {
 	}
 	if code, body = call(t, srv, "GET", "/2013-04-01/healthcheck/"+hcID, ""); code != 404 || !strings.Contains(body, "NoSuchHealthCheck") {
 		t.Fatalf("get a deleted health check: %d %s", code, body)
+	}
+	if _, body = call(t, srv, "GET", "/2013-04-01/hostedzone/"+ZoneID("cluster.test.")+"/rrset", ""); !strings.Contains(body, `<Name>\052.w.cluster.test.</Name>`) {
+		t.Fatalf("list: the wildcard is not written as Route 53 writes it: %s", body)
 	}
 	if code, body = call(t, srv, "GET", "/2013-04-01/trafficpolicies", ""); code != 400 || !strings.Contains(body, "docs/route53.md") {
 		t.Fatalf("unsupported operation: %d %s", code, body)
@@ -219,4 +237,18 @@ func TestConcurrentStarts(t *testing.T) {
 	if got := strings.Count(body, "<SetIdentifier>"); got != n {
 		t.Fatalf("after %d concurrent UPSERTs: %d records listed\n%s", n, got, body)
 	}
+}
+
+// waitFor waits until the handler's snapshot shows store revision rev
+// (GetChange turns INSYNC).
+func waitFor(t *testing.T, srv *httptest.Server, rev int64) {
+	t.Helper()
+	path := "/2013-04-01/change/" + changeID(rev, time.Now())
+	for range 250 {
+		if _, body := call(t, srv, "GET", path, ""); strings.Contains(body, "INSYNC") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("revision %d not visible after 5s", rev)
 }

@@ -56,7 +56,7 @@ type set struct {
 }
 
 func (s *set) xml() xmlRRSet {
-	x := xmlRRSet{Name: s.key.name, Type: s.key.typ, SetIdentifier: s.key.id, TTL: s.ttl, HealthCheckID: s.hc}
+	x := xmlRRSet{Name: strings.ReplaceAll(s.key.name, "*", `\052`), Type: s.key.typ, SetIdentifier: s.key.id, TTL: s.ttl, HealthCheckID: s.hc}
 	switch s.routing {
 	case routingWeighted:
 		w := s.weight
@@ -284,6 +284,12 @@ func validate(snap *registry.Snapshot, zone string, batch changeBatch) (*plan, e
 						}
 					}
 				}
+				if k.id != "" {
+					if msg := nodeTaken(snap, s, zone); msg != "" {
+						msgs = append(msgs, msg)
+						continue
+					}
+				}
 				if k.id == "" {
 					kinds[nt] = -1
 				} else {
@@ -317,6 +323,26 @@ func validate(snap *registry.Snapshot, zone string, batch changeBatch) (*plan, e
 		return nil, invalidBatch(msgs...)
 	}
 	return p, nil
+}
+
+// nodeTaken says why a new routed record cannot become its node: another
+// node of the service (an agent's, or a record of another zone) has its ID.
+func nodeTaken(snap *registry.Snapshot, s *set, zone string) string {
+	sv, ok := snap.Service(s.service)
+	if !ok {
+		return ""
+	}
+	id := nodeID(s.key.id)
+	for _, n := range sv.Nodes {
+		if n.ID != id {
+			continue
+		}
+		if n.Tags[tagZone] == zone && n.Tags[tagSetID] == s.key.id {
+			return ""
+		}
+		return fmt.Sprintf("SetIdentifier %s becomes seamark node ID %q of service %s, which another node (source %s) already has; choose another SetIdentifier", s.key.id, id, s.service, n.Source)
+	}
+	return ""
 }
 
 // sameSet reports whether a DELETE's set matches the current one: Route 53

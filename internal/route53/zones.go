@@ -59,11 +59,29 @@ func (h *Handler) zoneByID(snap *registry.Snapshot, id string) (string, error) {
 	return "", &apiError{status: http.StatusNotFound, code: "NoSuchHostedZone", msg: "No hosted zone found with ID: " + id}
 }
 
-func hostedZone(snap *registry.Snapshot, zone string) xmlHostedZone {
+func hostedZone(zone string, sets int) xmlHostedZone {
 	return xmlHostedZone{
 		ID: "/hostedzone/" + ZoneID(zone), Name: zone, CallerReference: "seamark:" + zone,
-		Comment: "served by seamark", ResourceRecordSetCount: len(recordSets(snap, zone)),
+		Comment: "served by seamark", ResourceRecordSetCount: sets,
 	}
+}
+
+// setCounts counts the record sets of every zone in one pass.
+func setCounts(snap *registry.Snapshot) map[string]int {
+	out := map[string]int{}
+	for _, z := range snap.Zones() {
+		if zr := snap.Records(z); zr != nil {
+			out[z] = len(zr.Sets)
+		}
+	}
+	for _, sv := range snap.Services() {
+		for _, n := range sv.Nodes {
+			if n.Tags[tagSetID] != "" {
+				out[n.Tags[tagZone]]++
+			}
+		}
+	}
+	return out
 }
 
 // reverseName orders names the way Route 53 lists them: by labels from the
@@ -106,6 +124,7 @@ func (h *Handler) listHostedZones(w http.ResponseWriter, r *http.Request, _ []by
 		MaxItems    int             `xml:"MaxItems"`
 	}
 	out := resp{Xmlns: xmlns, Marker: marker, MaxItems: limit, HostedZones: []xmlHostedZone{}}
+	counts := setCounts(snap)
 	started := marker == ""
 	for _, z := range snap.Zones() {
 		if !started {
@@ -117,7 +136,7 @@ func (h *Handler) listHostedZones(w http.ResponseWriter, r *http.Request, _ []by
 			out.IsTruncated, out.NextMarker = true, ZoneID(z)
 			break
 		}
-		out.HostedZones = append(out.HostedZones, hostedZone(snap, z))
+		out.HostedZones = append(out.HostedZones, hostedZone(z, counts[z]))
 	}
 	writeXML(w, http.StatusOK, out)
 	return nil
@@ -154,6 +173,7 @@ func (h *Handler) listHostedZonesByName(w http.ResponseWriter, r *http.Request, 
 		NextHostedZoneID string          `xml:"NextHostedZoneId,omitempty"`
 		MaxItems         int             `xml:"MaxItems"`
 	}
+	counts := setCounts(snap)
 	out := resp{Xmlns: xmlns, DNSName: dnsName, HostedZoneID: startID, MaxItems: limit, HostedZones: []xmlHostedZone{}}
 	for _, z := range zones {
 		if reverseName(z) < from {
@@ -163,7 +183,7 @@ func (h *Handler) listHostedZonesByName(w http.ResponseWriter, r *http.Request, 
 			out.IsTruncated, out.NextDNSName, out.NextHostedZoneID = true, z, ZoneID(z)
 			break
 		}
-		out.HostedZones = append(out.HostedZones, hostedZone(snap, z))
+		out.HostedZones = append(out.HostedZones, hostedZone(z, counts[z]))
 	}
 	writeXML(w, http.StatusOK, out)
 	return nil
@@ -184,7 +204,7 @@ func (h *Handler) getHostedZone(w http.ResponseWriter, r *http.Request, _ []byte
 		HostedZone  xmlHostedZone `xml:"HostedZone"`
 		NameServers []string      `xml:"DelegationSet>NameServers>NameServer"`
 	}
-	writeXML(w, http.StatusOK, resp{Xmlns: xmlns, HostedZone: hostedZone(snap, zone), NameServers: []string{"ns." + zone}})
+	writeXML(w, http.StatusOK, resp{Xmlns: xmlns, HostedZone: hostedZone(zone, len(recordSets(snap, zone))), NameServers: []string{"ns." + zone}})
 	return nil
 }
 
