@@ -120,6 +120,8 @@ func TestChangeValidation(t *testing.T) {
 		{"alias", batch(`<Change><Action>CREATE</Action><ResourceRecordSet><Name>al.cluster.test</Name><Type>A</Type><AliasTarget><HostedZoneId>Z</HostedZoneId><DNSName>x.</DNSName><EvaluateTargetHealth>false</EvaluateTargetHealth></AliasTarget></ResourceRecordSet></Change>`), 400, "AliasTarget is not supported"},
 		{"weight without identifier", batch(chg("CREATE", "w.cluster.test", "A", 5, "<Weight>3</Weight>", "127.0.46.32")), 400, "Missing field &#39;SetIdentifier&#39;"},
 		{"node ID an agent has", batch(chg("CREATE", "dbx.cluster.test", "A", 5, multi("agent-1"), "127.0.46.36")), 400, "which another node (source agent) already has"},
+		{"agent's service, other answers", batch(chg("CREATE", "dbx.cluster.test", "A", 60, multi("r1"), "127.0.46.36")), 400, "also has nodes registered outside Route 53"},
+		{"agent's service, same answers", batch(chg("CREATE", "dbx.cluster.test", "A", 5, multi("r1"), "127.0.46.36")), 200, "INSYNC"},
 		{"wildcard", batch(chg("CREATE", "*.w.cluster.test", "TXT", 60, "", `"hi"`)), 200, "INSYNC"},
 		{"config service", batch(chg("CREATE", "cfg.cluster.test", "A", 60, multi("x"), "127.0.46.35")), 400, "declared in the config file"},
 		{"bad action", batch(chg("REPLACE", "www.cluster.test", "A", 60, "", "127.0.46.30")), 400, "<Code>InvalidInput</Code>"},

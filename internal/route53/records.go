@@ -633,8 +633,18 @@ func (h *Handler) putService(r *http.Request, snap *registry.Snapshot, name stri
 	} else {
 		svc = api.Service{Name: name, Port: 80, Source: api.SourceAPI}
 	}
+	// others: nodes registered outside Route 53 (agents, the API). Their
+	// service's check and answers are not the record set's to change.
+	others := false
+	if exists {
+		for _, n := range existing.Nodes {
+			others = others || n.Tags[tagSetID] == ""
+		}
+	}
 	want := svc
-	want.Check = api.Check{Type: api.CheckNone}
+	if !others {
+		want.Check = api.Check{Type: api.CheckNone}
+	}
 	hcID := ""
 	for _, s := range sets {
 		if s.hc == "" {
@@ -674,6 +684,9 @@ func (h *Handler) putService(r *http.Request, snap *registry.Snapshot, name stri
 	b, _ := json.Marshal(want)
 	if exists && string(a) == string(b) {
 		return 0, nil
+	}
+	if exists && others {
+		return 0, invalidInput("Invalid request: service %s also has nodes registered outside Route 53 (agents or the API); this record set would change its check or answers (routing %s, TTL %d, health check %q); match the service's (see GET /v1/services/%s) or use another name", name, last.routing, last.ttl, hcID, name)
 	}
 	if exists && svc.Source == api.SourceConfig {
 		return 0, invalidInput("Invalid request: service %s is declared in the config file; set its check and answers there to match the record set (see docs/route53.md)", name)
