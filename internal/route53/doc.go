@@ -12,7 +12,9 @@
 // so answers follow seamark's health verdicts), and health check definitions.
 //
 // Every request is authenticated with AWS Signature Version 4: the access key
-// ID is a seamark API token's name, the secret is its secret. Errors come in
+// ID is a seamark API token's name, the secret is its secret; read tokens
+// only read, register tokens change only weighted and multivalue sets of
+// their services (and health checks), write tokens change anything. Errors come in
 // Route 53's XML shape, so the CLI and SDKs print them as they would for
 // Route 53. Every input is bounded: the body size, the number of changes,
 // records and characters in a batch (Route 53's own limits), and every store
