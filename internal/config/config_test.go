@@ -856,6 +856,8 @@ func TestDefaults(t *testing.T) {
 			[]string{"0.0.0.0:80", "127.0.0.1:9453", "/x/"}},
 		{"anonymous read", "", func(f *config.File) any { return *f.API.AnonymousRead }, true},
 		{"anonymous read off", "api: {anonymous_read: false}", func(f *config.File) any { return *f.API.AnonymousRead }, false},
+		{"route53 signed by default", "", func(f *config.File) any { return f.API.Route53.InsecureUnsigned }, false},
+		{"route53 insecure unsigned", "api: {route53: {insecure_unsigned: true}}", func(f *config.File) any { return f.API.Route53.InsecureUnsigned }, true},
 		{"zones are normalised", "zones: [Cluster.Test, example.com.]", func(f *config.File) any { return f.Zones },
 			[]string{"cluster.test.", "example.com."}},
 		{"service check and answers", "services: [{name: db, port: 3000}]",

@@ -81,6 +81,16 @@ type API struct {
 	Tokens []Token `json:"tokens"`
 	// AnonymousRead lets requests without a token read. Default true.
 	AnonymousRead *bool `json:"anonymous_read"`
+	// Route53 configures the Route 53 API under /2013-04-01/ (docs/route53.md).
+	Route53 Route53 `json:"route53"`
+}
+
+// Route53 is the `api.route53:` section.
+type Route53 struct {
+	// InsecureUnsigned lets the Route 53 API accept unsigned requests (as a
+	// write token) while no api.tokens are configured. Without tokens and
+	// without it, every Route 53 request is refused.
+	InsecureUnsigned bool `json:"insecure_unsigned"`
 }
 
 // Token is one bearer token of the API.

@@ -98,6 +98,9 @@ type Options struct {
 	// files hold no data, and the page reads the API with the user's), and
 	// GET / redirects there.
 	UI http.Handler
+	// Route53, when set, serves Amazon Route 53's API under /2013-04-01/
+	// (it authenticates its own requests with AWS Signature Version 4).
+	Route53 http.Handler
 }
 
 // Handler is the API's http.Handler.
@@ -182,6 +185,9 @@ func (h *Handler) routes() {
 	if h.o.UI != nil {
 		h.mux.Handle("GET /ui/", h.o.UI)
 		h.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	}
+	if h.o.Route53 != nil {
+		h.mux.Handle("/2013-04-01/", h.o.Route53)
 	}
 	metrics := promhttp.Handler()
 	read("GET /metrics", func(w http.ResponseWriter, r *http.Request) error { metrics.ServeHTTP(w, r); return nil })

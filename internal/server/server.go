@@ -32,6 +32,7 @@ import (
 	"github.com/seamark/seamark/internal/httpapi"
 	"github.com/seamark/seamark/internal/lb"
 	"github.com/seamark/seamark/internal/registry"
+	"github.com/seamark/seamark/internal/route53"
 	"github.com/seamark/seamark/internal/store"
 	"github.com/seamark/seamark/internal/ui"
 )
@@ -243,6 +244,10 @@ func (s *Server) startHTTP(f *config.File) error {
 	s.api = httpapi.New(httpapi.Options{
 		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
 		Tokens: tokens, AnonymousRead: anon, Balancer: bal, UI: ui.Handler(),
+		Route53: route53.New(route53.Options{
+			Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger,
+			Credentials: route53Credentials(tokens), InsecureUnsigned: f.API.Route53.InsecureUnsigned,
+		}),
 	})
 	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.wg.Add(1)
@@ -254,6 +259,16 @@ func (s *Server) startHTTP(f *config.File) error {
 	}()
 	s.log.Info("http api listening", "addr", ln.Addr().String(), "dashboard", "http://"+ln.Addr().String()+ui.Prefix)
 	return nil
+}
+
+// route53Credentials maps API tokens onto Route 53 access keys: the access
+// key ID is the token's name, the secret its secret.
+func route53Credentials(tokens []httpapi.Token) []route53.Credential {
+	out := make([]route53.Credential, 0, len(tokens))
+	for _, t := range tokens {
+		out = append(out, route53.Credential{AccessKeyID: t.Name, Secret: t.Secret, Access: t.Access})
+	}
+	return out
 }
 
 // HTTPAddr is the bound address of the HTTP API.

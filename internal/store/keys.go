@@ -23,6 +23,7 @@ import (
 //	<prefix>v1/health/<service>/<node-id>/<checker> api.Verdict (on the checker's lease)
 //	<prefix>v1/events/<unix-nanos, 20 digits>-<origin> api.Event (the newest MaxEvents are kept)
 //	<prefix>v1/admin/<service>/<node-id>            api.NodeAdmin (no lease: the operator's, kept across re-registrations)
+//	<prefix>v1/healthchecks/<id>                    a Route 53 health check (JSON owned by internal/route53)
 //
 // A node's admin state (drain, maint, weight override) has a key of its own
 // beside the node's, with no lease: an agent's re-registration replaces the
@@ -54,6 +55,9 @@ const (
 	KindHealth   Kind = "health"
 	KindEvent    Kind = "events"
 	KindAdmin    Kind = "admin"
+	// KindHealthCheck holds named health-check definitions of the Route 53
+	// API; the store keeps their JSON without reading it.
+	KindHealthCheck Kind = "healthchecks"
 )
 
 // Key names one object in the store.
@@ -79,6 +83,7 @@ func HealthKey(service, node, checker string) Key {
 	return Key{Kind: KindHealth, A: service, B: node + "/" + checker}
 }
 func AdminKey(service, id string) Key { return Key{Kind: KindAdmin, A: service, B: id} }
+func HealthCheckKey(id string) Key { return Key{Kind: KindHealthCheck, A: id} }
 func RecordKey(zone, owner, typ string) Key {
 	return Key{Kind: KindRecord, A: zone, B: strings.ToLower(owner) + "/" + strings.ToUpper(typ)}
 }
@@ -108,7 +113,7 @@ func parseKey(prefix, full string) (Key, bool) {
 	}
 	k := Key{Kind: Kind(parts[0]), A: parts[1]}
 	switch k.Kind {
-	case KindZone, KindService, KindListener, KindGroup, KindChecker, KindEvent, KindRole:
+	case KindZone, KindService, KindListener, KindGroup, KindChecker, KindEvent, KindRole, KindHealthCheck:
 		return k, len(parts) == 2
 	case KindNode, KindMember, KindAdmin:
 		if len(parts) != 3 || parts[2] == "" {
@@ -154,6 +159,8 @@ func decodeValue(k Key, data []byte) (any, error) {
 		v = new(api.Event)
 	case KindAdmin:
 		v = new(api.NodeAdmin)
+	case KindHealthCheck:
+		v = new(json.RawMessage)
 	default:
 		return nil, fmt.Errorf("decode %s: unknown kind", k)
 	}

@@ -455,3 +455,72 @@ func kindRank(s *Store, op clientv3.Op) int {
 	}
 	return rank
 }
+
+// MaxHealthCheckSize bounds the JSON of one health check definition.
+const MaxHealthCheckSize = 4 << 10
+
+// PutHealthCheck stores a health check definition (opaque JSON of at most
+// MaxHealthCheckSize bytes) under id. create demands that it be new
+// (ErrExists otherwise).
+func (s *Store) PutHealthCheck(ctx context.Context, id string, val []byte, create bool) (int64, error) {
+	if len(val) > MaxHealthCheckSize {
+		return 0, fmt.Errorf("health check %q: %d bytes is more than %d", id, len(val), MaxHealthCheckSize)
+	}
+	if id == "" || strings.Contains(id, "/") {
+		return 0, fmt.Errorf("health check id %q: empty or contains '/'", id)
+	}
+	rev, _, err := s.update(ctx, HealthCheckKey(id), nil, 0, func(old []byte, _ int64) ([]byte, error) {
+		if old != nil && create {
+			return nil, fmt.Errorf("health check %q: %w", id, ErrExists)
+		}
+		return val, nil
+	})
+	return rev, err
+}
+
+// HealthCheck reads one health check definition (ErrNotFound when absent).
+func (s *Store) HealthCheck(ctx context.Context, id string) ([]byte, error) {
+	val, _, _, err := s.get(ctx, HealthCheckKey(id).path(s.prefix))
+	if err != nil {
+		return nil, fmt.Errorf("read health check %s: %w", id, err)
+	}
+	if val == nil {
+		return nil, fmt.Errorf("health check %q: %w", id, ErrNotFound)
+	}
+	return val, nil
+}
+
+// HealthChecks reads every health check definition, by id.
+func (s *Store) HealthChecks(ctx context.Context) (map[string][]byte, error) {
+	resp, err := s.cli.Get(ctx, kindPrefix(s.prefix, KindHealthCheck), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("read health checks: %w", err)
+	}
+	out := make(map[string][]byte, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if k, ok := parseKey(s.prefix, string(kv.Key)); ok && k.Kind == KindHealthCheck {
+			out[k.A] = kv.Value
+		}
+	}
+	return out, nil
+}
+
+// DeleteHealthCheck deletes a health check definition (ErrNotFound when absent).
+func (s *Store) DeleteHealthCheck(ctx context.Context, id string) (int64, error) {
+	rev, _, err := s.update(ctx, HealthCheckKey(id), nil, 0, func(old []byte, _ int64) ([]byte, error) {
+		if old == nil {
+			return nil, fmt.Errorf("health check %q: %w", id, ErrNotFound)
+		}
+		return nil, nil
+	})
+	return rev, err
+}
+
+// HealthCheckCount counts the health check definitions.
+func (s *Store) HealthCheckCount(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, kindPrefix(s.prefix, KindHealthCheck), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("count health checks: %w", err)
+	}
+	return resp.Count, nil
+}
