@@ -83,7 +83,7 @@ func HealthKey(service, node, checker string) Key {
 	return Key{Kind: KindHealth, A: service, B: node + "/" + checker}
 }
 func AdminKey(service, id string) Key { return Key{Kind: KindAdmin, A: service, B: id} }
-func HealthCheckKey(id string) Key { return Key{Kind: KindHealthCheck, A: id} }
+func HealthCheckKey(id string) Key    { return Key{Kind: KindHealthCheck, A: id} }
 func RecordKey(zone, owner, typ string) Key {
 	return Key{Kind: KindRecord, A: zone, B: strings.ToLower(owner) + "/" + strings.ToUpper(typ)}
 }
