@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/seamark/seamark/api"
@@ -95,6 +94,11 @@ type Options struct {
 	// files hold no data, and the page reads the API with the user's), and
 	// GET / redirects there.
 	UI http.Handler
+	// Registerer gets the API's metrics and Gatherer is served at
+	// /metrics; both default to one new registry of the Handler's own
+	// (never the global one).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
 }
 
 // Handler is the API's http.Handler.
@@ -106,6 +110,7 @@ type Handler struct {
 	// stopping is closed by Close: blocking reads answer at once.
 	stopping  chan struct{}
 	closeOnce sync.Once
+	m         *metrics
 }
 
 // Close makes every blocking read in flight answer now, so that a server
@@ -114,19 +119,30 @@ func (h *Handler) Close() {
 	h.closeOnce.Do(func() { close(h.stopping) })
 }
 
-var (
-	metricRequests = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "seamark_http_requests_total", Help: "HTTP API requests by route and status code.",
-	}, []string{"route", "code"})
-	metricLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "seamark_http_request_seconds", Help: "HTTP API request latency (blocking reads excluded).",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
-	}, []string{"route"})
-	metricWriteVisible = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "seamark_write_visible_seconds", Help: "Time from an API write being committed to the local snapshot showing it.",
-		Buckets: prometheus.ExponentialBuckets(0.00005, 1.25, 48),
-	})
-)
+// metrics are a Handler's own (registered with Options.Registerer).
+type metrics struct {
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	writeVisible prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_http_requests_total", Help: "HTTP API requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "seamark_http_request_seconds", Help: "HTTP API request latency (blocking reads excluded).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"route"}),
+		writeVisible: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "seamark_write_visible_seconds", Help: "Time from an API write being committed to the local snapshot showing it.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 1.25, 48),
+		}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.writeVisible)
+	return m
+}
 
 // New returns the API handler.
 func New(o Options) *Handler {
@@ -139,7 +155,17 @@ func New(o Options) *Handler {
 	if o.WriteVisibleTimeout == 0 {
 		o.WriteVisibleTimeout = 2 * time.Second
 	}
-	h := &Handler{o: o, log: o.Logger.With("component", "httpapi"), mux: http.NewServeMux(), started: time.Now(), stopping: make(chan struct{})}
+	if o.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		o.Registerer = reg
+		if o.Gatherer == nil {
+			o.Gatherer = reg
+		}
+	}
+	if o.Gatherer == nil {
+		o.Gatherer = prometheus.NewRegistry()
+	}
+	h := &Handler{o: o, log: o.Logger.With("component", "httpapi"), mux: http.NewServeMux(), started: time.Now(), stopping: make(chan struct{}), m: newMetrics(o.Registerer)}
 	h.routes()
 	return h
 }
@@ -179,7 +205,7 @@ func (h *Handler) routes() {
 		h.mux.Handle("GET /ui/", h.o.UI)
 		h.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	}
-	metrics := promhttp.Handler()
+	metrics := promhttp.HandlerFor(h.o.Gatherer, promhttp.HandlerOpts{})
 	read("GET /metrics", func(w http.ResponseWriter, r *http.Request) error { metrics.ServeHTTP(w, r); return nil })
 	h.mux.Handle("/", h.wrap("/", AccessRead, func(w http.ResponseWriter, r *http.Request) error {
 		if allowed := h.allowedMethods(r); len(allowed) > 0 {
@@ -247,6 +273,16 @@ func (h *Handler) wrap(route string, need string, fn func(http.ResponseWriter, *
 		t0 := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		err := h.authorize(r, need)
+		if err == nil && r.Body != nil && r.Body != http.NoBody {
+			// A body is read within bodyTimeout and up to maxBody (413
+			// beyond); no server-wide ReadTimeout, which would cut blocking
+			// reads.
+			if r.ContentLength > maxBody {
+				err = errorf(http.StatusRequestEntityTooLarge, "body: %d bytes is larger than %d (the limit of one request; see docs/api.md, Limits)", r.ContentLength, maxBody)
+			}
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
 		if err == nil {
 			err = fn(rec, r)
 		}
@@ -259,9 +295,9 @@ func (h *Handler) wrap(route string, need string, fn func(http.ResponseWriter, *
 				writeError(rec, he)
 			}
 		}
-		metricRequests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+		h.m.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
 		if r.URL.Query().Get("index") == "" {
-			metricLatency.WithLabelValues(route).Observe(time.Since(t0).Seconds())
+			h.m.latency.WithLabelValues(route).Observe(time.Since(t0).Seconds())
 		}
 	})
 }

@@ -128,13 +128,17 @@ type env struct {
 	w     *registry.Watcher
 	lb    *Server
 	fails *failures
+	tweak func(*Options)
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the balancer's options changed by tweak.
+func newEnvWith(t testing.TB, tweak func(*Options)) *env {
 	t.Helper()
 	st := storetest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, ctx: ctx, st: st, w: registry.NewWatcher(st, slog.New(slog.DiscardHandler)), fails: &failures{}}
+	e := &env{t: t, ctx: ctx, st: st, w: registry.NewWatcher(st, slog.New(slog.DiscardHandler)), fails: &failures{}, tweak: tweak}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); e.w.Run(ctx) }()
@@ -147,7 +151,11 @@ func newEnv(t testing.TB) *env {
 // startLB starts a balancer on e's registry; e.stop stops it.
 func (e *env) startLB() {
 	ctx, cancel := context.WithCancel(e.ctx)
-	e.lb = New(Options{Snapshots: e.w, Failures: e.fails, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o := Options{Snapshots: e.w, Failures: e.fails, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if e.tweak != nil {
+		e.tweak(&o)
+	}
+	e.lb = New(o)
 	done := make(chan struct{})
 	go func() { defer close(done); e.lb.Run(ctx) }()
 	e.stop = func() { cancel(); <-done }

@@ -89,12 +89,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 	var backoff time.Duration
 	for {
 		if l.o.Mode == Pause {
+			// Wait for room without taking it: several listeners may share
+			// a surface, and one without clients must hold no slot.
 			counted := false
-			for {
-				ok, _ := s.TryAcquire()
-				if ok {
-					break
-				}
+			for !s.Room() {
 				if !counted {
 					s.Count(ReasonPaused)
 					counted = true
@@ -106,9 +104,6 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		c, err := l.Listener.Accept()
 		if err != nil {
-			if l.o.Mode == Pause {
-				s.Release()
-			}
 			if errors.Is(err, net.ErrClosed) || isClosed(l.closed) {
 				return nil, err
 			}
@@ -119,17 +114,15 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		backoff = 0
-		if l.o.Mode != Pause {
-			ok, why := s.TryAcquire()
-			if !ok && l.o.Mode == Evict && l.evictOldest() {
-				s.Count(ReasonEvicted)
-				ok, why = s.TryAcquire()
-			}
-			if !ok {
-				s.Count(why)
-				l.refuse(c)
-				continue
-			}
+		ok, why := s.TryAcquire()
+		if !ok && l.o.Mode == Evict && l.evictOldest() {
+			s.Count(ReasonEvicted)
+			ok, why = s.TryAcquire()
+		}
+		if !ok {
+			s.Count(why)
+			l.refuse(c)
+			continue
 		}
 		wc := &Conn{Conn: c, l: l}
 		if l.o.Mode == Evict {
@@ -166,11 +159,11 @@ func (l *Listener) logAcceptError(err error, backoff time.Duration) {
 
 func (l *Listener) refuse(c net.Conn) {
 	if len(l.o.Refusal) > 0 {
+		// A fresh socket's send buffer is empty: this does not block.
 		c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 		c.Write(l.o.Refusal)
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
+	} else if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0) // a reset: no TIME_WAIT for a refused client
 	}
 	c.Close()
 }

@@ -90,6 +90,16 @@ func (s *Surface) TryAcquire() (bool, Reason) {
 	return true, ""
 }
 
+// Room reports whether a TryAcquire would likely succeed now, without
+// taking anything: loops that serve many ports wait for room and then accept,
+// so that an idle port never holds a slot.
+func (s *Surface) Room() bool {
+	if m := s.max.Load(); m > 0 && s.active.Load() >= m {
+		return false
+	}
+	return s.budget == nil || s.budget.Available() >= s.perConn
+}
+
 // Release gives a slot back.
 func (s *Surface) Release() {
 	s.active.Add(-1)
@@ -115,10 +125,14 @@ func (s *Surface) Wait(stop <-chan struct{}) bool {
 	}
 	mine := s.freed
 	s.mu.Unlock()
+	bf := s.budget.Freed()
+	if s.Room() { // freed before the channels were taken
+		return true
+	}
 	select {
 	case <-mine:
 		return true
-	case <-s.budget.Freed():
+	case <-bf:
 		return true
 	case <-stop:
 		return false

@@ -3,12 +3,12 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/internal/store"
 )
@@ -22,23 +22,43 @@ type Source interface {
 
 var _ Source = (*store.Store)(nil)
 
-var (
-	metricRevision = promauto.NewGauge(prometheus.GaugeOpts{
-		Name: "seamark_snapshot_revision", Help: "Store revision of the snapshot answers are served from.",
-	})
-	metricResyncs = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "seamark_snapshot_resyncs_total", Help: "Full re-reads of the store, by reason.",
-	}, []string{"reason"})
-	metricBuild = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "seamark_snapshot_build_seconds", Help: "Time to build a new snapshot from a watch batch or a full load.",
-		Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
-	})
-)
+// watcherMetrics are a Watcher's own metrics (see Register).
+type watcherMetrics struct {
+	revision prometheus.Gauge
+	resyncs  *prometheus.CounterVec
+	build    prometheus.Histogram
+}
+
+func newWatcherMetrics() watcherMetrics {
+	return watcherMetrics{
+		revision: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "seamark_snapshot_revision", Help: "Store revision of the snapshot answers are served from.",
+		}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_snapshot_resyncs_total", Help: "Full re-reads of the store, by reason.",
+		}, []string{"reason"}),
+		build: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "seamark_snapshot_build_seconds", Help: "Time to build a new snapshot from a watch batch or a full load.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		}),
+	}
+}
+
+// Register adds the watcher's metrics to reg (a registry the server owns).
+func (w *Watcher) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{w.m.revision, w.m.resyncs, w.m.build} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register snapshot metrics: %w", err)
+		}
+	}
+	return nil
+}
 
 // Watcher keeps the current Snapshot up to date with the store.
 type Watcher struct {
 	src Source
 	log *slog.Logger
+	m   watcherMetrics
 
 	mu    sync.Mutex
 	cur   *Snapshot
@@ -52,7 +72,7 @@ func NewWatcher(src Source, log *slog.Logger) *Watcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{src: src, log: log.With("component", "registry"), next: make(chan struct{}), ready: make(chan struct{})}
+	return &Watcher{src: src, log: log.With("component", "registry"), m: newWatcherMetrics(), next: make(chan struct{}), ready: make(chan struct{})}
 }
 
 // Current returns the newest snapshot, or nil before the first load.
@@ -99,7 +119,7 @@ func (w *Watcher) publish(s *Snapshot) {
 	close(w.next)
 	w.next = make(chan struct{})
 	w.mu.Unlock()
-	metricRevision.Set(float64(s.Revision))
+	w.m.revision.Set(float64(s.Revision))
 	w.once.Do(func() { close(w.ready) })
 }
 
@@ -121,7 +141,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if errors.Is(err, store.ErrCompacted) {
 			reason = "compacted"
 		}
-		metricResyncs.WithLabelValues(reason).Inc()
+		w.m.resyncs.WithLabelValues(reason).Inc()
 		w.log.Warn("store watch broke; reading everything again", "err", err, "reason", reason)
 		select {
 		case <-time.After(backoff):
@@ -148,7 +168,7 @@ func (w *Watcher) follow(ctx context.Context) error {
 	t0 := time.Now()
 	st := newState()
 	snap, _ := st.load(items, rev)
-	metricBuild.Observe(time.Since(t0).Seconds())
+	w.m.build.Observe(time.Since(t0).Seconds())
 	if cur := w.Current(); cur == nil || cur.Revision != rev {
 		w.publish(snap)
 	}
@@ -179,7 +199,7 @@ func (w *Watcher) follow(ctx context.Context) error {
 			continue
 		}
 		snap = st.build(snap, rev, d)
-		metricBuild.Observe(time.Since(t0).Seconds())
+		w.m.build.Observe(time.Since(t0).Seconds())
 		w.publish(snap)
 	}
 	cancel()
