@@ -123,10 +123,6 @@ func (w *Watcher) publish(s *Snapshot) {
 	w.once.Do(func() { close(w.ready) })
 }
 
-// loadTimeout bounds one full read of the store: a read sent to a member
-// that is cut off fails after it and the next goes elsewhere.
-const loadTimeout = 2 * time.Second
-
 // Run loads, publishes and follows the store until ctx ends. Every break of
 // the stream (compaction, lost connection, lost leader) leads to a full
 // re-read at a new revision; the old snapshot is served until then.
@@ -158,10 +154,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 // follow does one full load and then applies watch batches until the stream
 // breaks.
 func (w *Watcher) follow(ctx context.Context) error {
-	// A load sent to a member that is cut off would wait for ever.
-	lctx, lcancel := context.WithTimeout(ctx, loadTimeout)
-	items, rev, err := w.src.Load(lctx)
-	lcancel()
+	// The store loads in pages, each bounded in time (a page sent to a
+	// member that is cut off fails, and the next load goes elsewhere), so a
+	// large store is never cut short by one deadline over the whole load.
+	items, rev, err := w.src.Load(ctx)
 	if err != nil {
 		return err
 	}
