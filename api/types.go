@@ -421,6 +421,12 @@ type StoreStatus struct {
 	ClusterID   string   `json:"cluster_id"`
 	EtcdVersion string   `json:"etcd_version"`
 	DBSize      int64    `json:"db_size"`
+	// Available is false while the store does not answer; Error says why.
+	// CheckedAt is when a background probe last asked (status answers
+	// from that, never from a store call of its own).
+	Available bool      `json:"available"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at,omitzero"`
 }
 
 // Status is the answer of GET /v1/status.

@@ -42,6 +42,9 @@ func writeError(w http.ResponseWriter, e *httpError) {
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="seamark"`)
 	}
+	if e.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
 	_ = writeJSON(w, e.status, api.Error{Status: e.status, Message: e.msg})
 }
 
@@ -202,7 +205,8 @@ done:
 // written waits until the local snapshot shows rev, then answers the write.
 func (h *Handler) written(w http.ResponseWriter, r *http.Request, status int, res api.WriteResult) error {
 	t0 := time.Now()
-	ctx, cancel := context.WithTimeout(r.Context(), h.o.WriteVisibleTimeout)
+	// The write is committed: its own deadline (the store's) is over.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.o.WriteVisibleTimeout)
 	defer cancel()
 	if _, err := h.o.Snapshots.WaitRevision(ctx, res.Revision); err != nil {
 		h.log.Warn("write committed but not yet visible locally", "revision", res.Revision, "err", err)
@@ -214,12 +218,7 @@ func (h *Handler) written(w http.ResponseWriter, r *http.Request, status int, re
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	st, err := h.o.Store.Status(ctx)
-	if err != nil {
-		h.log.Warn("store status", "err", err)
-	}
+	st := h.storeStatus(r.Context())
 	snap := h.o.Snapshots.Current()
 	out := api.Status{Version: h.o.Version, StartedAt: h.started, Store: st, Zones: []string{}, Checkers: []api.Checker{}}
 	if snap != nil {

@@ -90,6 +90,12 @@ type Options struct {
 	// WriteVisibleTimeout bounds how long a write waits for the local
 	// snapshot to show it; default 2s.
 	WriteVisibleTimeout time.Duration
+	// StoreTimeout bounds the store calls of one write (a 503 with
+	// Retry-After beyond); default 1.5s.
+	StoreTimeout time.Duration
+	// StoreProbeEvery is how often Run asks the store for its status,
+	// which /v1/status answers from; default 1s.
+	StoreProbeEvery time.Duration
 	// UI, when set, serves the dashboard under /ui/ (without a token: its
 	// files hold no data, and the page reads the API with the user's), and
 	// GET / redirects there.
@@ -111,6 +117,7 @@ type Handler struct {
 	stopping  chan struct{}
 	closeOnce sync.Once
 	m         *metrics
+	health    storeHealth
 }
 
 // Close makes every blocking read in flight answer now, so that a server
@@ -154,6 +161,12 @@ func New(o Options) *Handler {
 	}
 	if o.WriteVisibleTimeout == 0 {
 		o.WriteVisibleTimeout = 2 * time.Second
+	}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = 1500 * time.Millisecond
+	}
+	if o.StoreProbeEvery == 0 {
+		o.StoreProbeEvery = time.Second
 	}
 	if o.Registerer == nil {
 		reg := prometheus.NewRegistry()
@@ -283,6 +296,13 @@ func (h *Handler) wrap(route string, need string, fn func(http.ResponseWriter, *
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
+		if err == nil && need == AccessWrite {
+			// Every store call of a write carries a deadline: a store that
+			// is away makes it a 503 within storeWriteTimeout.
+			ctx, cancel := context.WithTimeout(r.Context(), h.o.StoreTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		if err == nil {
 			err = fn(rec, r)
 		}
@@ -318,8 +338,8 @@ func (h *Handler) toHTTPError(err error) *httpError {
 		return &httpError{status: http.StatusNotFound, msg: err.Error()}
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNoLease):
 		return &httpError{status: http.StatusConflict, msg: err.Error()}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return &httpError{status: http.StatusServiceUnavailable, msg: "the store did not answer in time; try again"}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), storeUnavailable(err):
+		return &httpError{status: http.StatusServiceUnavailable, msg: "the store is unavailable (it did not answer within " + h.o.StoreTimeout.String() + "); nothing was written, try again: " + err.Error()}
 	}
 	return &httpError{status: http.StatusInternalServerError, msg: "internal error: " + err.Error()}
 }

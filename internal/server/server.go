@@ -134,6 +134,8 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := s.startHTTP(o.Config); err != nil {
 		return nil, err
 	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.api.Run(runCtx) }() // the store prober /v1/status answers from
 	if sc.Member != "" {
 		s.startMember(runCtx, sc.Member)
 	}
