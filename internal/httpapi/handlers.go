@@ -230,6 +230,10 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
 		out.Groups = len(snap.Groups())
 		out.Checkers = snap.Checkers()
 	}
+	if h.o.Config != nil {
+		cs := h.o.Config()
+		out.Config = &cs
+	}
 	return writeJSON(w, http.StatusOK, out)
 }
 

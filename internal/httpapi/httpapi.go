@@ -105,6 +105,8 @@ type Options struct {
 	// (never the global one).
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// Config, when set, reports the last config load for /v1/status.
+	Config func() api.ConfigStatus
 }
 
 // Handler is the API's http.Handler.

@@ -73,6 +73,7 @@ type Server struct {
 
 	reloadMu sync.Mutex
 	cfg      *config.File
+	reloads  *reloads
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -96,6 +97,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		}
 	}()
 	s.limits()
+	s.reloads = newReloads(o.ConfigPath, s.reg)
 	sc := o.Config.Server
 	s.st, err = store.Open(ctx, store.Options{
 		Endpoints:  sc.EtcdEndpoints,
@@ -311,7 +313,7 @@ func (s *Server) startHTTP(f *config.File) error {
 	s.api = httpapi.New(httpapi.Options{
 		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
 		Tokens: tokens, AnonymousRead: anon, Balancer: bal, UI: ui.Handler(),
-		Registerer: s.reg, Gatherer: s.gatherer(),
+		Registerer: s.reg, Gatherer: s.gatherer(), Config: s.reloads.status,
 	})
 	// No ReadTimeout or WriteTimeout: blocking reads (?wait=) last minutes.
 	// Request bodies get their own read deadline in the handler.
@@ -358,9 +360,10 @@ func (s *Server) apply(ctx context.Context, f *config.File) error {
 // Reload re-reads the config file and applies it. A file with any error is
 // rejected whole and the running state stays as it was. Addresses and store
 // settings take effect only on restart; a change to them is logged.
-func (s *Server) Reload(ctx context.Context) error {
+func (s *Server) Reload(ctx context.Context) (err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	defer func() { s.reloads.record(time.Now(), err) }()
 	if s.o.ConfigPath == "" {
 		return errors.New("reload: the server was started without --config; nothing to re-read")
 	}
@@ -376,6 +379,9 @@ func (s *Server) Reload(ctx context.Context) error {
 		s.log.Warn("reload: server addresses and store settings change only on restart")
 	}
 	f.Server = s.cfg.Server
+	if err := emptyGuard(s.cfg, f); err != nil {
+		return fmt.Errorf("reload rejected, nothing changed: %w", err)
+	}
 	if err := s.apply(ctx, f); err != nil {
 		return err
 	}
