@@ -65,6 +65,7 @@ type Budget struct {
 }
 
 // NewBudget returns a budget of limit descriptors keeping reserve free.
+// Call SetAside before any surface uses it.
 func NewBudget(limit, reserve int) *Budget {
 	return &Budget{limit: limit, reserve: min(reserve, limit), countOpen: countOpenFDs}
 }
@@ -75,6 +76,11 @@ func ProcessBudget() *Budget {
 	l := int(min(FileLimit(), 1<<30))
 	return NewBudget(l, DefaultReserve(l))
 }
+
+// SetAside adds n to the reserve, for a surface that must never be starved
+// by the others (the HTTP API): that surface is made without a budget, with
+// a cap of n.
+func (b *Budget) SetAside(n int) { b.reserve = min(b.reserve+n, b.limit) }
 
 // Limit and Reserve are the budget's settings; Held is what surfaces hold.
 func (b *Budget) Limit() int   { return b.limit }
@@ -103,15 +109,30 @@ func (b *Budget) TryAcquire(n int) bool {
 		b.held.Add(-int64(n))
 		return false
 	}
-	b.mu.Lock()
-	b.sampleLocked(time.Now())
-	ok := b.sampled < 0 || b.sampled+int(b.held.Load()-b.heldAt) < b.limit-b.reserve/2
-	b.mu.Unlock()
-	if !ok {
+	if !b.processFits(0) {
 		b.held.Add(-int64(n))
 		b.refusedFDs.Add(1)
+		return false
 	}
-	return ok
+	return true
+}
+
+// Fits reports whether n more descriptors would fit now, taking nothing.
+func (b *Budget) Fits(n int) bool {
+	if b == nil {
+		return true
+	}
+	return int(b.held.Load())+n <= b.limit-b.reserve && b.processFits(n)
+}
+
+// processFits reports whether the process as a whole, with extra more
+// descriptors, leaves at least half the reserve free (by the last sample,
+// plus what surfaces took since).
+func (b *Budget) processFits(extra int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sampleLocked(time.Now())
+	return b.sampled < 0 || b.sampled+int(b.held.Load()-b.heldAt)+extra < b.limit-b.reserve/2
 }
 
 // Release gives back n descriptors and wakes surfaces waiting for them.

@@ -186,6 +186,13 @@ func TestBudgetKeepsReserve(t *testing.T) {
 	if ok, _ := NewSurface("x", 0, 1, b2).TryAcquire(); ok {
 		t.Fatal("acquired with 8 of 10 descriptors open and a reserve of 4")
 	}
+	// Set aside for a surface of its own: the others get less.
+	b3 := NewBudget(10, 2)
+	b3.countOpen = func() int { return -1 }
+	b3.SetAside(3)
+	if got := b3.Available(); got != 5 {
+		t.Fatalf("available after setting 3 aside: got %d, want 5", got)
+	}
 }
 
 // flakyListener fails Accept with EMFILE n times, then blocks.

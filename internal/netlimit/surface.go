@@ -3,6 +3,7 @@ package netlimit
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Reason says why a surface turned a connection away.
@@ -97,7 +98,7 @@ func (s *Surface) Room() bool {
 	if m := s.max.Load(); m > 0 && s.active.Load() >= m {
 		return false
 	}
-	return s.budget == nil || s.budget.Available() >= s.perConn
+	return s.budget.Fits(s.perConn)
 }
 
 // Release gives a slot back.
@@ -116,6 +117,9 @@ func (s *Surface) wake() {
 	s.mu.Unlock()
 }
 
+// recheckEvery bounds a Wait when nothing is released.
+const recheckEvery = time.Second
+
 // Wait returns once a slot of the surface or descriptors of the budget may
 // have freed (true), or when stop is closed (false). Callers try again.
 func (s *Surface) Wait(stop <-chan struct{}) bool {
@@ -129,7 +133,13 @@ func (s *Surface) Wait(stop <-chan struct{}) bool {
 	if s.Room() { // freed before the channels were taken
 		return true
 	}
+	// Descriptors the rest of the process frees signal nothing: look again
+	// after recheckEvery.
+	t := time.NewTimer(recheckEvery)
+	defer t.Stop()
 	select {
+	case <-t.C:
+		return true
 	case <-mine:
 		return true
 	case <-bf:

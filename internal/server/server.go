@@ -70,6 +70,7 @@ type Server struct {
 	reg    *prometheus.Registry
 	budget *netlimit.Budget
 	apiCap *netlimit.Surface
+	apiMax int
 
 	reloadMu sync.Mutex
 	cfg      *config.File
@@ -154,14 +155,17 @@ func (s *Server) limits() {
 		s.log.Warn("open-file limit not raised", "err", err)
 	}
 	s.budget = netlimit.ProcessBudget()
-	s.log.Info("open-file limit", "soft_at_start", soft0, "soft", soft, "hard", hard, "reserve", s.budget.Reserve())
+	s.apiMax = apiMaxConns(s.budget)
+	s.budget.SetAside(s.apiMax)
+	s.log.Info("open-file limit", "soft_at_start", soft0, "soft", soft, "hard", hard, "reserve", s.budget.Reserve(), "api_max_conns", s.apiMax)
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.budget.Register(s.reg)
 }
 
 // apiMaxConns is the HTTP API's connection cap for a descriptor budget: a
-// quarter of what surfaces may use, between 64 and 4096.
+// quarter of what surfaces may use, between 64 and 4096. It is set aside
+// from the budget on top of its reserve.
 func apiMaxConns(b *netlimit.Budget) int {
 	return min(max((b.Limit()-b.Reserve())/4, 64), 4096)
 }
@@ -288,7 +292,10 @@ func (s *Server) startHTTP(f *config.File) error {
 	if err != nil {
 		return fmt.Errorf("start server: listen for the HTTP API on %s: %w (change server.http_addr or --http-addr)", f.Server.HTTPAddr, err)
 	}
-	s.apiCap = netlimit.NewSurface("api", apiMaxConns(s.budget), 1, s.budget)
+	// The API's descriptors are set aside from the budget (which was made
+	// in limits, before any surface used it): a full balancer or DNS never
+	// takes them.
+	s.apiCap = netlimit.NewSurface("api", s.apiMax, 1, nil)
 	if err := s.apiCap.Register(s.reg); err != nil {
 		ln.Close()
 		return fmt.Errorf("start server: %w", err)
