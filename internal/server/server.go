@@ -6,6 +6,13 @@
 // watcher that keeps the snapshot current, and serves the HTTP API. Roles
 // never talk to each other: each reads the snapshot and writes the store.
 // Everything it starts it stops in Close, in reverse order.
+//
+// It owns the process's resources shared by the roles: the Prometheus
+// registry every role registers with (served at /metrics with the Go and
+// process collectors), and the descriptor budget (internal/netlimit) the
+// network surfaces share, with a reserve for the store and the checker and
+// the HTTP API's share set aside. A reload that would empty the config is
+// refused unless the file says allow_empty: true (reload.go).
 package server
 
 import (
