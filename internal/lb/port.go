@@ -95,7 +95,11 @@ func (s *Server) accept(p *port) {
 	var backoff time.Duration
 	for {
 		// max_conns: leave further clients in the kernel's backlog.
-		for spec := p.spec.Load(); spec.MaxConns > 0 && p.stats.active.Load() >= int64(spec.MaxConns); spec = p.spec.Load() {
+		for spec, paused := p.spec.Load(), false; spec.MaxConns > 0 && p.stats.active.Load() >= int64(spec.MaxConns); spec = p.spec.Load() {
+			if !paused && p.limit != nil {
+				paused = true
+				p.limit.Count(netlimit.ReasonPaused)
+			}
 			select {
 			case <-p.freed:
 			case <-p.stop:

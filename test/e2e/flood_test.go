@@ -148,8 +148,14 @@ listeners:
 		return cores
 	}
 
-	api1 := func() []net.Conn { return flood(t, "api", "127.0.43.2", apiAddr, attempts) }
-	lb1 := func() []net.Conn { return flood(t, "lb", "127.0.43.3", fmt.Sprintf("127.0.0.1:%d", lbPort), attempts) }
+	// Half the API's clients send nothing, half one request and then idle
+	// on the kept-alive connection.
+	api1 := func() []net.Conn {
+		return flood(t, "api", "127.0.43.2", apiAddr, attempts, []byte("GET /v1/zones HTTP/1.1\r\nHost: seamark\r\n\r\n"))
+	}
+	lb1 := func() []net.Conn {
+		return flood(t, "lb", "127.0.43.3", fmt.Sprintf("127.0.0.1:%d", lbPort), attempts, nil)
+	}
 	for _, ph := range []struct {
 		name  string
 		run   func() []net.Conn
@@ -165,7 +171,7 @@ listeners:
 	var wg sync.WaitGroup
 	floods := []func() []net.Conn{api1, lb1}
 	if os.Getenv("SEAMARK_FLOOD_DNS_TCP") == "1" {
-		floods = append(floods, func() []net.Conn { return flood(t, "dns tcp", "127.0.43.4", dnsAddr, attempts) })
+		floods = append(floods, func() []net.Conn { return flood(t, "dns tcp", "127.0.43.4", dnsAddr, attempts, nil) })
 	}
 	for _, f := range floods {
 		wg.Add(1)
@@ -212,8 +218,11 @@ listeners:
 		{"tag value", "/v1/services/app/nodes/big", `{"id":"big","address":"127.0.43.9","tags":{"k":"` + strings.Repeat("v", api.MaxTagValueLen+1) + `"}}`, 400, "at most 4096"},
 		{"whole body", "/v1/services/app/nodes/big", `{"id":"big","address":"127.0.43.9","tags":{"k":"` + strings.Repeat("v", 2<<20) + `"}}`, 413, "larger than 1048576"},
 	} {
+		// As curl does with a large body: ask before sending it, so the
+		// 413 arrives instead of a reset while the body is still going.
 		req, _ := http.NewRequest("PUT", "http://"+apiAddr+tc.path, strings.NewReader(tc.body))
-		resp, err := httpc.Do(req)
+		req.Header.Set("Expect", "100-continue")
+		resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{ExpectContinueTimeout: 2 * time.Second}}).Do(req)
 		if err != nil {
 			t.Fatalf("oversized %s: %v", tc.name, err)
 		}
@@ -246,7 +255,8 @@ listeners:
 
 // flood makes n attempts to open and hold a connection to addr from the
 // local address src, 128 at a time, and returns the connections that opened.
-func flood(t *testing.T, name, src, addr string, n int) []net.Conn {
+// Every other one sends greet first (when set), and reads nothing.
+func flood(t *testing.T, name, src, addr string, n int, greet []byte) []net.Conn {
 	t.Helper()
 	d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 	var mu sync.Mutex
@@ -263,8 +273,14 @@ func flood(t *testing.T, name, src, addr string, n int) []net.Conn {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			i := 0
 			for range next {
 				c, err := d.Dial("tcp", addr)
+				if err == nil && greet != nil && i%2 == 0 {
+					c.SetWriteDeadline(time.Now().Add(time.Second))
+					c.Write(greet)
+				}
+				i++
 				mu.Lock()
 				if err != nil {
 					failed++
