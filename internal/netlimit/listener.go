@@ -192,6 +192,14 @@ func (l *Listener) evictOldest() bool {
 // SetIdle marks c (a connection this listener returned) idle or busy: only
 // idle connections are evicted.
 func (l *Listener) SetIdle(c net.Conn, idle bool) {
+	// A TLS listener over this one hands out *tls.Conn: look beneath.
+	for range 4 {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
 	wc, ok := c.(*Conn)
 	if !ok || wc.l != l || l.o.Mode != Evict {
 		return

@@ -1,6 +1,7 @@
 package netlimit
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -63,6 +64,18 @@ func readsEOF(c net.Conn) (string, bool) {
 	return string(b), true
 }
 
+// refused reports whether a client of l is turned away: reset as it
+// connects, or closed at once.
+func refused(l net.Listener) bool {
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		return errors.Is(err, syscall.ECONNRESET)
+	}
+	defer c.Close()
+	_, closed := readsEOF(c)
+	return closed
+}
+
 func TestRefuseAtCap(t *testing.T) {
 	s := NewSurface("api", 2, 1, nil)
 	l := listen(t, ListenerOptions{Surface: s, Mode: Refuse, Refusal: []byte("busy\n")})
@@ -119,16 +132,31 @@ func TestEvictOldestIdle(t *testing.T) {
 		delete(l.idle, c)
 	}
 	l.mu.Unlock()
-	c5, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		return // reset before connect returned: refused
-	}
-	defer c5.Close()
-	if _, closed := readsEOF(c5); !closed {
+	if !refused(l) {
 		t.Fatal("with nothing idle a client over the cap was not refused")
 	}
 	if n := s.Refused(ReasonCap); n != 1 {
 		t.Fatalf("refused for cap: got %d, want 1", n)
+	}
+}
+
+// A TLS listener over a Listener hands http.Server *tls.Conn values: they
+// are marked idle and evicted all the same.
+func TestEvictBeneathTLS(t *testing.T) {
+	s := NewSurface("api", 1, 1, nil)
+	l := listen(t, ListenerOptions{Surface: s, Mode: Evict})
+	got := serve(l)
+	dial(t, l)
+	a := <-got
+	l.SetIdle(tls.Server(a, &tls.Config{}), false) // busy, seen through TLS
+	if !refused(l) {
+		t.Fatal("with the only connection busy (through TLS) a client over the cap was not refused")
+	}
+	l.SetIdle(tls.Server(a, &tls.Config{}), true)
+	dial(t, l)
+	<-got
+	if n := s.Refused(ReasonEvicted); n != 1 {
+		t.Fatalf("evicted through TLS: got %d, want 1", n)
 	}
 }
 
