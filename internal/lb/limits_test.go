@@ -27,7 +27,7 @@ func TestGlobalMaxConnsPausesEveryPort(t *testing.T) {
 	e.node("app", "a", echoBackend(t, "a"), 1)
 	ports := freePorts(t, 2)
 	e.listener(api.Listener{Name: "one", Port: ports[0], Service: "app"})
-	e.sync(e.listener(api.Listener{Name: "two", Port: ports[1], Service: "app"}))
+	e.sync(e.listener(api.Listener{Name: "two", Port: ports[1], Service: "app", MaxConns: 5}))
 	var held []net.Conn
 	for _, p := range ports {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p))
@@ -59,8 +59,12 @@ func TestGlobalMaxConnsPausesEveryPort(t *testing.T) {
 # HELP seamark_conn_limit Most connections the surface holds (0: only the descriptor budget bounds it).
 # TYPE seamark_conn_limit gauge
 seamark_conn_limit{surface="lb"} 2
+# HELP seamark_lb_listener_max_conns A listener's cap of connections per port (max_conns; 0: none). At it the port stops accepting.
+# TYPE seamark_lb_listener_max_conns gauge
+seamark_lb_listener_max_conns{listener="one"} 0
+seamark_lb_listener_max_conns{listener="two"} 5
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "seamark_conn_limit"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "seamark_conn_limit", "seamark_lb_listener_max_conns"); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.lb.conns.Refused(netlimit.ReasonPaused); n < 1 {
