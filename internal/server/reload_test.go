@@ -87,3 +87,34 @@ func TestReloadRefusesAnEmptyFile(t *testing.T) {
 		}
 	}
 }
+
+// The API's connection cap, header and body deadlines leave blocking reads
+// alone: a ?wait= longer than nothing still waits and answers.
+func TestBlockingReadThroughTheLimits(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "seamark.yaml")
+	if err := os.WriteFile(cfgPath, []byte(first), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, cfgPath, filepath.Join(dir, "data"))
+	defer s.Close()
+	t0 := time.Now()
+	resp, err := http.Get("http://" + s.HTTPAddr().String() + "/v1/services?index=1000000&wait=2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d := time.Since(t0); resp.StatusCode != 200 || d < 1900*time.Millisecond {
+		t.Fatalf("blocking read with wait=2s: got %d after %v, want 200 after about 2s", resp.StatusCode, d)
+	}
+	// A write with a body goes through the body deadline and size limit.
+	req, _ := http.NewRequest("PUT", "http://"+s.HTTPAddr().String()+"/v1/services/db/nodes/n1", strings.NewReader(`{"id":"n1","address":"127.0.43.20"}`))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("write: got %d, want 200", resp.StatusCode)
+	}
+}
