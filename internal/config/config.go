@@ -41,6 +41,7 @@ func Parse(name string, data []byte) (*File, error) {
 	d := newDecoder(name, len(data))
 	d.decodeFile(data, f)
 	f.lines = d.lines
+	f.resolvePaths()
 	f.SetDefaults()
 	errs := d.errs
 	if d.cut() {
@@ -112,6 +113,7 @@ func (s *Server) setDefaults() {
 	set(&s.EtcdClientAddr, DefaultEtcdClientAddr)
 	set(&s.EtcdPeerAddr, DefaultEtcdPeerAddr)
 	set(&s.StorePrefix, DefaultStorePrefix)
+	s.setTLSDefaults()
 }
 
 func (s *Service) setDefaults() {
