@@ -22,7 +22,7 @@ type Client struct {
 	servers []*url.URL
 	token   string
 	hc      *http.Client
-	tls     *tls.Config // set by WithTLSConfig
+	tls     *tls.Config  // set by WithTLSConfig
 	next    atomic.Int32 // index of the server to try first
 }
 

@@ -70,9 +70,9 @@ func TestReloadSwapsAndRejectsBadFiles(t *testing.T) {
 	}
 
 	bad := []struct {
-		name  string
+		name   string
 		break_ func() error
-		want  string
+		want   string
 	}{
 		{"garbage cert", func() error { return os.WriteFile(p2.CertFile, []byte("not pem"), 0o644) }, "server.tls: certificate"},
 		{"missing key", func() error { return os.Remove(p2.KeyFile) }, "server.tls.key_file"},
