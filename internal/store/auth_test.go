@@ -1,0 +1,74 @@
+package store_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/seamark/seamark/internal/store"
+	"github.com/seamark/seamark/internal/store/storetest"
+)
+
+// The embedded store refuses a client without the root password kept in the
+// data directory (mode 0600), and the server's own client works.
+func TestEmbeddedNeedsCredential(t *testing.T) {
+	dir := t.TempDir()
+	s := storetest.NewAt(t, dir)
+	st, err := os.Stat(filepath.Join(dir, store.RootPasswordFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("password file mode %04o, want 0600", st.Mode().Perm())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	anon, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if _, err := anon.Put(ctx, s.Prefix()+"v1/nodes/x/y", "{}"); err == nil || !strings.Contains(err.Error(), "user name is empty") {
+		t.Fatalf("put without credentials: got %v, want a refusal", err)
+	}
+	user, _ := s.Credentials()
+	wrong, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(), Username: user, Password: "guess"})
+	if err == nil {
+		_, err = wrong.Put(ctx, s.Prefix()+"v1/nodes/x/y", "{}")
+		wrong.Close()
+	}
+	if err == nil {
+		t.Fatal("put with a wrong password succeeded")
+	}
+	if _, _, err := s.Load(ctx); err != nil {
+		t.Fatalf("the store's own client: %v", err)
+	}
+}
+
+func TestEmbeddedPasswordFileMode(t *testing.T) {
+	dir := t.TempDir()
+	s := storetest.NewAt(t, dir)
+	s.Close()
+	file := filepath.Join(dir, store.RootPasswordFile)
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := store.Open(ctx, store.Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("got %v, want a refusal that says chmod 600", err)
+	}
+	os.Chmod(file, 0o600)
+	s2, err := store.Open(ctx, store.Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatalf("reopen with the kept password: %v", err)
+	}
+	s2.Close()
+}
