@@ -3,6 +3,7 @@ package seed
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,10 @@ type Config struct {
 	Service string
 	// Token is the API bearer token, when the API wants one.
 	Token string
+	// TLS configures https to the Servers: RootCAs verifies them (default:
+	// the system's roots) and Certificates holds a client certificate for
+	// servers that ask for one. api.TLSFiles{...}.Config() loads PEM files.
+	TLS *tls.Config
 	// Alternate selects the nodes' alternate address with this label
 	// ("public") instead of their access address; UseAlternate changes it
 	// later. A node without that label is reached at its access address.
@@ -265,6 +270,7 @@ func NewCluster(ctx context.Context, cfg Config) (*Cluster, error) {
 			DialContext:         (&net.Dialer{Timeout: c.opts.attemptTimeout}).DialContext,
 			MaxIdleConnsPerHost: 1,
 			IdleConnTimeout:     time.Minute,
+			TLSClientConfig:     cfg.TLS,
 		}
 		opts := []api.ClientOption{api.WithHTTPClient(&http.Client{Transport: c.transport})}
 		if cfg.Token != "" {

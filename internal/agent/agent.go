@@ -75,6 +75,11 @@ func newAgent(cfg Config, log *slog.Logger, hostname func() (string, error)) (*A
 		DialContext:       (&net.Dialer{Timeout: dialTimeout}).DialContext,
 		DisableKeepAlives: true,
 	}
+	if files := (api.TLSFiles{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}); !files.IsZero() {
+		if a.apiTr.TLSClientConfig, err = files.Config(); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
 	opts := []api.ClientOption{api.WithHTTPClient(&http.Client{Transport: a.apiTr})}
 	if cfg.Token != "" {
 		opts = append(opts, api.WithToken(cfg.Token))

@@ -31,6 +31,13 @@ type Config struct {
 	// Token is the API bearer token; TokenFile names a file that holds it.
 	Token     string `yaml:"-"`
 	TokenFile string `yaml:"token_file"`
+	// CAFile holds the PEM CA certificates the servers' https certificates
+	// are verified against (default: the system's roots). CertFile and
+	// KeyFile are the client certificate presented when a server asks for
+	// one (mutual TLS).
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 	// Service is the service the node joins; it must exist on the server.
 	Service string `yaml:"service"`
 	// Port is the port the local service listens on and clients connect to.
@@ -161,6 +168,8 @@ func flagOf(key string) string {
 		return "the command after --"
 	case "token_file":
 		return "token_file"
+	case "ca_file", "cert_file", "key_file":
+		return "--" + strings.ReplaceAll(key, "_", "-")
 	}
 	return "--" + strings.ReplaceAll(key, "_", "-")
 }
@@ -201,6 +210,13 @@ func (c *Config) Validate() error {
 	for i, s := range c.Servers {
 		if err := checkServerURL(s); err != nil {
 			p.add("servers", fmt.Sprintf("[%d]", i), "%v", err)
+		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		if c.CertFile == "" {
+			p.add("cert_file", "", "is missing; key_file needs its certificate")
+		} else {
+			p.add("key_file", "", "is missing; give the PEM key of cert_file")
 		}
 	}
 	if msg := api.CheckName(c.Service); msg != "" {

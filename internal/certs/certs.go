@@ -62,12 +62,23 @@ func NewServer(f Files) (*Server, error) {
 // Reload reads the files again. On any error the configuration in use stays
 // and the error says which file to fix.
 func (s *Server) Reload() error {
-	c, err := load(s.files, s.now())
+	commit, err := s.Prepare()
 	if err != nil {
 		return err
 	}
-	s.cur.Store(c)
+	commit()
 	return nil
+}
+
+// Prepare reads the files and returns the function that puts them in use,
+// so a caller reloading more than certificates can swap everything at once
+// or nothing.
+func (s *Server) Prepare() (commit func(), err error) {
+	c, err := load(s.files, s.now())
+	if err != nil {
+		return nil, err
+	}
+	return func() { s.cur.Store(c) }, nil
 }
 
 // TLSConfig is the configuration to serve with: every handshake gets the

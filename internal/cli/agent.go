@@ -224,6 +224,15 @@ func (af *agentFlags) config(fs *pflag.FlagSet, cf *clientFlags, args []string) 
 		}
 		cfg.Token = strings.TrimSpace(string(data))
 	}
+	for _, f := range []struct {
+		key, v string
+		dst    *string
+	}{{"ca_file", cf.tls.CAFile, &cfg.CAFile}, {"cert_file", cf.tls.CertFile, &cfg.CertFile}, {"key_file", cf.tls.KeyFile, &cfg.KeyFile}} {
+		if f.v != "" { // --ca-file, --cert-file, --key-file or their env win over the file
+			*f.dst = f.v
+			cfg.SetByFlag(f.key)
+		}
+	}
 	if len(args) > 0 {
 		cfg.Command = args
 		cfg.SetByFlag("command")

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/certs"
 	"github.com/seamark/seamark/internal/config"
 	dnsserver "github.com/seamark/seamark/internal/dns"
 	"github.com/seamark/seamark/internal/ha"
@@ -61,6 +62,7 @@ type Server struct {
 	name    string
 	httpLn  net.Listener
 	httpSrv *http.Server
+	tls     *certs.Server // nil without server.tls
 	api     *httpapi.Handler
 
 	reloadMu sync.Mutex
@@ -79,6 +81,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if o.Config == nil {
 		return nil, errors.New("start server: no config")
 	}
+	if err := checkExposure(o.Config); err != nil {
+		return nil, err
+	}
 	s = &Server{o: o, log: o.Logger.With("component", "server"), cfg: o.Config}
 	// Every error return sets s to nil: close what was started through a copy.
 	started := s
@@ -88,7 +93,17 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		}
 	}()
 	sc := o.Config.Server
+	so, err := storeCredentials(sc)
+	if err != nil {
+		return nil, err
+	}
+	if sc.TLS.Enabled() {
+		if s.tls, err = certs.NewServer(tlsFiles(sc.TLS)); err != nil {
+			return nil, fmt.Errorf("start server: %w", err)
+		}
+	}
 	s.st, err = store.Open(ctx, store.Options{
+		TLS: so.TLS, Username: so.Username, Password: so.Password,
 		Endpoints:  sc.EtcdEndpoints,
 		DataDir:    sc.DataDir,
 		ClientAddr: sc.EtcdClientAddr,
@@ -245,14 +260,25 @@ func (s *Server) startHTTP(f *config.File) error {
 		Tokens: tokens, AnonymousRead: anon, Balancer: bal, UI: ui.Handler(),
 	})
 	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	scheme := "http"
+	if s.tls != nil {
+		scheme = "https"
+		s.httpSrv.TLSConfig = s.tls.TLSConfig()
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.tls != nil {
+			err = s.httpSrv.ServeTLS(ln, "", "")
+		} else {
+			err = s.httpSrv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http api stopped", "err", err)
 		}
 	}()
-	s.log.Info("http api listening", "addr", ln.Addr().String(), "dashboard", "http://"+ln.Addr().String()+ui.Prefix)
+	s.logListening(ln.Addr(), scheme)
 	return nil
 }
 
@@ -302,8 +328,19 @@ func (s *Server) Reload(ctx context.Context) error {
 		s.log.Warn("reload: server addresses and store settings change only on restart")
 	}
 	f.Server = s.cfg.Server
+	useCert := func() {}
+	if s.tls != nil {
+		if useCert, err = s.tls.Prepare(); err != nil {
+			return fmt.Errorf("reload rejected, nothing changed (the old certificate stays):\n%w", err)
+		}
+	}
 	if err := s.apply(ctx, f); err != nil {
 		return err
+	}
+	if s.tls != nil {
+		useCert()
+		leaf := s.tls.Leaf()
+		s.log.Info("reload: https certificate", "serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter)
 	}
 	s.cfg = f
 	return nil
