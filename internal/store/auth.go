@@ -69,10 +69,10 @@ func rootPassword(dataDir string) (pw string, fresh bool, err error) {
 	return pw, false, nil
 }
 
-// enableAuth turns etcd's authentication on with root and pw, unless it is on
-// already. It runs while the embedded etcd listens on a private bootstrap
+// enableAuth turns etcd's authentication on with root and pw; a store that
+// has it on already needs the password file it came with. It runs while the embedded etcd listens on a private bootstrap
 // address only.
-func enableAuth(ctx context.Context, endpoint, pw string) error {
+func enableAuth(ctx context.Context, endpoint, pw string, created bool) error {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), Context: ctx})
 	if err != nil {
 		return fmt.Errorf("open store: enable authentication: %w", err)
@@ -84,8 +84,11 @@ func enableAuth(ctx context.Context, endpoint, pw string) error {
 	if err != nil {
 		return fmt.Errorf("open store: enable authentication: %w", err)
 	}
-	if st.Enabled {
+	if st.Enabled && !created {
 		return nil
+	}
+	if st.Enabled {
+		return fmt.Errorf("open store: the store in the data directory has authentication on but its %s is missing; copy that file (mode 0600) from the data directory or backup the store came from", RootPasswordFile)
 	}
 	if _, err := cli.UserAdd(ctx, rootUser, pw); err != nil {
 		if !strings.Contains(err.Error(), "already exists") {
@@ -99,6 +102,34 @@ func enableAuth(ctx context.Context, endpoint, pw string) error {
 		return fmt.Errorf("open store: enable authentication: grant root: %w", err)
 	}
 	if _, err := cli.AuthEnable(ctx); err != nil {
+		return fmt.Errorf("open store: enable authentication: %w", err)
+	}
+	return nil
+}
+
+// checkAuth makes sure the embedded store runs with authentication on: a
+// data directory whose etcd had it turned off (by hand) gets it back.
+func (s *Store) checkAuth(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := s.cli.AuthStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("open store: authentication status: %w", err)
+	}
+	if st.Enabled {
+		return nil
+	}
+	s.log.Warn("embedded store had authentication off; turning it on")
+	if _, err := s.cli.UserAdd(ctx, rootUser, s.password); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return fmt.Errorf("open store: enable authentication: add user root: %w", err)
+	}
+	if _, err := s.cli.UserChangePassword(ctx, rootUser, s.password); err != nil {
+		return fmt.Errorf("open store: enable authentication: set root password: %w", err)
+	}
+	if _, err := s.cli.UserGrantRole(ctx, rootUser, "root"); err != nil {
+		return fmt.Errorf("open store: enable authentication: grant root: %w", err)
+	}
+	if _, err := s.cli.AuthEnable(ctx); err != nil {
 		return fmt.Errorf("open store: enable authentication: %w", err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -136,6 +137,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: connect to etcd at %s: %w", strings.Join(s.eps, ","), err)
 	}
 	s.cli = cli
+	if s.etcd != nil {
+		if err := s.checkAuth(ctx, o.DialTimeout); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	// Prove the cluster answers before anyone relies on it.
 	sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
@@ -167,24 +174,27 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *at
 	if err != nil {
 		return nil, "", "", fmt.Errorf("open store: etcd peer address: %w", err)
 	}
-	pw, fresh, err := rootPassword(o.DataDir)
+	pw, created, err := rootPassword(o.DataDir)
 	if err != nil {
 		return nil, "", "", err
 	}
-	if fresh {
+	_, statErr := os.Stat(filepath.Join(o.DataDir, "etcd", "member"))
+	if created || errors.Is(statErr, fs.ErrNotExist) {
 		// Turn authentication on while etcd listens on a private port only,
 		// so no other process can write before it is on.
 		bootURL := &url.URL{Scheme: "http", Host: "127.0.0.1:0"}
 		e, ep, err := runEmbedded(ctx, embedConfig(o, bootURL, peerURL, log, closing))
 		if err == nil {
-			err = enableAuth(ctx, ep, pw)
+			err = enableAuth(ctx, ep, pw, created)
 			closing.Store(true)
 			e.Close()
 			<-e.Server.StopNotify()
 			closing.Store(false)
 		}
 		if err != nil {
-			os.Remove(filepath.Join(o.DataDir, RootPasswordFile))
+			if created {
+				os.Remove(filepath.Join(o.DataDir, RootPasswordFile))
+			}
 			return nil, "", "", err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,13 +49,22 @@ func TestBackupRestore(t *testing.T) {
 			t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
 		}
 	}
-	run("--endpoints", "http://"+clientAddr, "snapshot", "save", snap)
+	// The embedded store wants its root password, kept in the data dir.
+	pw, err := os.ReadFile(filepath.Join(dir, "data", "etcd-root-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("--endpoints", "http://"+clientAddr, "--user", "root:"+strings.TrimSpace(string(pw)), "snapshot", "save", snap)
 	if err := p.stop(); err != nil {
 		t.Fatal(err)
 	}
 	restored := filepath.Join(dir, "restored")
 	run("snapshot", "restore", snap, "--name", "seamark", "--initial-cluster", "seamark="+peerURL,
 		"--initial-advertise-peer-urls", peerURL, "--data-dir", filepath.Join(restored, "etcd"))
+	// The restored store keeps its users: its password file goes with it.
+	if err := os.WriteFile(filepath.Join(restored, "etcd-root-password"), pw, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	p2 := startProc(t, "restored server", seamarkBin, args(restored)...)
 	s2, _ := api.NewClient([]string{"http://" + p2.waitOutput(httpAddrRE, 30*time.Second)})
 	if svc, err := s2.Service(ctx, "kept"); err != nil || svc.Port != 1234 {
