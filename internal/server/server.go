@@ -259,7 +259,7 @@ func (s *Server) startHTTP(f *config.File) error {
 		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
 		Tokens: tokens, AnonymousRead: anon, Balancer: bal, UI: ui.Handler(),
 	})
-	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: newHTTPErrorLog(s.log)}
 	scheme := "http"
 	if s.tls != nil {
 		scheme = "https"
