@@ -96,7 +96,7 @@ func (c *checker) serverTLS() {
 		if _, err := certs.ParseClientAuth(t.ClientAuth); err != nil {
 			c.add("server.tls.client_auth", "%v", err)
 		} else if t.ClientAuth != "none" && t.ClientCAFile == "" {
-			c.add("server.tls.client_ca_file", "is missing; client_auth %s verifies client certificates against it", t.ClientAuth)
+			c.add("server.tls.client_auth", "%s verifies client certificates against client_ca_file; give client_ca_file", t.ClientAuth)
 		}
 	}
 	if t.ClientCAFile != "" && !t.Enabled() {
@@ -111,9 +111,9 @@ func (c *checker) serverTLS() {
 	}
 	if (s.EtcdUsername == "") != (s.EtcdPasswordFile == "") {
 		if s.EtcdUsername == "" {
-			c.add("server.etcd_username", "is missing; etcd_password_file needs the user it belongs to")
+			c.add("server.etcd_password_file", "needs etcd_username, the user it is the password of")
 		} else {
-			c.add("server.etcd_password_file", "is missing; give a file holding etcd_username's password")
+			c.add("server.etcd_username", "needs etcd_password_file, a file holding its password")
 		}
 	}
 	if len(s.EtcdEndpoints) == 0 {
