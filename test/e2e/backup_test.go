@@ -39,12 +39,12 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := filepath.Join(dir, "seamark.snapshot")
-	run := func(args ...string) {
+	run := func(env string, args ...string) {
 		t.Helper()
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(cctx, etcdctl, args...)
-		cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+		cmd.Env = append(os.Environ(), "ETCDCTL_API=3", env)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
 		}
@@ -54,12 +54,12 @@ func TestBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run("--endpoints", "http://"+clientAddr, "--user", "root:"+strings.TrimSpace(string(pw)), "snapshot", "save", snap)
+	run("ETCDCTL_USER=root:"+strings.TrimSpace(string(pw)), "--endpoints", "http://"+clientAddr, "snapshot", "save", snap)
 	if err := p.stop(); err != nil {
 		t.Fatal(err)
 	}
 	restored := filepath.Join(dir, "restored")
-	run("snapshot", "restore", snap, "--name", "seamark", "--initial-cluster", "seamark="+peerURL,
+	run("", "snapshot", "restore", snap, "--name", "seamark", "--initial-cluster", "seamark="+peerURL,
 		"--initial-advertise-peer-urls", peerURL, "--data-dir", filepath.Join(restored, "etcd"))
 	// The restored store keeps its users: its password file goes with it.
 	if err := os.WriteFile(filepath.Join(restored, "etcd-root-password"), pw, 0o600); err != nil {
