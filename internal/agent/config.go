@@ -86,6 +86,11 @@ type Config struct {
 	// IdentityAddr, when set, serves the identity endpoint (GET
 	// /v1/identity) on this host:port.
 	IdentityAddr string `yaml:"identity_addr"`
+	// IdentityCertFile and IdentityKeyFile, when set, serve the identity
+	// endpoint over TLS with this PEM certificate and key (both or neither;
+	// read at start).
+	IdentityCertFile string `yaml:"identity_cert_file"`
+	IdentityKeyFile  string `yaml:"identity_key_file"`
 	// Command, when set, is run as the agent's child (wrap mode).
 	Command []string `yaml:"command"`
 
@@ -211,6 +216,15 @@ func (c *Config) Validate() error {
 		if err := checkServerURL(s); err != nil {
 			p.add("servers", fmt.Sprintf("[%d]", i), "%v", err)
 		}
+	}
+	if (c.IdentityCertFile == "") != (c.IdentityKeyFile == "") {
+		if c.IdentityCertFile == "" {
+			p.add("identity_cert_file", "", "is missing; identity_key_file needs its certificate")
+		} else {
+			p.add("identity_key_file", "", "is missing; give the PEM key of identity_cert_file")
+		}
+	} else if c.IdentityCertFile != "" && c.IdentityAddr == "" {
+		p.add("identity_cert_file", "", "serves the identity endpoint over TLS; set identity_addr too")
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		if c.CertFile == "" {

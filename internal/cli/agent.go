@@ -18,24 +18,25 @@ import (
 // agentFlags are the flag values of `seamark agent`; only the ones the user
 // set override the config file.
 type agentFlags struct {
-	configPath          string
-	service             string
-	port                int
-	id, stateFile       string
-	address             string
-	addressFrom         []string
-	imdsTokenURL        string
-	alternates          []string
-	checkAddr           string
-	weight              int
-	tags                []string
-	ttl, unhealthyAfter time.Duration
-	checkInterval       time.Duration
-	waitTimeout         time.Duration
-	backoffMin          time.Duration
-	backoffMax          time.Duration
-	identityAddr        string
-	logLevel, logFormat string
+	identityCertFile, identityKeyFile string
+	configPath                        string
+	service                           string
+	port                              int
+	id, stateFile                     string
+	address                           string
+	addressFrom                       []string
+	imdsTokenURL                      string
+	alternates                        []string
+	checkAddr                         string
+	weight                            int
+	tags                              []string
+	ttl, unhealthyAfter               time.Duration
+	checkInterval                     time.Duration
+	waitTimeout                       time.Duration
+	backoffMin                        time.Duration
+	backoffMax                        time.Duration
+	identityAddr                      string
+	logLevel, logFormat               string
 }
 
 func newAgentCmd(cf *clientFlags) *cobra.Command {
@@ -139,6 +140,8 @@ win over it. See docs/agent.md.`,
 	fl.DurationVar(&af.waitTimeout, "wait-timeout", 0, "give up when the port has not accepted a connection this long after start (0: wait for ever)")
 	fl.DurationVar(&af.backoffMin, "backoff-min", agent.DefaultBackoffMin, "first retry delay while no server answers")
 	fl.DurationVar(&af.backoffMax, "backoff-max", agent.DefaultBackoffMax, "longest retry delay while no server answers")
+	fl.StringVar(&af.identityCertFile, "identity-cert-file", "", "serve the identity endpoint over TLS with this PEM certificate (with --identity-key-file)")
+	fl.StringVar(&af.identityKeyFile, "identity-key-file", "", "PEM key of --identity-cert-file")
 	fl.StringVar(&af.identityAddr, "identity-addr", "", "serve the identity endpoint (GET "+api.IdentityPath+") on host:port (default: off)")
 	fl.StringVar(&af.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&af.logFormat, "log-format", "text", "log format: text or json")
@@ -160,22 +163,24 @@ func (af *agentFlags) config(fs *pflag.FlagSet, cf *clientFlags, args []string) 
 		key string
 		fn  func()
 	}{
-		"service":         {"service", func() { cfg.Service = af.service }},
-		"port":            {"port", func() { cfg.Port = af.port }},
-		"id":              {"id", func() { cfg.ID = af.id }},
-		"state-file":      {"state_file", func() { cfg.StateFile = af.stateFile }},
-		"address":         {"address", func() { cfg.Address = af.address }},
-		"address-from":    {"address_from", func() { cfg.AddressFrom = af.addressFrom }},
-		"imds-token-url":  {"imds_token_url", func() { cfg.IMDSTokenURL = af.imdsTokenURL }},
-		"check-addr":      {"check_addr", func() { cfg.CheckAddr = af.checkAddr }},
-		"weight":          {"weight", func() { cfg.Weight = af.weight }},
-		"ttl":             {"ttl", func() { cfg.TTL = api.Duration(af.ttl) }},
-		"unhealthy-after": {"unhealthy_after", func() { cfg.UnhealthyAfter = api.Duration(af.unhealthyAfter) }},
-		"check-interval":  {"check_interval", func() { cfg.CheckInterval = api.Duration(af.checkInterval) }},
-		"wait-timeout":    {"wait_timeout", func() { cfg.WaitTimeout = api.Duration(af.waitTimeout) }},
-		"backoff-min":     {"backoff_min", func() { cfg.BackoffMin = api.Duration(af.backoffMin) }},
-		"backoff-max":     {"backoff_max", func() { cfg.BackoffMax = api.Duration(af.backoffMax) }},
-		"identity-addr":   {"identity_addr", func() { cfg.IdentityAddr = af.identityAddr }},
+		"service":            {"service", func() { cfg.Service = af.service }},
+		"port":               {"port", func() { cfg.Port = af.port }},
+		"id":                 {"id", func() { cfg.ID = af.id }},
+		"state-file":         {"state_file", func() { cfg.StateFile = af.stateFile }},
+		"address":            {"address", func() { cfg.Address = af.address }},
+		"address-from":       {"address_from", func() { cfg.AddressFrom = af.addressFrom }},
+		"imds-token-url":     {"imds_token_url", func() { cfg.IMDSTokenURL = af.imdsTokenURL }},
+		"check-addr":         {"check_addr", func() { cfg.CheckAddr = af.checkAddr }},
+		"weight":             {"weight", func() { cfg.Weight = af.weight }},
+		"ttl":                {"ttl", func() { cfg.TTL = api.Duration(af.ttl) }},
+		"unhealthy-after":    {"unhealthy_after", func() { cfg.UnhealthyAfter = api.Duration(af.unhealthyAfter) }},
+		"check-interval":     {"check_interval", func() { cfg.CheckInterval = api.Duration(af.checkInterval) }},
+		"wait-timeout":       {"wait_timeout", func() { cfg.WaitTimeout = api.Duration(af.waitTimeout) }},
+		"backoff-min":        {"backoff_min", func() { cfg.BackoffMin = api.Duration(af.backoffMin) }},
+		"backoff-max":        {"backoff_max", func() { cfg.BackoffMax = api.Duration(af.backoffMax) }},
+		"identity-addr":      {"identity_addr", func() { cfg.IdentityAddr = af.identityAddr }},
+		"identity-cert-file": {"identity_cert_file", func() { cfg.IdentityCertFile = af.identityCertFile }},
+		"identity-key-file":  {"identity_key_file", func() { cfg.IdentityKeyFile = af.identityKeyFile }},
 		"alternate": {"alternates", func() {
 			cfg.Alternates = nil
 			for _, s := range af.alternates {

@@ -343,3 +343,36 @@ func TestSIGHUPSwapsCertificate(t *testing.T) {
 	}
 	get()
 }
+
+// A seed client asks an agent's identity endpoint over TLS (the agent's
+// certificate from a CA made here) and finds the node; without the CA it
+// refuses the endpoint.
+func TestSeedIdentityOverTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test")
+	}
+	pki := newPKI(t)
+	node, err := pki.ca.Issue("node-a", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startTLSServer(t, pki)
+	l := serve(t, "127.0.0.1:0")
+	a := startAgent(t, "agent", s, l.Addr().(*net.TCPAddr).Port, "--id", "id-tls", "--address", "127.0.0.1", "--ca-file", pki.ca.CAFile,
+		"--identity-addr", "127.0.0.1:0", "--identity-cert-file", node.CertFile, "--identity-key-file", node.KeyFile)
+	idAddr := a.waitOutput(regexp.MustCompile(`identity endpoint listening.*addr=(127\.0\.0\.1:\d+)`), 20*time.Second)
+	a.waitOutput(registeredRE, 20*time.Second)
+	ctx := ctxTimeout(t, 30*time.Second)
+	cl, err := seed.NewCluster(ctx, seed.Config{Seeds: []string{idAddr}, IdentityTLS: pki.clientTLS(t, false)})
+	if err != nil {
+		t.Fatalf("seed over TLS identity: %v\nagent:\n%s", err, a.output())
+	}
+	defer cl.Close()
+	if nodes := cl.Nodes(); len(nodes) != 1 || nodes[0].ID != "id-tls" {
+		t.Fatalf("seed found %+v, want node id-tls", nodes)
+	}
+	other := newPKI(t)
+	if _, err := seed.NewCluster(ctx, seed.Config{Seeds: []string{idAddr}, IdentityTLS: other.clientTLS(t, false), DialOptions: []seed.Option{seed.WithTimeout(3 * time.Second)}}); err == nil {
+		t.Fatal("seed trusted an identity endpoint whose certificate its CA did not sign")
+	}
+}
