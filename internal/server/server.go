@@ -327,6 +327,9 @@ func (s *Server) Reload(ctx context.Context) error {
 	if f.Server.HTTPAddr != s.cfg.Server.HTTPAddr || strings.Join(f.Server.EtcdEndpoints, ",") != strings.Join(s.cfg.Server.EtcdEndpoints, ",") || f.Server.DataDir != s.cfg.Server.DataDir {
 		s.log.Warn("reload: server addresses and store settings change only on restart")
 	}
+	if f.Server.TLS != s.cfg.Server.TLS {
+		s.log.Warn("reload: server.tls names other files or settings; those take effect on restart (the files named at start are read again now)")
+	}
 	f.Server = s.cfg.Server
 	useCert := func() {}
 	if s.tls != nil {
