@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -375,4 +376,96 @@ func TestSeedIdentityOverTLS(t *testing.T) {
 	if _, err := seed.NewCluster(ctx, seed.Config{Seeds: []string{idAddr}, IdentityTLS: other.clientTLS(t, false), DialOptions: []seed.Option{seed.WithTimeout(3 * time.Second)}}); err == nil {
 		t.Fatal("seed trusted an identity endpoint whose certificate its CA did not sign")
 	}
+}
+
+// startTLSEtcd runs Debian's etcd with https on its client port and client
+// certificates required (etcd's --client-cert-auth), with pki's CA.
+func startTLSEtcd(t *testing.T, pki *testPKI) string {
+	t.Helper()
+	bin := needTool(t, "etcd", "etcd-server")
+	ep, err := pki.ca.Issue("etcd", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, peer := freePort(t), freePort(t)
+	cu, pu := fmt.Sprintf("https://127.0.0.1:%d", client), fmt.Sprintf("http://127.0.0.1:%d", peer)
+	p := startProc(t, "etcd", bin,
+		"--name", "e2e", "--data-dir", t.TempDir(),
+		"--listen-client-urls", cu, "--advertise-client-urls", cu,
+		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
+		"--initial-cluster", "e2e="+pu, "--heartbeat-interval", "20", "--election-timeout", "100",
+		"--cert-file", ep.CertFile, "--key-file", ep.KeyFile, "--trusted-ca-file", pki.ca.CAFile, "--client-cert-auth")
+	p.waitOutput(regexp.MustCompile(`ready to serve client requests`), 20*time.Second)
+	return cu
+}
+
+// An external etcd over TLS with client certificates: the server reaches it
+// with etcd_tls (CA, client certificate); without a client certificate it
+// cannot. Then etcd's authentication goes on, and the server needs
+// etcd_username and etcd_password_file as well.
+func TestExternalEtcdTLSAndPassword(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test")
+	}
+	etcdctl := needTool(t, "etcdctl", "etcd-client")
+	pki := newPKI(t)
+	ep := startTLSEtcd(t, pki)
+	tlsArgs := []string{"--etcd-endpoints", ep, "--etcd-ca-file", pki.ca.CAFile, "--etcd-cert-file", pki.client.CertFile, "--etcd-key-file", pki.client.KeyFile}
+
+	s := startServer(t, "server", tlsArgs...)
+	ctx := ctxTimeout(t, 60*time.Second)
+	if _, err := s.client.CreateService(ctx, api.Service{Name: "over-tls", Port: 1234, Check: api.Check{Type: api.CheckNone}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Without a client certificate etcd refuses the server, which says so.
+	out, err := runOut(t, nil, seamarkBin, "server", "--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0", "--etcd-endpoints", ep, "--etcd-ca-file", pki.ca.CAFile)
+	if code := exitCode(err); code != 1 || !strings.Contains(out, "open store") {
+		t.Fatalf("server without a client certificate: exit %d, want 1 with an open store error:\n%s", code, out)
+	}
+
+	// etcd's authentication on: a root user with a password.
+	pwFile := filepath.Join(t.TempDir(), "etcd.password")
+	os.WriteFile(pwFile, []byte("s3cret-e2e\n"), 0o600)
+	ctl := func(args ...string) {
+		t.Helper()
+		base := []string{"--endpoints", ep, "--cacert", pki.ca.CAFile, "--cert", pki.client.CertFile, "--key", pki.client.KeyFile}
+		if out, err := runOut(t, []string{"ETCDCTL_API=3"}, etcdctl, append(base, args...)...); err != nil {
+			t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
+		}
+	}
+	ctl("user", "add", "root:s3cret-e2e")
+	ctl("user", "grant-role", "root", "root")
+	ctl("auth", "enable")
+	// etcd takes the certificate's common name as the user when no password
+	// is given: a client certificate for "seamark" (no such user) plus the
+	// password is what the server presents.
+	cert, err := pki.ca.Issue("seamark", "seamark")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pwArgs := []string{"--etcd-endpoints", ep, "--etcd-ca-file", pki.ca.CAFile, "--etcd-cert-file", cert.CertFile, "--etcd-key-file", cert.KeyFile}
+	out, err = runOut(t, nil, seamarkBin, append([]string{"server", "--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0"}, pwArgs...)...)
+	if code := exitCode(err); code != 1 || !strings.Contains(out, "permission denied") {
+		t.Fatalf("server without the etcd password: exit %d, want 1 with permission denied:\n%s", code, out)
+	}
+	s2 := startServer(t, "server with password", append(pwArgs, "--etcd-username", "root", "--etcd-password-file", pwFile)...)
+	if svc, err := s2.client.Service(ctx, "over-tls"); err != nil || svc.Port != 1234 {
+		t.Fatalf("over TLS with a password: got %+v, %v", svc, err)
+	}
+}
+
+// exitCode is the exit code of a finished command's error (0 for nil, -1
+// when it was killed).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
