@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 )
 
 // TLSFiles name the PEM files a client speaks https with. All are optional:
@@ -23,6 +25,10 @@ type TLSFiles struct {
 func (f TLSFiles) IsZero() bool { return f == TLSFiles{} }
 
 // Config loads the files into a client TLS configuration (TLS 1.2 or newer).
+// The client certificate is read again, at the next handshake, whenever its
+// files change, so a long-running client (an agent) picks up a renewed
+// certificate without a restart; a pair that does not load (half written,
+// mismatched) is skipped and the last good one is sent.
 func (f TLSFiles) Config() (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if f.CAFile != "" {
@@ -34,11 +40,11 @@ func (f TLSFiles) Config() (*tls.Config, error) {
 	}
 	switch {
 	case f.CertFile != "" && f.KeyFile != "":
-		cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
-		if err != nil {
+		r := &clientCert{certFile: f.CertFile, keyFile: f.KeyFile}
+		if err := r.load(); err != nil {
 			return nil, fmt.Errorf("load client certificate %s and key %s: %w", f.CertFile, f.KeyFile, err)
 		}
-		c.Certificates = []tls.Certificate{cert}
+		c.GetClientCertificate = r.get
 	case f.CertFile != "":
 		return nil, fmt.Errorf("client certificate %s has no key file; give its key too", f.CertFile)
 	case f.KeyFile != "":
@@ -101,3 +107,45 @@ func ParseCertPool(data []byte) (*x509.CertPool, error) {
 // It sets the transport of the default http.Client; with WithHTTPClient, set
 // TLSClientConfig on that client's transport instead.
 func WithTLSConfig(c *tls.Config) ClientOption { return func(cl *Client) { cl.tls = c } }
+
+// clientCert is a client certificate re-read when its files change.
+type clientCert struct {
+	certFile, keyFile string
+
+	mu    sync.Mutex
+	stamp [2]fileStamp
+	cert  *tls.Certificate
+}
+
+// fileStamp tells a changed file from an unchanged one.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(file string) fileStamp {
+	st, err := os.Stat(file)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{st.ModTime(), st.Size()}
+}
+
+func (r *clientCert) load() error {
+	stamp := [2]fileStamp{stampOf(r.certFile), stampOf(r.keyFile)}
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return err
+	}
+	r.cert, r.stamp = &cert, stamp
+	return nil
+}
+
+func (r *clientCert) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if [2]fileStamp{stampOf(r.certFile), stampOf(r.keyFile)} != r.stamp {
+		r.load() // on failure the last good certificate stays
+	}
+	return r.cert, nil
+}
