@@ -18,25 +18,27 @@ import (
 // agentFlags are the flag values of `seamark agent`; only the ones the user
 // set override the config file.
 type agentFlags struct {
+	configPath          string
+	service             string
+	port                int
+	id, stateFile       string
+	address             string
+	addressFrom         []string
+	imdsTokenURL        string
+	alternates          []string
+	checkAddr           string
+	weight              int
+	tags                []string
+	ttl, unhealthyAfter time.Duration
+	checkInterval       time.Duration
+	waitTimeout         time.Duration
+	backoffMin          time.Duration
+	backoffMax          time.Duration
+	identityAddr        string
+	logLevel, logFormat string
+
+	// TLS of the identity endpoint.
 	identityCertFile, identityKeyFile string
-	configPath                        string
-	service                           string
-	port                              int
-	id, stateFile                     string
-	address                           string
-	addressFrom                       []string
-	imdsTokenURL                      string
-	alternates                        []string
-	checkAddr                         string
-	weight                            int
-	tags                              []string
-	ttl, unhealthyAfter               time.Duration
-	checkInterval                     time.Duration
-	waitTimeout                       time.Duration
-	backoffMin                        time.Duration
-	backoffMax                        time.Duration
-	identityAddr                      string
-	logLevel, logFormat               string
 }
 
 func newAgentCmd(cf *clientFlags) *cobra.Command {
@@ -163,24 +165,22 @@ func (af *agentFlags) config(fs *pflag.FlagSet, cf *clientFlags, args []string) 
 		key string
 		fn  func()
 	}{
-		"service":            {"service", func() { cfg.Service = af.service }},
-		"port":               {"port", func() { cfg.Port = af.port }},
-		"id":                 {"id", func() { cfg.ID = af.id }},
-		"state-file":         {"state_file", func() { cfg.StateFile = af.stateFile }},
-		"address":            {"address", func() { cfg.Address = af.address }},
-		"address-from":       {"address_from", func() { cfg.AddressFrom = af.addressFrom }},
-		"imds-token-url":     {"imds_token_url", func() { cfg.IMDSTokenURL = af.imdsTokenURL }},
-		"check-addr":         {"check_addr", func() { cfg.CheckAddr = af.checkAddr }},
-		"weight":             {"weight", func() { cfg.Weight = af.weight }},
-		"ttl":                {"ttl", func() { cfg.TTL = api.Duration(af.ttl) }},
-		"unhealthy-after":    {"unhealthy_after", func() { cfg.UnhealthyAfter = api.Duration(af.unhealthyAfter) }},
-		"check-interval":     {"check_interval", func() { cfg.CheckInterval = api.Duration(af.checkInterval) }},
-		"wait-timeout":       {"wait_timeout", func() { cfg.WaitTimeout = api.Duration(af.waitTimeout) }},
-		"backoff-min":        {"backoff_min", func() { cfg.BackoffMin = api.Duration(af.backoffMin) }},
-		"backoff-max":        {"backoff_max", func() { cfg.BackoffMax = api.Duration(af.backoffMax) }},
-		"identity-addr":      {"identity_addr", func() { cfg.IdentityAddr = af.identityAddr }},
-		"identity-cert-file": {"identity_cert_file", func() { cfg.IdentityCertFile = af.identityCertFile }},
-		"identity-key-file":  {"identity_key_file", func() { cfg.IdentityKeyFile = af.identityKeyFile }},
+		"service":         {"service", func() { cfg.Service = af.service }},
+		"port":            {"port", func() { cfg.Port = af.port }},
+		"id":              {"id", func() { cfg.ID = af.id }},
+		"state-file":      {"state_file", func() { cfg.StateFile = af.stateFile }},
+		"address":         {"address", func() { cfg.Address = af.address }},
+		"address-from":    {"address_from", func() { cfg.AddressFrom = af.addressFrom }},
+		"imds-token-url":  {"imds_token_url", func() { cfg.IMDSTokenURL = af.imdsTokenURL }},
+		"check-addr":      {"check_addr", func() { cfg.CheckAddr = af.checkAddr }},
+		"weight":          {"weight", func() { cfg.Weight = af.weight }},
+		"ttl":             {"ttl", func() { cfg.TTL = api.Duration(af.ttl) }},
+		"unhealthy-after": {"unhealthy_after", func() { cfg.UnhealthyAfter = api.Duration(af.unhealthyAfter) }},
+		"check-interval":  {"check_interval", func() { cfg.CheckInterval = api.Duration(af.checkInterval) }},
+		"wait-timeout":    {"wait_timeout", func() { cfg.WaitTimeout = api.Duration(af.waitTimeout) }},
+		"backoff-min":     {"backoff_min", func() { cfg.BackoffMin = api.Duration(af.backoffMin) }},
+		"backoff-max":     {"backoff_max", func() { cfg.BackoffMax = api.Duration(af.backoffMax) }},
+		"identity-addr":   {"identity_addr", func() { cfg.IdentityAddr = af.identityAddr }},
 		"alternate": {"alternates", func() {
 			cfg.Alternates = nil
 			for _, s := range af.alternates {
@@ -232,8 +232,11 @@ func (af *agentFlags) config(fs *pflag.FlagSet, cf *clientFlags, args []string) 
 	for _, f := range []struct {
 		key, v string
 		dst    *string
-	}{{"ca_file", cf.tls.CAFile, &cfg.CAFile}, {"cert_file", cf.tls.CertFile, &cfg.CertFile}, {"key_file", cf.tls.KeyFile, &cfg.KeyFile}} {
-		if f.v != "" { // --ca-file, --cert-file, --key-file or their env win over the file
+	}{
+		{"ca_file", cf.tls.CAFile, &cfg.CAFile}, {"cert_file", cf.tls.CertFile, &cfg.CertFile}, {"key_file", cf.tls.KeyFile, &cfg.KeyFile},
+		{"identity_cert_file", af.identityCertFile, &cfg.IdentityCertFile}, {"identity_key_file", af.identityKeyFile, &cfg.IdentityKeyFile},
+	} {
+		if f.v != "" { // TLS flags (and the env of the client ones) win over the file
 			*f.dst = f.v
 			cfg.SetByFlag(f.key)
 		}
