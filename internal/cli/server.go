@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -115,27 +116,18 @@ and the running state stays. Flags override the file's server: section.`,
 // overrideServer copies every flag the user set onto the file's server section.
 func overrideServer(fs *pflag.FlagSet, dst *config.Server, src config.Server) {
 	set := map[string]func(){
-		"http-addr":          func() { dst.HTTPAddr = src.HTTPAddr },
-		"dns-addr":           func() { dst.DNSAddr = src.DNSAddr },
-		"data-dir":           func() { dst.DataDir = src.DataDir },
-		"etcd-endpoints":     func() { dst.EtcdEndpoints = src.EtcdEndpoints },
-		"etcd-client-addr":   func() { dst.EtcdClientAddr = src.EtcdClientAddr },
-		"etcd-peer-addr":     func() { dst.EtcdPeerAddr = src.EtcdPeerAddr },
-		"store-prefix":       func() { dst.StorePrefix = src.StorePrefix },
-		"name":               func() { dst.Name = src.Name },
-		"balancer":           func() { dst.Balancer = src.Balancer },
-		"member":             func() { dst.Member = src.Member },
-		"tls-cert-file":      func() { dst.TLS.CertFile = absPath(src.TLS.CertFile) },
-		"tls-key-file":       func() { dst.TLS.KeyFile = absPath(src.TLS.KeyFile) },
-		"tls-client-ca-file": func() { dst.TLS.ClientCAFile = absPath(src.TLS.ClientCAFile) },
-		"tls-client-auth":    func() { dst.TLS.ClientAuth = src.TLS.ClientAuth },
-		"etcd-ca-file":       func() { dst.EtcdTLS.CAFile = absPath(src.EtcdTLS.CAFile) },
-		"etcd-cert-file":     func() { dst.EtcdTLS.CertFile = absPath(src.EtcdTLS.CertFile) },
-		"etcd-key-file":      func() { dst.EtcdTLS.KeyFile = absPath(src.EtcdTLS.KeyFile) },
-		"etcd-username":      func() { dst.EtcdUsername = src.EtcdUsername },
-		"etcd-password-file": func() { dst.EtcdPasswordFile = absPath(src.EtcdPasswordFile) },
-		"insecure-expose":    func() { dst.InsecureExpose = src.InsecureExpose },
+		"http-addr":        func() { dst.HTTPAddr = src.HTTPAddr },
+		"dns-addr":         func() { dst.DNSAddr = src.DNSAddr },
+		"data-dir":         func() { dst.DataDir = src.DataDir },
+		"etcd-endpoints":   func() { dst.EtcdEndpoints = src.EtcdEndpoints },
+		"etcd-client-addr": func() { dst.EtcdClientAddr = src.EtcdClientAddr },
+		"etcd-peer-addr":   func() { dst.EtcdPeerAddr = src.EtcdPeerAddr },
+		"store-prefix":     func() { dst.StorePrefix = src.StorePrefix },
+		"name":             func() { dst.Name = src.Name },
+		"balancer":         func() { dst.Balancer = src.Balancer },
+		"member":           func() { dst.Member = src.Member },
 	}
+	maps.Copy(set, securityOverrides(dst, src))
 	fs.Visit(func(f *pflag.Flag) {
 		if fn, ok := set[f.Name]; ok {
 			fn()
@@ -164,6 +156,22 @@ its file, line and key path. Exits 1 when the file would be rejected; warnings
 				args[0], len(f.Zones), len(f.Services), len(f.Listeners), len(f.Groups))
 			return nil
 		},
+	}
+}
+
+// securityOverrides copy the TLS, store credential and exposure flags.
+func securityOverrides(dst *config.Server, src config.Server) map[string]func() {
+	return map[string]func(){
+		"tls-cert-file":      func() { dst.TLS.CertFile = absPath(src.TLS.CertFile) },
+		"tls-key-file":       func() { dst.TLS.KeyFile = absPath(src.TLS.KeyFile) },
+		"tls-client-ca-file": func() { dst.TLS.ClientCAFile = absPath(src.TLS.ClientCAFile) },
+		"tls-client-auth":    func() { dst.TLS.ClientAuth = src.TLS.ClientAuth },
+		"etcd-ca-file":       func() { dst.EtcdTLS.CAFile = absPath(src.EtcdTLS.CAFile) },
+		"etcd-cert-file":     func() { dst.EtcdTLS.CertFile = absPath(src.EtcdTLS.CertFile) },
+		"etcd-key-file":      func() { dst.EtcdTLS.KeyFile = absPath(src.EtcdTLS.KeyFile) },
+		"etcd-username":      func() { dst.EtcdUsername = src.EtcdUsername },
+		"etcd-password-file": func() { dst.EtcdPasswordFile = absPath(src.EtcdPasswordFile) },
+		"insecure-expose":    func() { dst.InsecureExpose = src.InsecureExpose },
 	}
 }
 
