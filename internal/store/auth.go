@@ -26,6 +26,10 @@ const (
 	rootUser         = "root"
 )
 
+// authTokenTTL overrides etcd's simple-token TTL (seconds) in tests; 0 keeps
+// etcd's 300 s.
+var authTokenTTL uint
+
 // rootPassword reads the embedded store's root password, or makes one when
 // the data directory has none yet (fresh is then true).
 func rootPassword(dataDir string) (pw string, fresh bool, err error) {

@@ -72,3 +72,56 @@ func TestEmbeddedPasswordFileMode(t *testing.T) {
 	}
 	s2.Close()
 }
+
+// The store's client keeps working after its etcd auth token expired while
+// it was idle: unary calls, a watch opened before and one opened after.
+func TestAuthTokenExpiryWhileIdle(t *testing.T) {
+	defer store.SetAuthTokenTTL(1)()
+	s := storetest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, rev, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, beforeErr := s.Watch(ctx, rev)
+	if _, err := s.PutService(ctx, svc("a"), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-before; !ok {
+		t.Fatalf("watch: %v", beforeErr())
+	}
+	time.Sleep(3 * time.Second) // the token expires (TTL 1 s, swept every second)
+	if _, err := s.PutService(ctx, svc("b"), true); err != nil {
+		t.Fatalf("write after the token expired: %v", err)
+	}
+	select {
+	case _, ok := <-before:
+		if !ok {
+			t.Fatalf("watch opened before: closed: %v", beforeErr())
+		}
+	case <-ctx.Done():
+		t.Fatal("watch opened before: no event")
+	}
+	after, afterErr := s.Watch(ctx, rev)
+	if _, ok := <-after; !ok {
+		t.Fatalf("watch opened after the token expired: %v", afterErr())
+	}
+	if _, _, err := s.Load(ctx); err != nil {
+		t.Fatalf("read after the token expired: %v", err)
+	}
+	// A watch that is the first call after the token expired: if refused,
+	// a reader's next Load (which renews the token) and Watch get through.
+	time.Sleep(3 * time.Second)
+	first, firstErr := s.Watch(ctx, rev)
+	if _, ok := <-first; !ok {
+		t.Logf("first call after expiry was a watch: %v", firstErr())
+		if _, _, err := s.Load(ctx); err != nil {
+			t.Fatalf("load: %v", err)
+		}
+		again, againErr := s.Watch(ctx, rev)
+		if _, ok := <-again; !ok {
+			t.Fatalf("watch after a load: %v", againErr())
+		}
+	}
+}

@@ -71,6 +71,8 @@ type Store struct {
 	// user and password authenticate the client (see Credentials).
 	user, password string
 	log            *slog.Logger
+	// watchSeq numbers watches so each gets its own stream (read.go).
+	watchSeq atomic.Uint64
 	// closing silences the embedded etcd's logs while it is stopped on purpose.
 	closing atomic.Bool
 	// The endpoint tender of an external cluster with several members.
@@ -217,6 +219,9 @@ func embedConfig(o Options, clientURL, peerURL *url.URL, log *slog.Logger, closi
 	cfg.AutoCompactionMode = embed.CompactorModeRevision
 	cfg.AutoCompactionRetention = "100000"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing))
+	if authTokenTTL != 0 {
+		cfg.AuthTokenTTL = authTokenTTL
+	}
 	return cfg
 }
 
