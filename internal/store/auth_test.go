@@ -2,6 +2,9 @@ package store_test
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,5 +126,37 @@ func TestAuthTokenExpiryWhileIdle(t *testing.T) {
 		if _, ok := <-again; !ok {
 			t.Fatalf("watch after a load: %v", againErr())
 		}
+	}
+}
+
+// The embedded store's peer port (raft) refuses a connection without the
+// client certificate of the CA kept in the data directory: raft messages
+// cannot write around authentication.
+func TestEmbeddedPeerPortNeedsCertificate(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := store.Open(ctx, store.Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: peer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for _, u := range []string{"http://" + peer + "/members", "https://" + peer + "/members", "https://" + peer + "/raft/probing"} {
+		resp, err := hc.Get(u)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("GET %s without a client certificate: %s", u, resp.Status)
+		}
+	}
+	st, err := os.Stat(filepath.Join(dir, "peer-tls", "peer-key.pem"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("peer key: %v, mode %v", err, st.Mode().Perm())
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -176,6 +177,11 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *at
 	if err != nil {
 		return nil, "", "", fmt.Errorf("open store: etcd peer address: %w", err)
 	}
+	peerURL.Scheme = "https"
+	peerTLSInfo, err := peerTLS(o.DataDir, peerURL.Hostname())
+	if err != nil {
+		return nil, "", "", err
+	}
 	pw, created, err := rootPassword(o.DataDir)
 	if err != nil {
 		return nil, "", "", err
@@ -185,7 +191,7 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *at
 		// Turn authentication on while etcd listens on a private port only,
 		// so no other process can write before it is on.
 		bootURL := &url.URL{Scheme: "http", Host: "127.0.0.1:0"}
-		e, ep, err := runEmbedded(ctx, embedConfig(o, bootURL, peerURL, log, closing))
+		e, ep, err := runEmbedded(ctx, embedConfig(o, bootURL, peerURL, peerTLSInfo, log, closing))
 		if err == nil {
 			err = enableAuth(ctx, ep, pw, created)
 			closing.Store(true)
@@ -200,11 +206,11 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *at
 			return nil, "", "", err
 		}
 	}
-	e, ep, err := runEmbedded(ctx, embedConfig(o, clientURL, peerURL, log, closing))
+	e, ep, err := runEmbedded(ctx, embedConfig(o, clientURL, peerURL, peerTLSInfo, log, closing))
 	return e, ep, pw, err
 }
 
-func embedConfig(o Options, clientURL, peerURL *url.URL, log *slog.Logger, closing *atomic.Bool) *embed.Config {
+func embedConfig(o Options, clientURL, peerURL *url.URL, peerTLSInfo transport.TLSInfo, log *slog.Logger, closing *atomic.Bool) *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = "seamark"
 	cfg.Dir = filepath.Join(o.DataDir, "etcd")
@@ -213,6 +219,7 @@ func embedConfig(o Options, clientURL, peerURL *url.URL, log *slog.Logger, closi
 	cfg.ListenPeerUrls = []url.URL{*peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{*peerURL}
 	cfg.InitialCluster = cfg.Name + "=" + peerURL.String()
+	cfg.PeerTLSInfo = peerTLSInfo
 	cfg.TickMs = embeddedTickMs
 	cfg.ElectionMs = embeddedElectionMs
 	cfg.MaxTxnOps = embeddedMaxTxnOps

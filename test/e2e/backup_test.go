@@ -27,9 +27,10 @@ func TestBackupRestore(t *testing.T) {
 	dir := t.TempDir()
 	client, peer := freePort(t), freePort(t)
 	clientAddr, peerURL := fmt.Sprintf("127.0.0.1:%d", client), fmt.Sprintf("http://127.0.0.1:%d", peer)
+	peerAddr := peer2addr(peerURL)
 	args := func(data string) []string {
 		return []string{"server", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0",
-			"--etcd-client-addr", clientAddr, "--etcd-peer-addr", peer2addr(peerURL)}
+			"--etcd-client-addr", clientAddr, "--etcd-peer-addr", peerAddr}
 	}
 	ctx := ctxTimeout(t, 60*time.Second)
 	p := startProc(t, "server", seamarkBin, args(filepath.Join(dir, "data"))...)
@@ -59,6 +60,9 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	restored := filepath.Join(dir, "restored")
+	// The embedded store's peer listener speaks https (its own CA in the
+	// data dir): the restored member must carry the same peer URL.
+	peerURL = "https://" + peer2addr(peerURL)
 	run("", "snapshot", "restore", snap, "--name", "seamark", "--initial-cluster", "seamark="+peerURL,
 		"--initial-advertise-peer-urls", peerURL, "--data-dir", filepath.Join(restored, "etcd"))
 	// The restored store keeps its users: its password file goes with it.
