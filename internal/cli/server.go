@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -69,7 +70,9 @@ and the running state stays. Flags override the file's server: section.`,
 				select {
 				case <-hup:
 					rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					if err := srv.Reload(rctx); err != nil {
+					if err := srv.Reload(rctx); errors.Is(err, server.ErrRestartNeeded) {
+						log.Warn("reload", "err", err)
+					} else if err != nil {
 						log.Error("reload", "err", err)
 					} else {
 						log.Info("reloaded", "file", configPath)
