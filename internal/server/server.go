@@ -121,9 +121,10 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, fmt.Errorf("start server: %w", ctx.Err())
 	}
 	s.startChecker(runCtx, sc.Name)
-	s.audit = audit.New(s.st, s.name, o.Logger)
+	auditLog := audit.New(s.st, s.name, o.Logger)
+	s.audit = auditLog
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.audit.Run(runCtx) }()
+	go func() { defer started.wg.Done(); auditLog.Run(runCtx) }()
 	if o.ConfigPath != "" {
 		if f, err := config.Load(o.ConfigPath); err == nil {
 			s.fileServer = &f.Server
