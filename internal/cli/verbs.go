@@ -111,7 +111,10 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "events",
-		Short: "Show the event log (health transitions); --follow streams new events",
+		Short: "Show the event log (health, role changes, audit of writes); --follow streams new events",
+		Example: `  seamark events --kind audit              # who changed what, from where
+  seamark events --kind audit --who agents # one token's writes
+  seamark events --who tsig:update-key     # one TSIG key's DNS UPDATEs`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
@@ -140,7 +143,14 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 				}
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				for _, e := range fresh {
-					fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s -> %s\t%s\t%s\n", e.Time.Local().Format("15:04:05.000"), e.Service, e.Node, e.Address, e.Old, e.New, e.Reason, e.Checker)
+					switch e.Kind {
+					case api.EventAudit:
+						fmt.Fprintf(tw, "%s\taudit\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("15:04:05.000"), e.Who, e.From, e.Action, e.Result)
+					case api.EventRole:
+						fmt.Fprintf(tw, "%s\trole\t%s/%s\t%s\t%s\t%s\n", e.Time.Local().Format("15:04:05.000"), e.Group, e.Member, e.Address, e.Role, e.Reason)
+					default:
+						fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s -> %s\t%s\t%s\n", e.Time.Local().Format("15:04:05.000"), e.Service, e.Node, e.Address, e.Old, e.New, e.Reason, e.Checker)
+					}
 				}
 				return tw.Flush()
 			}
@@ -154,7 +164,7 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			for {
-				events, idx, err = c.Events(cmd.Context(), api.EventQuery{Service: q.Service, Node: q.Node}, &api.QueryOptions{Index: idx, Wait: 5 * time.Minute})
+				events, idx, err = c.Events(cmd.Context(), api.EventQuery{Service: q.Service, Node: q.Node, Kind: q.Kind, Who: q.Who}, &api.QueryOptions{Index: idx, Wait: 5 * time.Minute})
 				if err != nil {
 					return err
 				}
@@ -167,6 +177,8 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&q.Service, "service", "", "only events of this service")
 	fl.StringVar(&q.Node, "node", "", "only events of this node")
+	fl.StringVar(&q.Kind, "kind", "", "only events of this kind: health, role or audit")
+	fl.StringVar(&q.Who, "who", "", "only audit events of this token name or TSIG key (tsig:<key>)")
 	fl.IntVar(&q.Limit, "limit", 50, "show at most the newest N events (0: all kept)")
 	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new events as they happen")
 	return cmd
