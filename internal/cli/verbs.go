@@ -115,7 +115,7 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 		Example: `  seamark events --kind audit              # who changed what, from where
   seamark events --kind audit --who agents # one token's writes
   seamark events --who tsig:update-key     # one TSIG key's DNS UPDATEs`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
 			if err != nil {
