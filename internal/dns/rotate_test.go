@@ -87,3 +87,29 @@ func TestSetTransfer(t *testing.T) {
 		t.Fatalf("transfer after the allow was removed: got %s, want REFUSED", dns.RcodeToString[rc])
 	}
 }
+
+// FuzzUpdateSummary feeds arbitrary UPDATE messages to the audit summary:
+// never a panic, and the summary stays small however many changes it has.
+func FuzzUpdateSummary(f *testing.F) {
+	m := updateMsg("cluster.test.")
+	for _, rr := range []string{"www.cluster.test. 60 IN A 192.0.2.1", "old.cluster.test. 0 ANY AAAA", "txt.cluster.test. 0 NONE TXT \"x\""} {
+		r, _ := dns.NewRR(rr)
+		m.Ns = append(m.Ns, r)
+	}
+	b, _ := m.Pack()
+	f.Add(b)
+	f.Add([]byte{0, 1, 0x28, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		var m dns.Msg
+		if m.Unpack(pkt) != nil {
+			return
+		}
+		s := updateSummary(&m)
+		if len(s) > 4096 { // five names of at most 255 bytes, escaped, and their types
+			t.Fatalf("summary of %d bytes: the audit record must stay small", len(s))
+		}
+		if !strings.HasPrefix(s, "UPDATE") {
+			t.Fatalf("summary %q does not start with UPDATE", s)
+		}
+	})
+}
