@@ -7,7 +7,15 @@
 // and zone record change batches, through the store's typed functions only.
 // After a write it waits until the local snapshot reflects it, so a client
 // reads its own writes. Bad input is a 4xx with a message that says what to
-// change; writes need a bearer token when tokens are configured.
+// change.
+//
+// Trust: writes need a bearer token when tokens are configured (read,
+// register — the nodes of the token's services only — or write), swapped
+// whole by SetAuth on a config reload; every write must carry a JSON body
+// and come from the same origin (http.CrossOriginProtection); a hook field
+// (a service's on_change) is refused with 403, as hooks come only from the
+// config file; and every write is handed to the Auditor with who, from
+// where, what and the status.
 package httpapi
 
 import (

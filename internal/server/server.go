@@ -6,6 +6,13 @@
 // watcher that keeps the snapshot current, and serves the HTTP API. Roles
 // never talk to each other: each reads the snapshot and writes the store.
 // Everything it starts it stops in Close, in reverse order.
+//
+// In-process wiring besides the snapshot: the balancer's failed connects
+// reach the checker; balancer groups use the checker's prober and hook
+// runner; the API reads the balancer's counters; and the API and the DNS
+// primary hand every write to one audit.Log, which logs it and keeps it in
+// the store's event log. Reload swaps the credentials of the running roles
+// (httpapi.Handler.SetAuth, dns.Keyring.Swap, dns.Primary.SetTransfer).
 package server
 
 import (

@@ -213,7 +213,9 @@ func TestTrustRegisterToken(t *testing.T) {
 	// The audit trail names the token, through the CLI's filter.
 	tokenFile := filepath.Join(dir, "ops.token")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		out, err := exec.Command(seamarkBin, "events", "--server", s.url, "--token-file", tokenFile, "--kind", "audit", "--who", "agents", "--limit", "0").CombinedOutput()
+		cmd := exec.Command(seamarkBin, "events", "--server", s.url, "--kind", "audit", "--who", "agents", "--limit", "0")
+		cmd.Env = append(os.Environ(), "SEAMARK_TOKEN_FILE="+tokenFile, "SEAMARK_TOKEN=")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("seamark events: %v\n%s", err, out)
 		}
