@@ -84,23 +84,23 @@ func (l *Log) Run(ctx context.Context) {
 	for {
 		select {
 		case e := <-l.q:
-			l.flush(ctx, e)
+			l.flush(ctx, e, 5*time.Second)
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			for {
+			deadline := time.Now().Add(2 * time.Second)
+			for time.Now().Before(deadline) {
 				select {
 				case e := <-l.q:
-					l.flush(fctx, e)
+					l.flush(ctx, e, time.Until(deadline))
 				default:
 					return
 				}
 			}
+			return
 		}
 	}
 }
 
-func (l *Log) flush(ctx context.Context, first api.Event) {
+func (l *Log) flush(ctx context.Context, first api.Event, timeout time.Duration) {
 	batch := []api.Event{first}
 	for len(batch) < maxBatch {
 		select {
@@ -111,7 +111,8 @@ func (l *Log) flush(ctx context.Context, first api.Event) {
 		}
 		break
 	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// A write already taken off the queue finishes even when ctx ends.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	if err := l.st.AppendEvents(wctx, batch, "audit-"+l.origin); err != nil {
 		l.dropped.Add(int64(len(batch)))
