@@ -51,8 +51,13 @@ func (h *Handler) SetAuth(a Auth) {
 	h.auth.Store(&a)
 }
 
-// anonymous names the caller when the server has no tokens.
-const anonymous = "anonymous"
+// Callers the audit log names when no token of the server was sent:
+// anonymous (no token, or a server without tokens) and a secret that
+// matches no token.
+const (
+	anonymous    = "anonymous"
+	unknownToken = "unknown-token"
+)
 
 // authorize checks r's token against need and returns who is asking: the
 // token's name, or "anonymous".
@@ -80,7 +85,7 @@ func (h *Handler) authorize(r *http.Request, need string) (string, error) {
 		if need == AccessRead && a.AnonymousRead {
 			return anonymous, nil
 		}
-		return anonymous, errorf(http.StatusUnauthorized, "the token is not known to this server")
+		return unknownToken, errorf(http.StatusUnauthorized, "the token is not known to this server")
 	}
 	switch {
 	case need == AccessRead, tok.Access == AccessWrite:

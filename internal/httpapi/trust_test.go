@@ -199,9 +199,14 @@ func TestAuditNamesToken(t *testing.T) {
 	do(t, srv, "PUT", "/v1/services/db/nodes/n1", `{"id":"n1","address":"127.0.41.1"}`, "agent-secret", nil)
 	do(t, srv, "POST", "/v1/services", `{"name":"x","port":80}`, "agent-secret", nil)
 	do(t, srv, "GET", "/v1/services", "", "agent-secret", nil)
+	do(t, srv, "DELETE", "/v1/services/db", "", "guessed", nil)
+	do(t, srv, "DELETE", "/v1/services/db", "", "", nil)
 	es := rec.events()
-	if len(es) != 2 {
-		t.Fatalf("got %d audit records %+v, want 2 (reads are not audited)", len(es), es)
+	if len(es) != 4 {
+		t.Fatalf("got %d audit records %+v, want 4 (reads are not audited)", len(es), es)
+	}
+	if es[2].Who != "unknown-token" || es[2].Result != "401" || es[3].Who != "anonymous" || es[3].Result != "401" {
+		t.Fatalf("refused writes: got %+v and %+v, want unknown-token 401 and anonymous 401", es[2], es[3])
 	}
 	want := []struct{ action, result string }{{"PUT /v1/services/db/nodes/n1", "200"}, {"POST /v1/services", "403"}}
 	for i, w := range want {
