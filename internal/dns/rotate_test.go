@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -66,9 +67,19 @@ func TestKeyRotationAndAudit(t *testing.T) {
 	}
 }
 
-// SetTransfer swaps who may transfer without TSIG.
+// SetTransfer swaps who may transfer without TSIG, and a new secondary is
+// sent a NOTIFY at once.
 func TestSetTransfer(t *testing.T) {
 	f := newPrimaryFixture(t, PrimaryOptions{})
+	sec := newNotifyCatcher(t, 0)
+	f.p.SetTransfer([]netip.AddrPort{sec.addr()}, nil)
+	eventually(t, "NOTIFY to the secondary added by SetTransfer", func() error {
+		if len(sec.serials()) == 0 {
+			return fmt.Errorf("no NOTIFY yet")
+		}
+		return nil
+	})
+	f.p.SetTransfer(nil, nil)
 	axfr := func() int {
 		m := new(dns.Msg)
 		m.SetAxfr("cluster.test.")
