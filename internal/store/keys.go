@@ -22,6 +22,7 @@ import (
 //	<prefix>v1/checkers/<checker-id>                api.Checker (on the checker's lease)
 //	<prefix>v1/health/<service>/<node-id>/<checker> api.Verdict (on the checker's lease)
 //	<prefix>v1/events/<unix-nanos, 20 digits>-<origin> api.Event (the newest MaxEvents are kept)
+//	<prefix>v1/events/audit-<unix-nanos>-<origin>     api.Event of kind audit (the newest MaxAuditEvents)
 //
 // Verdicts live on their checker's lease, so a checker that dies stops
 // counting when its lease expires, with no one to clean up after it.
