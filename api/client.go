@@ -354,6 +354,9 @@ func (c *Client) GroupsIndex(ctx context.Context) ([]GroupStatus, int64, error) 
 // EventQuery filters the event log.
 type EventQuery struct {
 	Service, Node string
+	// Kind keeps events of one kind (health, role, audit); Who keeps audit
+	// events of one token or TSIG key ("tsig:<key>").
+	Kind, Who string
 	// Limit keeps the newest N events (0: all kept).
 	Limit int
 }
@@ -367,6 +370,12 @@ func (c *Client) Events(ctx context.Context, f EventQuery, q *QueryOptions) ([]E
 	}
 	if f.Node != "" {
 		v.Set("node", f.Node)
+	}
+	if f.Kind != "" {
+		v.Set("kind", f.Kind)
+	}
+	if f.Who != "" {
+		v.Set("who", f.Who)
 	}
 	if f.Limit > 0 {
 		v.Set("limit", strconv.Itoa(f.Limit))

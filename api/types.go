@@ -555,6 +555,8 @@ type Checker struct {
 // Event kinds.
 const (
 	EventHealth = "health" // a checker saw a node change state
+	EventRole   = "role"   // a balancer member's role changed
+	EventAudit  = "audit"  // an API write or a DNS UPDATE
 )
 
 // Event is one entry of the event log.
@@ -574,6 +576,15 @@ type Event struct {
 	Member  string `json:"member,omitempty"`
 	Role    string `json:"role,omitempty"`
 	Fencing int64  `json:"fencing,omitempty"`
+	// Who, From, Action and Result describe an audited write (kind
+	// "audit"): the token name ("anonymous" without tokens) or
+	// "tsig:<key>", the client's address, what it asked ("POST
+	// /v1/services", "UPDATE cluster.test. add www A") and how it ended
+	// (the HTTP status or the DNS RCODE).
+	Who    string `json:"who,omitempty"`
+	From   string `json:"from,omitempty"`
+	Action string `json:"action,omitempty"`
+	Result string `json:"result,omitempty"`
 	// Revision is the store revision of the event; set by the server.
 	Revision int64 `json:"revision,omitempty"`
 	// By names who made an operator's change (kind "admin"): the API

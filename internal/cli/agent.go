@@ -222,6 +222,12 @@ func (af *agentFlags) config(fs *pflag.FlagSet, cf *clientFlags, args []string) 
 	switch {
 	case cf.token != "":
 		cfg.Token = cf.token
+	case cf.tokenFile != "":
+		tok, err := readTokenFile(cf.tokenFile)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		cfg.Token = tok
 	case cfg.TokenFile != "":
 		data, err := os.ReadFile(cfg.TokenFile)
 		if err != nil {

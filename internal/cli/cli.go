@@ -86,16 +86,54 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // clientFlags are shared by the verbs that talk to a server.
 type clientFlags struct {
-	servers string
-	token   string
-	output  string
-	tls     api.TLSFiles // --ca-file, --cert-file, --key-file
+	servers   string
+	token     string
+	tokenFile string
+	output    string
+	tls       api.TLSFiles // --ca-file, --cert-file, --key-file
+}
+
+// maxTokenFile bounds a token file.
+const maxTokenFile = 64 << 10
+
+// bearer is the API token: --token (SEAMARK_TOKEN), else the content of
+// --token-file (SEAMARK_TOKEN_FILE) trimmed of white space, else none.
+func (c *clientFlags) bearer() (string, error) {
+	if c.token != "" || c.tokenFile == "" {
+		return c.token, nil
+	}
+	return readTokenFile(c.tokenFile)
+}
+
+// readTokenFile reads a file that holds a bearer token.
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w (check --token-file or SEAMARK_TOKEN_FILE)", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	if len(data) > maxTokenFile {
+		return "", fmt.Errorf("token file %s: larger than %d bytes; it should hold just the token", path, maxTokenFile)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty; write the token into it", path)
+	}
+	return tok, nil
 }
 
 func (c *clientFlags) client() (*api.Client, error) {
 	var opts []api.ClientOption
-	if c.token != "" {
-		opts = append(opts, api.WithToken(c.token))
+	tok, err := c.bearer()
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
+		opts = append(opts, api.WithToken(tok))
 	}
 	if !c.tls.IsZero() {
 		tc, err := c.tls.Config()
@@ -136,7 +174,8 @@ in one binary.`,
 	cf := &clientFlags{}
 	pf := root.PersistentFlags()
 	pf.StringVar(&cf.servers, "server", envOr("SEAMARK_SERVER", "http://127.0.0.1:9400"), "seamark server URL(s), comma separated (env SEAMARK_SERVER)")
-	pf.StringVar(&cf.token, "token", os.Getenv("SEAMARK_TOKEN"), "API bearer token (env SEAMARK_TOKEN)")
+	pf.StringVar(&cf.token, "token", os.Getenv("SEAMARK_TOKEN"), "API bearer token (env SEAMARK_TOKEN); prefer --token-file")
+	pf.StringVar(&cf.tokenFile, "token-file", os.Getenv("SEAMARK_TOKEN_FILE"), "file holding the API bearer token, used when --token is not given (env SEAMARK_TOKEN_FILE)")
 	pf.StringVar(&cf.tls.CAFile, "ca-file", os.Getenv("SEAMARK_CACERT"), "PEM CA certificates that verify an https server (env SEAMARK_CACERT; default: the system's roots)")
 	pf.StringVar(&cf.tls.CertFile, "cert-file", os.Getenv("SEAMARK_CERT"), "PEM client certificate presented when the server asks for one (env SEAMARK_CERT)")
 	pf.StringVar(&cf.tls.KeyFile, "key-file", os.Getenv("SEAMARK_KEY"), "PEM key of --cert-file (env SEAMARK_KEY)")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -91,7 +92,9 @@ and the running state stays. Flags override the file's server: section.`,
 				case <-hup:
 					logNotify(notify.Reloading())
 					rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					if err := srv.Reload(rctx); err != nil {
+					if err := srv.Reload(rctx); errors.Is(err, server.ErrRestartNeeded) {
+						log.Warn("reload", "err", err)
+					} else if err != nil {
 						log.Error("reload", "err", err)
 						logNotify(notify.Ready("reload failed, serving the previous config: " + firstLine(err.Error())))
 					} else {

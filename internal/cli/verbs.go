@@ -117,8 +117,11 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "events",
-		Short: "Show the event log (health, role and admin changes); --follow streams new events",
-		Args:  cobra.NoArgs,
+		Short: "Show the event log (health, role and admin changes, audit of writes); --follow streams new events",
+		Example: `  seamark events --kind audit              # who changed what, from where
+  seamark events --kind audit --who agents # one token's writes
+  seamark events --who tsig:update-key     # one TSIG key's DNS UPDATEs`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
 			if err != nil {
@@ -160,7 +163,7 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			for {
-				events, idx, err = c.Events(cmd.Context(), api.EventQuery{Service: q.Service, Node: q.Node}, &api.QueryOptions{Index: idx, Wait: 5 * time.Minute})
+				events, idx, err = c.Events(cmd.Context(), api.EventQuery{Service: q.Service, Node: q.Node, Kind: q.Kind, Who: q.Who}, &api.QueryOptions{Index: idx, Wait: 5 * time.Minute})
 				if err != nil {
 					return err
 				}
@@ -173,6 +176,8 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&q.Service, "service", "", "only events of this service")
 	fl.StringVar(&q.Node, "node", "", "only events of this node")
+	fl.StringVar(&q.Kind, "kind", "", "only events of this kind: health, role or audit")
+	fl.StringVar(&q.Who, "who", "", "only audit events of this token name or TSIG key (tsig:<key>)")
 	fl.IntVar(&q.Limit, "limit", 50, "show at most the newest N events (0: all kept)")
 	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new events as they happen")
 	return cmd
@@ -220,6 +225,8 @@ func servedColumn(n api.Node) string {
 func eventLine(e api.Event) string {
 	at := e.Time.Local().Format("15:04:05.000")
 	switch {
+	case e.Kind == api.EventAudit:
+		return fmt.Sprintf("%s\taudit\t%s\t%s\t%s\t%s", at, e.Who, e.From, e.Action, e.Result)
 	case e.Kind == "role" || e.Group != "":
 		return fmt.Sprintf("%s\trole\tgroup %s member %s\t%s\t-> %s\t%s\t%s", at, e.Group, e.Member, e.Address, e.Role, e.Reason, e.Checker)
 	case e.Kind == api.EventAdmin:

@@ -423,14 +423,35 @@ groups:
 		in: `api:
   tokens: [{name: ops, secret: s3cret, access: admin}]
 `,
-		want: `t.yaml:2: api.tokens[0].access: "admin" is not one of read, write`,
+		want: `t.yaml:2: api.tokens[0].access: "admin" is not one of read, register, write`,
 	},
 	{
 		name: "token without access",
 		in: `api:
   tokens: [{name: ops, secret: s3cret}]
 `,
-		want: `t.yaml:2: api.tokens[0].access: is missing; set read or write`,
+		want: `t.yaml:2: api.tokens[0].access: is missing; set read, register or write`,
+	},
+	{
+		name: "register token without services",
+		in: `api:
+  tokens: [{name: agents, secret: s3cret, access: register}]
+`,
+		want: `t.yaml:2: api.tokens[0].services: is missing; a register token needs the services its agents register into (services: [db])`,
+	},
+	{
+		name: "services on a write token",
+		in: `api:
+  tokens: [{name: ops, secret: s3cret, access: write, services: [db]}]
+`,
+		want: `t.yaml:2: api.tokens[0].services: only a register token takes services; remove it or set access: register`,
+	},
+	{
+		name: "register token with a bad service name",
+		in: `api:
+  tokens: [{name: agents, secret: s3cret, access: register, services: [Bad_Name]}]
+`,
+		want: `t.yaml:2: api.tokens[0].services[0]: "Bad_Name" is not a valid name: use lower-case letters, digits and '-' (not first or last)`,
 	},
 	{
 		name: "duplicate token name",

@@ -116,8 +116,12 @@ type Token struct {
 	// it inline instead; prefer a file. Exactly one of them is required.
 	SecretFile string `json:"secret_file"`
 	Secret     string `json:"secret"`
-	// Access is read or write.
+	// Access is read (reads only), register (an agent: register, renew and
+	// deregister nodes of Services, and read) or write (everything).
 	Access string `json:"access"`
+	// Services are the services a register token may touch; required for
+	// register, not allowed otherwise.
+	Services []string `json:"services"`
 
 	// secretRead is set when ReadSecrets filled Secret from SecretFile.
 	secretRead bool

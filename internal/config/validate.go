@@ -166,7 +166,16 @@ func (c *checker) api() {
 		c.name(p+".name", t.Name)
 		names.check(t.Name, p+".name", "api.tokens[%d]", i)
 		c.secret(p, t.Secret, t.SecretFile, t.secretRead, "the token")
-		c.oneOf(p+".access", t.Access, "read", "write")
+		c.oneOf(p+".access", t.Access, "read", "register", "write")
+		switch {
+		case t.Access == "register" && len(t.Services) == 0:
+			c.add(p+".services", "is missing; a register token needs the services its agents register into (services: [db])")
+		case t.Access != "register" && len(t.Services) > 0:
+			c.add(p+".services", "only a register token takes services; remove it or set access: register")
+		}
+		for j, s := range t.Services {
+			c.name(indexPath(p+".services", j), s)
+		}
 	}
 }
 

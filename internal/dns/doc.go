@@ -17,4 +17,8 @@
 //
 // What it writes: through the store only, for RFC 2136 UPDATE signed with
 // TSIG (static records). Zone transfers (AXFR) and NOTIFY serve secondaries.
+// Every UPDATE, refused ones included, is handed to the Auditor (the key's
+// name, the client, a summary of the changes, the RCODE). Keys rotate with
+// Keyring.Swap and secondaries and allow_transfer with Primary.SetTransfer,
+// each swapped whole, without a restart.
 package dns

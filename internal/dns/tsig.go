@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -27,10 +28,16 @@ type TSIGKey struct {
 	Secret string
 }
 
-// Keyring verifies and signs TSIG with a fixed set of keys. It is the
+// Keyring verifies and signs TSIG with a set of keys that Swap replaces at
+// once (a config reload rotates keys without a restart). It is the
 // dns.TsigProvider of the server (Options.TSIG) and of NOTIFY. An empty
 // Keyring knows no key: every signed message fails with BADKEY.
 type Keyring struct {
+	set atomic.Pointer[keySet]
+}
+
+// keySet is one generation of a Keyring's keys.
+type keySet struct {
 	keys  map[string]ringKey // by canonical key name
 	first string             // the first key's canonical name: it signs NOTIFY
 }
@@ -51,7 +58,38 @@ var tsigAlgorithms = map[string]string{
 
 // NewKeyring checks keys and returns their Keyring.
 func NewKeyring(keys []TSIGKey) (*Keyring, error) {
-	k := &Keyring{keys: make(map[string]ringKey, len(keys))}
+	k := &Keyring{}
+	if err := k.Swap(keys); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Swap checks keys and, when all are good, makes them the keyring's keys
+// at once: a message is verified with the old set or the new one, never a
+// mix. On error the keys stay as they were.
+func (k *Keyring) Swap(keys []TSIGKey) error {
+	set, err := newKeySet(keys)
+	if err != nil {
+		return err
+	}
+	k.set.Store(set)
+	return nil
+}
+
+// load is the current key set (never nil).
+func (k *Keyring) load() *keySet {
+	if k == nil {
+		return &keySet{}
+	}
+	if s := k.set.Load(); s != nil {
+		return s
+	}
+	return &keySet{}
+}
+
+func newKeySet(keys []TSIGKey) (*keySet, error) {
+	k := &keySet{keys: make(map[string]ringKey, len(keys))}
 	var errs []error
 	for i, key := range keys {
 		name := dns.CanonicalName(key.Name)
@@ -86,38 +124,30 @@ func NewKeyring(keys []TSIGKey) (*Keyring, error) {
 
 // Len is the number of keys.
 func (k *Keyring) Len() int {
-	if k == nil {
-		return 0
-	}
-	return len(k.keys)
+	return len(k.load().keys)
 }
 
 // has reports whether name (any case) is a key of k.
 func (k *Keyring) has(name string) bool {
-	if k == nil {
-		return false
-	}
-	_, ok := k.keys[dns.CanonicalName(name)]
+	_, ok := k.load().keys[dns.CanonicalName(name)]
 	return ok
 }
 
 // sign adds a TSIG RR for the first key to m (it is signed when packed by a
 // writer or client with k as its provider); false when k has no key.
 func (k *Keyring) sign(m *dns.Msg) bool {
-	if k.Len() == 0 {
+	set := k.load()
+	if len(set.keys) == 0 {
 		return false
 	}
-	m.SetTsig(k.first, k.keys[k.first].alg, 300, time.Now().Unix())
+	m.SetTsig(set.first, set.keys[set.first].alg, 300, time.Now().Unix())
 	return true
 }
 
 // mac computes the HMAC of msg with the key t names, refusing an algorithm
 // other than the key's (RFC 8945 5.2.1: BADKEY).
 func (k *Keyring) mac(msg []byte, t *dns.TSIG) ([]byte, error) {
-	if k == nil {
-		return nil, dns.ErrSecret
-	}
-	key, ok := k.keys[dns.CanonicalName(t.Hdr.Name)]
+	key, ok := k.load().keys[dns.CanonicalName(t.Hdr.Name)]
 	if !ok {
 		return nil, dns.ErrSecret
 	}

@@ -47,6 +47,14 @@ type PrimaryOptions struct {
 	AllowTransfer []netip.Prefix
 	// Logger logs refused updates and transfers and unanswered NOTIFYs.
 	Logger *slog.Logger
+	// Audit, when set, records every UPDATE: the key that signed it, the
+	// client, the zone and a summary of its changes, and the RCODE.
+	Audit Auditor
+}
+
+// Auditor records who changed what (an *audit.Log).
+type Auditor interface {
+	Record(e api.Event)
 }
 
 // Primary is the primary server's side of dynamic updates (RFC 2136, signed
@@ -59,6 +67,10 @@ type Primary struct {
 	o     PrimaryOptions
 	log   *slog.Logger
 	built atomic.Pointer[builtTable]
+	// acl is who may transfer without TSIG and who gets NOTIFY; SetTransfer
+	// swaps it and pokes aclChanged.
+	acl        atomic.Pointer[transferACL]
+	aclChanged chan struct{}
 	// mu makes updates on this server one at a time (RFC 2136 3.7); the
 	// store's guards order them against other writers.
 	mu sync.Mutex
@@ -79,7 +91,26 @@ func NewPrimary(o PrimaryOptions) *Primary {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Primary{o: o, log: o.Logger.With("component", "dns-primary")}
+	p := &Primary{o: o, log: o.Logger.With("component", "dns-primary"), aclChanged: make(chan struct{}, 1)}
+	p.acl.Store(&transferACL{secondaries: slices.Clone(o.Secondaries), allow: slices.Clone(o.AllowTransfer)})
+	return p
+}
+
+// transferACL is one generation of secondaries and allow_transfer.
+type transferACL struct {
+	secondaries []netip.AddrPort
+	allow       []netip.Prefix
+}
+
+// SetTransfer replaces the secondaries (NOTIFY and transfers without TSIG)
+// and the further prefixes allowed to transfer, at once: a config reload.
+// Keys rotate through the Keyring's Swap.
+func (p *Primary) SetTransfer(secondaries []netip.AddrPort, allow []netip.Prefix) {
+	p.acl.Store(&transferACL{secondaries: slices.Clone(secondaries), allow: slices.Clone(allow)})
+	select {
+	case p.aclChanged <- struct{}{}:
+	default:
+	}
 }
 
 // ServeExtra implements ExtraHandler: UPDATE, AXFR and IXFR.
@@ -150,12 +181,57 @@ func (p *Primary) serveUpdate(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 	if key == "" {
 		p.log.Warn("dns update refused: not signed with a TSIG key", "from", from)
 		resp.Rcode = dns.RcodeRefused
+		p.audit(w, req, "anonymous", resp.Rcode)
 		return resp
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), updateTimeout)
 	defer cancel()
 	resp.Rcode = p.update(ctx, req, localAddr(w), key, from)
+	p.audit(w, req, "tsig:"+strings.TrimSuffix(key, "."), resp.Rcode)
 	return resp
+}
+
+// audit records an UPDATE with its outcome.
+func (p *Primary) audit(w dns.ResponseWriter, req *dns.Msg, who string, rcode int) {
+	if p.o.Audit == nil {
+		return
+	}
+	from := ""
+	if a := w.RemoteAddr(); a != nil {
+		from = a.String()
+	}
+	p.o.Audit.Record(api.Event{Who: who, From: from, Action: updateSummary(req), Result: dns.RcodeToString[rcode]})
+}
+
+// maxSummary bounds the changes an audit summary of an UPDATE names.
+const maxSummary = 5
+
+// updateSummary is "UPDATE <zone> add www A, delete old AAAA" for an audit
+// record.
+func updateSummary(req *dns.Msg) string {
+	var b strings.Builder
+	b.WriteString("UPDATE")
+	if len(req.Question) > 0 {
+		b.WriteString(" " + dns.CanonicalName(req.Question[0].Name))
+	}
+	for i, rr := range req.Ns {
+		if i == maxSummary {
+			fmt.Fprintf(&b, ", and %d more", len(req.Ns)-maxSummary)
+			break
+		}
+		h := rr.Header()
+		op := "add"
+		switch h.Class {
+		case dns.ClassANY, dns.ClassNONE:
+			op = "delete"
+		}
+		sep := " "
+		if i > 0 {
+			sep = ", "
+		}
+		fmt.Fprintf(&b, "%s%s %s %s", sep, op, h.Name, dns.TypeToString[h.Rrtype])
+	}
+	return b.String()
 }
 
 // update runs one UPDATE (RFC 2136 3) and returns its RCODE.

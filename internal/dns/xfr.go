@@ -75,12 +75,13 @@ func (p *Primary) mayTransfer(w dns.ResponseWriter, req *dns.Msg, from netip.Add
 	if req.IsTsig() != nil || !from.IsValid() {
 		return false
 	}
-	for _, s := range p.o.Secondaries {
+	acl := p.acl.Load()
+	for _, s := range acl.secondaries {
 		if s.Addr().Unmap() == from {
 			return true
 		}
 	}
-	for _, pfx := range p.o.AllowTransfer {
+	for _, pfx := range acl.allow {
 		if pfx.Contains(from) {
 			return true
 		}
@@ -213,25 +214,49 @@ var notifyTries = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond
 
 // Run sends NOTIFY for every zone to every secondary when it starts and
 // after every change, until ctx ends. Each secondary has its own sender, so
-// one that does not answer delays no other.
+// one that does not answer delays no other. SetTransfer's new secondaries
+// get a sender (and a NOTIFY) at once; removed ones lose theirs.
 func (p *Primary) Run(ctx context.Context) {
-	if len(p.o.Secondaries) == 0 {
-		return
-	}
 	var wg sync.WaitGroup
-	kicks := make([]chan struct{}, len(p.o.Secondaries))
-	for i, to := range p.o.Secondaries {
-		kicks[i] = make(chan struct{}, 1)
-		wg.Add(1)
-		go func() { defer wg.Done(); p.notifier(ctx, to, kicks[i]) }()
-	}
 	defer wg.Wait()
+	type sender struct {
+		kick   chan struct{}
+		cancel context.CancelFunc
+	}
+	senders := map[netip.AddrPort]*sender{}
+	defer func() {
+		for _, sd := range senders {
+			sd.cancel()
+		}
+	}()
+	acl := p.acl.Load()
+	resync := func() {
+		want := map[netip.AddrPort]bool{}
+		for _, to := range acl.secondaries {
+			want[to] = true
+			if senders[to] != nil {
+				continue
+			}
+			sctx, cancel := context.WithCancel(ctx)
+			sd := &sender{kick: make(chan struct{}, 1), cancel: cancel}
+			senders[to] = sd
+			wg.Add(1)
+			go func() { defer wg.Done(); p.notifier(sctx, to, sd.kick) }()
+		}
+		for to, sd := range senders {
+			if !want[to] {
+				sd.cancel()
+				delete(senders, to)
+			}
+		}
+	}
+	resync()
 	snap := p.o.Snapshots.Current()
 	for {
 		if snap != nil {
-			for _, k := range kicks {
+			for _, sd := range senders {
 				select {
-				case k <- struct{}{}:
+				case sd.kick <- struct{}{}:
 				default: // a round is pending: it will read the newest snapshot
 				}
 			}
@@ -241,9 +266,12 @@ func (p *Primary) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-p.o.Snapshots.Next(snap):
-		}
-		if !sleep(ctx, notifyEvery-time.Since(last)) {
-			return
+			if !sleep(ctx, notifyEvery-time.Since(last)) {
+				return
+			}
+		case <-p.aclChanged:
+			acl = p.acl.Load()
+			resync()
 		}
 		snap = p.o.Snapshots.Current()
 	}

@@ -345,7 +345,7 @@ func (c *campaign) fire(g *api.Group, me api.Member, role, reason string) api.Ev
 		hook = g.Hooks.OnFault
 	}
 	if hook != "" && c.m.o.Hooks != nil {
-		c.m.o.Hooks.Fire(hook, e)
+		c.m.o.Hooks.FireFor(g.Source, hook, e)
 	}
 	return e
 }

@@ -34,10 +34,10 @@ type Store interface {
 // return by ctx's deadline.
 type Probe func(ctx context.Context, c api.Check) error
 
-// Hooks runs a hook command or URL with an event (a *health.Hooks). It must
-// not block.
+// Hooks runs a hook command or URL with an event (a *health.Hooks), only
+// for a group the config file owns. It must not block.
 type Hooks interface {
-	Fire(hook string, e api.Event)
+	FireFor(owner api.Source, hook string, e api.Event)
 }
 
 var _ Store = (*store.Store)(nil)

@@ -64,7 +64,10 @@ type hookLog struct {
 	events []api.Event
 }
 
-func (h *hookLog) Fire(hook string, e api.Event) {
+func (h *hookLog) FireFor(owner api.Source, hook string, e api.Event) {
+	if owner != api.SourceConfig {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e.Reason = hook + ": " + e.Reason

@@ -157,6 +157,7 @@ type candCache struct {
 type target struct {
 	Target
 	onChange string
+	owner    api.Source    // the service's owner: hooks run only for config
 	state    api.NodeState // healthy or unhealthy
 	written  api.NodeState // last verdict written, "" for none
 	passes   int           // consecutive passes
@@ -492,7 +493,7 @@ func (c *Checker) transition(t *target, old api.NodeState, res Result) {
 	}
 	c.w.event(e)
 	if c.o.Hooks != nil && t.onChange != "" {
-		c.o.Hooks.Fire(t.onChange, e)
+		c.o.Hooks.FireFor(t.owner, t.onChange, e)
 	}
 	c.countTargets()
 }
@@ -570,7 +571,7 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 			delete(have, key)
 			continue
 		}
-		t.onChange = svc.OnChange
+		t.onChange, t.owner = svc.OnChange, svc.Source
 		c.setPaused(t, maint[w.Node])
 		if w.Check != t.Check {
 			t.Check = w.Check
@@ -584,7 +585,7 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 		if _, ok := have[key]; ok {
 			continue
 		}
-		t := &target{Target: w, onChange: svc.OnChange, state: api.StateUnhealthy, since: now}
+		t := &target{Target: w, onChange: svc.OnChange, owner: svc.Source, state: api.StateUnhealthy, since: now}
 		t.done = func(r Result) { c.deliver(t, r) }
 		// Take over the current consensus, so a checker that starts next to
 		// running ones (or restarts) does not flap a healthy node: it writes

@@ -387,29 +387,40 @@ func TestConnectFailedHurries(t *testing.T) {
 	}
 }
 
-// A service's on_change hook gets every transition as JSON.
+// A service's on_change hook gets every transition as JSON; the hook of a
+// service the config file does not own (written into the store by another
+// path) never runs.
 func TestOnChangeHookRuns(t *testing.T) {
 	w := newWorld(t)
-	out := t.TempDir() + "/events"
-	s := api.Service{Name: "db", Port: 3000, Check: api.Check{Type: api.CheckTCP, Interval: api.Duration(time.Second), Rise: 1, Fall: 1}, OnChange: "cat >> " + out + "; echo >> " + out, Source: api.SourceAPI}
-	s.SetDefaults()
-	rev, err := w.st.PutService(context.Background(), s, false)
-	if err != nil {
-		t.Fatal(err)
+	out, pwned := t.TempDir()+"/events", t.TempDir()+"/pwned"
+	for _, svc := range []struct {
+		name  string
+		owner api.Source
+		hook  string
+	}{{"db", api.SourceConfig, "cat >> " + out + "; echo >> " + out}, {"web", api.SourceAPI, "cat >> " + pwned}} {
+		s := api.Service{Name: svc.name, Port: 3000, Check: api.Check{Type: api.CheckTCP, Interval: api.Duration(time.Second), Rise: 1, Fall: 1}, OnChange: svc.hook, Source: svc.owner}
+		s.SetDefaults()
+		rev, err := w.st.PutService(context.Background(), s, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.seen(rev)
 	}
-	w.seen(rev)
 	w.node("db", "db-a", netip.MustParseAddrPort("127.0.0.11:3000"))
+	w.node("web", "web-a", netip.MustParseAddrPort("127.0.0.12:3000"))
 	hooks := NewHooks(HookOptions{Backoff: 10 * time.Millisecond})
 	hctx, hcancel := context.WithCancel(context.Background())
 	hdone := make(chan struct{})
 	go func() { defer close(hdone); hooks.Run(hctx) }()
 	defer func() { hcancel(); <-hdone }()
 	clock := NewFakeClock()
-	p := &fakeProber{up: map[string]bool{"db/db-a": true}}
+	p := &fakeProber{up: map[string]bool{"db/db-a": true, "web/web-a": true}}
 	w.run(Options{ID: "c1", Clock: clock, Prober: p, Hooks: hooks})
 	w.waitNode("db", "db-a", "present", 5*time.Second, func(n *api.Node) bool { return n != nil })
+	w.waitNode("web", "web-a", "present", 5*time.Second, func(n *api.Node) bool { return n != nil })
 	settle(clock, p, 2*time.Second, 500*time.Millisecond)
 	w.waitNode("db", "db-a", "healthy", 5*time.Second, func(n *api.Node) bool { return n != nil && n.Healthy })
+	w.waitNode("web", "web-a", "healthy", 5*time.Second, func(n *api.Node) bool { return n != nil && n.Healthy })
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		data, _ := os.ReadFile(out)
@@ -417,6 +428,10 @@ func TestOnChangeHookRuns(t *testing.T) {
 		if len(data) > 0 && json.Unmarshal(bytes.TrimSpace(data), &e) == nil {
 			if e.Node != "db-a" || e.New != api.StateHealthy || e.Checker != "c1" {
 				t.Fatalf("hook got %+v, want db-a turning healthy by c1", e)
+			}
+			time.Sleep(200 * time.Millisecond) // web's hook, queued beside db's, would have run
+			if _, err := os.Stat(pwned); err == nil {
+				t.Fatal("the hook of a service the config file does not own ran")
 			}
 			return
 		}

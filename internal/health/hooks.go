@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,7 +49,7 @@ const (
 func newHookRuns(reg prometheus.Registerer) *prometheus.CounterVec {
 	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "seamark_hook_runs_total",
-		Help: "on_change hook runs by result: ok and failed count every attempt (retries included); dropped counts events never delivered (queue full, or seamark stopping).",
+		Help: "on_change hook runs by result: ok and failed count every attempt (retries included); dropped counts events never delivered (queue full, or seamark stopping); refused counts hooks of objects not owned by the config file.",
 	}, []string{"result"})
 	if reg != nil {
 		reg.MustRegister(runs)
@@ -79,6 +80,9 @@ type Hooks struct {
 	// drops counts events dropped since lastDropWarn.
 	drops        int
 	lastDropWarn time.Time
+	// lastRefusedWarn (unix nanoseconds) rate-limits the warning about
+	// hooks of objects the config file does not own.
+	lastRefusedWarn atomic.Int64
 }
 
 // HookOptions configure Hooks. Zero values mean the defaults.
@@ -145,6 +149,25 @@ func NewHooks(o HookOptions) *Hooks {
 		wake:   make(chan struct{}, 1),
 		busy:   make(map[string]bool),
 	}
+}
+
+// FireFor fires hook for an object owned by owner: only the config file may
+// own a hook, so for any other owner (an object written into the store by
+// the API or by hand) it logs and runs nothing. Callers fire through it.
+func (h *Hooks) FireFor(owner api.Source, hook string, e api.Event) {
+	if h == nil || hook == "" {
+		return
+	}
+	if owner != api.SourceConfig {
+		h.runs.WithLabelValues("refused").Inc()
+		now := time.Now().UnixNano()
+		if last := h.lastRefusedWarn.Load(); now-last >= int64(hookDropWarnEvery) && h.lastRefusedWarn.CompareAndSwap(last, now) {
+			h.log.Warn("hook not run: hooks are set only in the config file", "owner", string(owner),
+				"service", e.Service, "group", e.Group, "hook", redactHook(hook))
+		}
+		return
+	}
+	h.Fire(hook, e)
 }
 
 // Fire queues e for delivery to hook and returns at once. An empty hook does

@@ -551,3 +551,22 @@ func TestHookBackoff(t *testing.T) {
 		})
 	}
 }
+
+// Only the config file may own a hook: FireFor runs nothing for an object
+// the API, an agent or a hand-written store key owns.
+func TestHookOnlyForConfigOwned(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	h := NewHooks(HookOptions{Logger: testLogger(t)})
+	startHooks(t, h)
+	for _, owner := range []api.Source{api.SourceAPI, api.SourceAgent, api.SourceCandidate, ""} {
+		h.FireFor(owner, "touch "+shq(filepath.Join(dir, "pwned-"+string(owner))), hookEvent(1))
+	}
+	ok := filepath.Join(dir, "config")
+	h.FireFor(api.SourceConfig, "touch "+shq(ok), hookEvent(2))
+	waitFor(t, 3*time.Second, "the config-owned hook to run", func() bool { return fileExists(ok) })
+	time.Sleep(200 * time.Millisecond)
+	if m, _ := filepath.Glob(filepath.Join(dir, "pwned-*")); len(m) != 0 {
+		t.Fatalf("hooks of objects the config file does not own ran: %v", m)
+	}
+}

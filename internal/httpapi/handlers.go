@@ -272,6 +272,9 @@ func (h *Handler) decodeService(r *http.Request) (api.Service, error) {
 	if err := DecodeBody(r.Body, &svc); err != nil {
 		return svc, err
 	}
+	if svc.OnChange != "" {
+		return svc, errHook("services.on_change")
+	}
 	if svc.Source != "" && svc.Source != api.SourceAPI {
 		return svc, errorf(http.StatusBadRequest, "source: %q cannot be set through the API; leave it out", svc.Source)
 	}
@@ -654,12 +657,13 @@ func (h *Handler) balancerStats(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// listEvents answers the event log, oldest first: ?service= and ?node= filter,
+// listEvents answers the event log, oldest first: ?service=, ?node=, ?kind=
+// and ?who= (an audit event's token or TSIG key) filter,
 // ?limit= keeps the newest N (default and most: every kept event). With
 // ?index= it is a blocking read that answers when a newer event is logged.
 func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	service, node := q.Get("service"), q.Get("node")
+	service, node, kind, who := q.Get("service"), q.Get("node"), q.Get("kind"), q.Get("who")
 	limit := 0
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -671,7 +675,8 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	return h.blockingRead(w, r, func(s *registry.Snapshot) int64 { return s.Index(store.KindEvent) }, func(s *registry.Snapshot) (any, error) {
 		out := []api.Event{}
 		for _, e := range s.Events() {
-			if (service == "" || e.Service == service) && (node == "" || e.Node == node) {
+			if (service == "" || e.Service == service) && (node == "" || e.Node == node) &&
+				(kind == "" || e.Kind == kind) && (who == "" || e.Who == who) {
 				out = append(out, e)
 			}
 		}

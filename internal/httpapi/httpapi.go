@@ -10,12 +10,19 @@
 // and zone record change batches, through the store's typed functions only.
 // After a write it waits until the local snapshot reflects it, so a client
 // reads its own writes. Bad input is a 4xx with a message that says what to
-// change; writes need a bearer token when tokens are configured.
+// change.
+//
+// Trust: writes need a bearer token when tokens are configured (read,
+// register — the nodes of the token's services only — or write), swapped
+// whole by SetAuth on a config reload; every write must carry a JSON body
+// and come from the same origin (http.CrossOriginProtection); a hook field
+// (a service's on_change) is refused with 403, as hooks come only from the
+// config file; and every write is handed to the Auditor with who, from
+// where, what and the status.
 package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,19 +66,6 @@ var (
 	_ Snapshots = (*registry.Watcher)(nil)
 )
 
-// Access levels of a token.
-const (
-	AccessRead  = "read"
-	AccessWrite = "write"
-)
-
-// Token is a bearer secret and what it may do.
-type Token struct {
-	Name   string
-	Secret string
-	Access string // read or write
-}
-
 // Balancer is the local load balancer's live counters (an *lb.Server).
 type Balancer interface {
 	Stats() []api.ListenerStats
@@ -85,9 +80,13 @@ type Options struct {
 	Logger   *slog.Logger
 	Version  string
 	// Tokens, when any, are required for writes; for reads too unless
-	// AnonymousRead.
+	// AnonymousRead. SetAuth replaces both on a running Handler.
 	Tokens        []Token
 	AnonymousRead bool
+	// Audit, when set, records every write (method, path, who, from where,
+	// status); renewals only at debug level in the log, as they change
+	// nothing.
+	Audit Auditor
 	// MaxWait caps ?wait= of blocking reads; default 5m.
 	MaxWait time.Duration
 	// WriteVisibleTimeout bounds how long a write waits for the local
@@ -126,6 +125,8 @@ type Handler struct {
 	closeOnce sync.Once
 	m         *metrics
 	health    storeHealth
+	auth      atomic.Pointer[Auth]
+	cop       http.Handler
 }
 
 // Close makes every blocking read in flight answer now, so that a server
@@ -187,6 +188,15 @@ func New(o Options) *Handler {
 		o.Gatherer = prometheus.NewRegistry()
 	}
 	h := &Handler{o: o, log: o.Logger.With("component", "httpapi"), mux: http.NewServeMux(), started: time.Now(), stopping: make(chan struct{}), m: newMetrics(o.Registerer)}
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		he := &httpError{status: http.StatusForbidden, msg: "cross-origin write refused: the API takes writes only from the same origin or from non-browser clients"}
+		writeError(w, he)
+		h.m.requests.WithLabelValues("cross-origin", "403").Inc()
+		h.audit(r, anonymous, http.StatusForbidden)
+	}))
+	h.cop = cop.Handler(h.mux)
+	h.SetAuth(Auth{Tokens: o.Tokens, AnonymousRead: o.AnonymousRead})
 	h.routes()
 	return h
 }
@@ -198,6 +208,9 @@ func (h *Handler) routes() {
 	write := func(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
 		h.mux.Handle(pattern, h.wrap(pattern, AccessWrite, fn))
 	}
+	node := func(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
+		h.mux.Handle(pattern, h.wrap(pattern, accessNode, fn))
+	}
 	read("GET /v1/status", h.status)
 	read("GET /v1/services", h.listServices)
 	write("POST /v1/services", h.createService)
@@ -205,11 +218,11 @@ func (h *Handler) routes() {
 	write("PUT /v1/services/{service}", h.putService)
 	write("DELETE /v1/services/{service}", h.deleteService)
 	read("GET /v1/services/{service}/nodes", h.listNodes)
-	write("POST /v1/services/{service}/nodes", h.registerNode)
+	node("POST /v1/services/{service}/nodes", h.registerNode)
 	read("GET /v1/services/{service}/nodes/{id}", h.getNode)
-	write("PUT /v1/services/{service}/nodes/{id}", h.registerNode)
-	write("DELETE /v1/services/{service}/nodes/{id}", h.deregisterNode)
-	write("PUT /v1/services/{service}/nodes/{id}/renew", h.renewNode)
+	node("PUT /v1/services/{service}/nodes/{id}", h.registerNode)
+	node("DELETE /v1/services/{service}/nodes/{id}", h.deregisterNode)
+	node("PUT /v1/services/{service}/nodes/{id}/renew", h.renewNode)
 	read("GET /v1/nodes", h.listAllNodes)
 	read("GET /v1/zones", h.listZones)
 	read("GET /v1/zones/{zone}/records", h.listRecords)
@@ -254,9 +267,11 @@ func (h *Handler) allowedMethods(r *http.Request) []string {
 	return out
 }
 
-// ServeHTTP serves the API.
+// ServeHTTP serves the API. Every write must come from the same origin
+// (http.CrossOriginProtection: a browser's cross-site request is refused)
+// and carry a JSON body.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mux.ServeHTTP(w, r)
+	h.cop.ServeHTTP(w, r)
 }
 
 // httpError is an error with the status it answers.
@@ -297,7 +312,10 @@ func (h *Handler) wrap(route string, need string, fn func(http.ResponseWriter, *
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t0 := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		err := h.authorize(r, need)
+		who, err := h.authorize(r, need)
+		if err == nil && need != AccessRead {
+			err = requireJSON(r)
+		}
 		if err == nil && r.Body != nil && r.Body != http.NoBody {
 			// A body is read within bodyTimeout and up to maxBody (413
 			// beyond); no server-wide ReadTimeout, which would cut blocking
@@ -308,7 +326,7 @@ func (h *Handler) wrap(route string, need string, fn func(http.ResponseWriter, *
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
-		if err == nil && need == AccessWrite {
+		if err == nil && need != AccessRead {
 			// Every store call of a write carries a deadline: a store that
 			// is away makes it a 503 within storeWriteTimeout.
 			ctx, cancel := context.WithTimeout(r.Context(), h.o.StoreTimeout)
@@ -325,6 +343,13 @@ func (h *Handler) wrap(route string, need string, fn func(http.ResponseWriter, *
 			}
 			if rec.code == 0 {
 				writeError(rec, he)
+			}
+		}
+		if need != AccessRead {
+			if strings.HasSuffix(route, "/renew") {
+				h.log.Debug("audit", "who", who, "from", r.RemoteAddr, "action", r.Method+" "+r.URL.Path, "result", rec.code)
+			} else {
+				h.audit(r, who, rec.code)
 			}
 		}
 		h.m.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
@@ -354,29 +379,4 @@ func (h *Handler) toHTTPError(err error) *httpError {
 		return &httpError{status: http.StatusServiceUnavailable, msg: "the store is unavailable (it did not answer within " + h.o.StoreTimeout.String() + "); nothing was written, try again: " + err.Error()}
 	}
 	return &httpError{status: http.StatusInternalServerError, msg: "internal error: " + err.Error()}
-}
-
-func (h *Handler) authorize(r *http.Request, need string) error {
-	if len(h.o.Tokens) == 0 || (need == AccessRead && h.o.AnonymousRead) {
-		return nil
-	}
-	auth := r.Header.Get("Authorization")
-	secret, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || secret == "" {
-		return errorf(http.StatusUnauthorized, "this request needs a token: send \"Authorization: Bearer <token>\"")
-	}
-	var tok *Token
-	for i := range h.o.Tokens {
-		t := &h.o.Tokens[i]
-		if subtle.ConstantTimeCompare([]byte(t.Secret), []byte(secret)) == 1 {
-			tok = t
-		}
-	}
-	if tok == nil {
-		return errorf(http.StatusUnauthorized, "the token is not known to this server")
-	}
-	if need == AccessWrite && tok.Access != AccessWrite {
-		return errorf(http.StatusForbidden, "token %q may only read; this request writes", tok.Name)
-	}
-	return nil
 }

@@ -85,6 +85,9 @@ func (f *fixture) request(t *testing.T, method, path, body, token string) (int, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -222,6 +222,8 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		for _, k := range slices.Sorted(maps.Keys(st.events)) {
 			s.events = append(s.events, st.events[k])
 		}
+		// Audit events have keys of their own: order the log by time.
+		slices.SortStableFunc(s.events, func(a, b api.Event) int { return a.Time.Compare(b.Time) })
 	}
 	for name := range d.services {
 		if v := st.serviceView(name, rev); v != nil {

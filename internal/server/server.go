@@ -13,6 +13,14 @@
 // network surfaces share, with a reserve for the store and the checker and
 // the HTTP API's share set aside. A reload that would empty the config is
 // refused unless the file says allow_empty: true (reload.go).
+//
+// In-process wiring besides the snapshot: the balancer's failed connects
+// reach the checker; balancer groups use the checker's prober and hook
+// runner; the API reads the balancer's counters; and the API and the DNS
+// primary hand every write to one audit.Log, which logs it and keeps it in
+// the store's event log. Reload swaps the credentials of the running roles
+// (httpapi.Handler.SetAuth, route53.Handler.SetCredentials, dns.Keyring.Swap,
+// dns.Primary.SetTransfer) and the HTTPS certificate (certs).
 package server
 
 import (
@@ -25,6 +33,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +43,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/audit"
 	"github.com/seamark/seamark/internal/certs"
 	"github.com/seamark/seamark/internal/config"
 	dnsserver "github.com/seamark/seamark/internal/dns"
@@ -82,9 +92,17 @@ type Server struct {
 	apiCap *netlimit.Surface
 	apiMax int
 
+	audit   *audit.Log
+	ring    *dnsserver.Keyring
+	primary *dnsserver.Primary
+	route53 *route53.Handler
+
 	reloadMu sync.Mutex
 	cfg      *config.File
 	reloads  *reloads
+	// fileServer is the config file's server: section as read at start
+	// (before flags): a reload that changes it is told to restart.
+	fileServer *config.Server
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -151,6 +169,15 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, fmt.Errorf("start server: %w", ctx.Err())
 	}
 	s.startChecker(runCtx, sc.Name)
+	auditLog := audit.New(s.st, s.name, o.Logger)
+	s.audit = auditLog
+	s.wg.Add(1)
+	go func() { defer started.wg.Done(); auditLog.Run(runCtx) }()
+	if o.ConfigPath != "" {
+		if f, err := config.Load(o.ConfigPath); err == nil {
+			s.fileServer = &f.Server
+		}
+	}
 	if sc.RunsBalancer() {
 		s.startBalancer(runCtx)
 	}
@@ -281,18 +308,15 @@ func (s *Server) Balancer() *lb.Server { return s.lb }
 // and NOTIFY to the secondaries on every change.
 func (s *Server) startDNS(ctx context.Context, addr string) error {
 	dc := s.cfg.DNS
-	keys := make([]dnsserver.TSIGKey, 0, len(dc.TSIGKeys))
-	for _, k := range dc.TSIGKeys {
-		keys = append(keys, dnsserver.TSIGKey{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret})
-	}
-	ring, err := dnsserver.NewKeyring(keys)
+	ring, err := dnsserver.NewKeyring(tsigKeys(s.cfg))
 	if err != nil {
 		return fmt.Errorf("start server: %w (check dns.tsig_keys)", err)
 	}
 	primary := dnsserver.NewPrimary(dnsserver.PrimaryOptions{
 		Store: s.st, Snapshots: s.watcher, Keys: ring,
-		Secondaries: dc.Secondaries, AllowTransfer: dc.AllowTransfer, Logger: s.o.Logger,
+		Secondaries: dc.Secondaries, AllowTransfer: dc.AllowTransfer, Logger: s.o.Logger, Audit: s.audit,
 	})
+	s.ring, s.primary = ring, primary
 	d := dnsserver.New(dnsserver.Options{Addr: addr, Snapshots: s.watcher, Logger: s.o.Logger, Handler: primary, TSIG: ring})
 	if err := d.Listen(); err != nil {
 		return fmt.Errorf("start server: %w (change server.dns_addr or --dns-addr)", err)
@@ -302,6 +326,24 @@ func (s *Server) startDNS(ctx context.Context, addr string) error {
 	go func() { defer s.wg.Done(); d.Serve(ctx) }()
 	go func() { defer s.wg.Done(); primary.Run(ctx) }()
 	return nil
+}
+
+// tsigKeys are the file's TSIG keys as the DNS server takes them.
+func tsigKeys(f *config.File) []dnsserver.TSIGKey {
+	keys := make([]dnsserver.TSIGKey, 0, len(f.DNS.TSIGKeys))
+	for _, k := range f.DNS.TSIGKeys {
+		keys = append(keys, dnsserver.TSIGKey{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret})
+	}
+	return keys
+}
+
+// apiAuth is the file's API tokens and anonymous_read as the API takes them.
+func apiAuth(f *config.File) httpapi.Auth {
+	tokens := make([]httpapi.Token, 0, len(f.API.Tokens))
+	for _, t := range f.API.Tokens {
+		tokens = append(tokens, httpapi.Token{Name: t.Name, Secret: t.Secret, Access: t.Access, Services: t.Services})
+	}
+	return httpapi.Auth{Tokens: tokens, AnonymousRead: f.API.AnonymousRead == nil || *f.API.AnonymousRead}
 }
 
 // DNSAddr is the bound address of the DNS server (UDP and TCP).
@@ -331,22 +373,19 @@ func (s *Server) startHTTP(f *config.File) error {
 	})
 	ln = capped
 	s.httpLn = ln
-	tokens := make([]httpapi.Token, 0, len(f.API.Tokens))
-	for _, t := range f.API.Tokens {
-		tokens = append(tokens, httpapi.Token{Name: t.Name, Secret: t.Secret, Access: t.Access})
-	}
-	anon := f.API.AnonymousRead == nil || *f.API.AnonymousRead
+	auth := apiAuth(f)
+	s.route53 = route53.New(route53.Options{
+		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger,
+		Credentials: route53Credentials(auth.Tokens), InsecureUnsigned: f.API.Route53.InsecureUnsigned,
+	})
 	var bal httpapi.Balancer
 	if s.lb != nil {
 		bal = s.lb
 	}
 	s.api = httpapi.New(httpapi.Options{
 		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
-		Tokens: tokens, AnonymousRead: anon, Balancer: bal, UI: ui.Handler(),
-		Route53: route53.New(route53.Options{
-			Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger,
-			Credentials: route53Credentials(tokens), InsecureUnsigned: f.API.Route53.InsecureUnsigned,
-		}),
+		Tokens: auth.Tokens, AnonymousRead: auth.AnonymousRead, Balancer: bal, UI: ui.Handler(), Audit: s.audit,
+		Route53:    s.route53,
 		Registerer: s.reg, Gatherer: s.gatherer(), Config: s.reloads.status,
 	})
 	// No ReadTimeout or WriteTimeout: blocking reads (?wait=) last minutes.
@@ -382,7 +421,7 @@ func (s *Server) startHTTP(f *config.File) error {
 func route53Credentials(tokens []httpapi.Token) []route53.Credential {
 	out := make([]route53.Credential, 0, len(tokens))
 	for _, t := range tokens {
-		out = append(out, route53.Credential{AccessKeyID: t.Name, Secret: t.Secret, Access: t.Access})
+		out = append(out, route53.Credential{AccessKeyID: t.Name, Secret: t.Secret, Access: t.Access, Services: t.Services})
 	}
 	return out
 }
@@ -412,9 +451,17 @@ func (s *Server) apply(ctx context.Context, f *config.File) error {
 	return nil
 }
 
-// Reload re-reads the config file and applies it. A file with any error is
-// rejected whole and the running state stays as it was. Addresses and store
-// settings take effect only on restart; a change to them is logged.
+// ErrRestartNeeded is wrapped by Reload's error when the file changed a
+// setting that takes effect only on restart; everything else was applied.
+var ErrRestartNeeded = errors.New("change only on restart")
+
+// Reload re-reads the config file and applies it: the desired state, and
+// the secrets swapped at once (API tokens and anonymous_read, TSIG keys,
+// dns secondaries and allow_transfer, the HTTPS certificate). A file with any
+// error is rejected whole and the running state stays as it was. The server:
+// section (addresses, store settings, name, balancer, member) takes effect
+// only on restart: a change to it is named in the returned error, which wraps
+// ErrRestartNeeded, while the rest is applied.
 func (s *Server) Reload(ctx context.Context) (err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -426,15 +473,16 @@ func (s *Server) Reload(ctx context.Context) (err error) {
 	if err == nil {
 		err = f.ReadSecrets()
 	}
+	if err == nil {
+		_, err = dnsserver.NewKeyring(tsigKeys(f))
+	}
 	if err != nil {
 		return fmt.Errorf("reload rejected, nothing changed:\n%w", err)
 	}
 	// The running server keeps its addresses and store.
-	if f.Server.HTTPAddr != s.cfg.Server.HTTPAddr || strings.Join(f.Server.EtcdEndpoints, ",") != strings.Join(s.cfg.Server.EtcdEndpoints, ",") || f.Server.DataDir != s.cfg.Server.DataDir {
-		s.log.Warn("reload: server addresses and store settings change only on restart")
-	}
-	if f.Server.TLS != s.cfg.Server.TLS {
-		s.log.Warn("reload: server.tls names other files or settings; those take effect on restart (the files named at start are read again now)")
+	var restart []string
+	if s.fileServer != nil {
+		restart = changedKeys("server", *s.fileServer, f.Server)
 	}
 	f.Server = s.cfg.Server
 	if err := emptyGuard(s.cfg, f); err != nil {
@@ -449,13 +497,57 @@ func (s *Server) Reload(ctx context.Context) (err error) {
 	if err := s.apply(ctx, f); err != nil {
 		return err
 	}
+	s.swapSecrets(f)
 	if s.tls != nil {
 		useCert()
 		leaf := s.tls.Leaf()
 		s.log.Info("reload: https certificate", "serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter)
 	}
 	s.cfg = f
+	if len(restart) > 0 {
+		s.log.Warn("reload: these settings change only on restart", "keys", strings.Join(restart, ", "))
+		return fmt.Errorf("reload applied, but %s %w: restart the server to use the new values", strings.Join(restart, ", "), ErrRestartNeeded)
+	}
 	return nil
+}
+
+// swapSecrets hands f's credentials to the running roles; each swaps its
+// whole set at once.
+func (s *Server) swapSecrets(f *config.File) {
+	if s.api != nil {
+		s.api.SetAuth(apiAuth(f))
+	}
+	if s.route53 != nil {
+		s.route53.SetCredentials(route53Credentials(apiAuth(f).Tokens))
+	}
+	if s.ring != nil {
+		if err := s.ring.Swap(tsigKeys(f)); err != nil { // checked above: cannot happen
+			s.log.Error("reload: tsig keys not swapped", "err", err)
+		}
+	}
+	if s.primary != nil {
+		s.primary.SetTransfer(f.DNS.Secondaries, f.DNS.AllowTransfer)
+	}
+	s.log.Info("reload: credentials swapped", "tokens", len(f.API.Tokens), "tsig_keys", len(f.DNS.TSIGKeys),
+		"secondaries", len(f.DNS.Secondaries), "allow_transfer", len(f.DNS.AllowTransfer))
+}
+
+// changedKeys names the fields (by their config key under prefix) that
+// differ between a and b, structs of one type.
+func changedKeys(prefix string, a, b any) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var out []string
+	for i := range va.NumField() {
+		f := va.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			out = append(out, prefix+"."+name)
+		}
+	}
+	return out
 }
 
 // Close stops every role and the store, and waits for their goroutines.

@@ -22,6 +22,7 @@ import (
 //	<prefix>v1/checkers/<checker-id>                api.Checker (on the checker's lease)
 //	<prefix>v1/health/<service>/<node-id>/<checker> api.Verdict (on the checker's lease)
 //	<prefix>v1/events/<unix-nanos, 20 digits>-<origin> api.Event (the newest MaxEvents are kept)
+//	<prefix>v1/events/audit-<unix-nanos>-<origin>     api.Event of kind audit (the newest MaxAuditEvents)
 //	<prefix>v1/admin/<service>/<node-id>            api.NodeAdmin (no lease: the operator's, kept across re-registrations)
 //	<prefix>v1/healthchecks/<id>                    a Route 53 health check (JSON owned by internal/route53)
 //

@@ -151,54 +151,79 @@ func (s *Store) commitBatches(ctx context.Context, ops []clientv3.Op) error {
 	return nil
 }
 
-// MaxEvents is how many events the log keeps.
+// MaxEvents is how many events the log keeps, besides audit events.
 const MaxEvents = 1000
 
+// MaxAuditEvents is how many audit events (kind audit) the log keeps. They
+// are kept apart, so a burst of writes never pushes health and role events
+// out of the log.
+const MaxAuditEvents = 1000
+
+// auditKeyPrefix starts the key of every audit event: the letter sorts after
+// every time-stamped key, so audit events are one key range and the others
+// another, each trimmed to its own size.
+const auditKeyPrefix = "audit-"
+
+// eventKey is the key of an event: its time, origin and a sequence number.
+func eventKey(e api.Event, origin, seq string) Key {
+	a := fmt.Sprintf("%020d-%s%s", e.Time.UnixNano(), strings.ReplaceAll(origin, "/", "_"), seq)
+	if e.Kind == api.EventAudit {
+		a = auditKeyPrefix + a
+	}
+	return Key{Kind: KindEvent, A: a}
+}
+
 // AppendEvents adds events to the log in batches, then drops the oldest
-// beyond MaxEvents.
+// beyond MaxEvents (and MaxAuditEvents).
 func (s *Store) AppendEvents(ctx context.Context, es []api.Event, origin string) error {
 	ops := make([]clientv3.Op, 0, len(es))
+	audit := false
 	for i, e := range es {
 		val, err := json.Marshal(e)
 		if err != nil {
 			return err
 		}
-		key := Key{Kind: KindEvent, A: fmt.Sprintf("%020d-%s-%d", e.Time.UnixNano(), strings.ReplaceAll(origin, "/", "_"), i)}
-		ops = append(ops, clientv3.OpPut(key.path(s.prefix), string(val)))
+		audit = audit || e.Kind == api.EventAudit
+		ops = append(ops, clientv3.OpPut(eventKey(e, origin, fmt.Sprintf("-%d", i)).path(s.prefix), string(val)))
 	}
 	if err := s.commitBatches(ctx, ops); err != nil {
 		return err
 	}
-	s.trimEvents(ctx)
+	s.trimEvents(ctx, audit)
 	return nil
 }
 
-// AppendEvent adds an event to the log and drops the oldest beyond MaxEvents.
+// AppendEvent adds an event to the log and drops the oldest beyond MaxEvents
+// (or MaxAuditEvents).
 func (s *Store) AppendEvent(ctx context.Context, e api.Event, origin string) (int64, error) {
-	key := Key{Kind: KindEvent, A: fmt.Sprintf("%020d-%s", e.Time.UnixNano(), strings.ReplaceAll(origin, "/", "_"))}
-	rev, err := s.putJSON(ctx, key, e, nil)
+	rev, err := s.putJSON(ctx, eventKey(e, origin, ""), e, nil)
 	if err != nil {
 		return 0, err
 	}
-	s.trimEvents(ctx)
+	s.trimEvents(ctx, e.Kind == api.EventAudit)
 	return rev, nil
 }
 
-// trimEvents drops the oldest events beyond MaxEvents.
-func (s *Store) trimEvents(ctx context.Context) {
-	prefix := kindPrefix(s.prefix, KindEvent)
-	cnt, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil || cnt.Count <= MaxEvents {
+// trimEvents drops the oldest events beyond MaxEvents, or, for audit, the
+// oldest audit events beyond MaxAuditEvents.
+func (s *Store) trimEvents(ctx context.Context, audit bool) {
+	all := kindPrefix(s.prefix, KindEvent)
+	from, end, keep := all, all+auditKeyPrefix, int64(MaxEvents) // time-stamped keys sort before "audit-"
+	if audit {
+		from, end, keep = all+auditKeyPrefix, clientv3.GetPrefixRangeEnd(all+auditKeyPrefix), MaxAuditEvents
+	}
+	cnt, err := s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithCountOnly())
+	if err != nil || cnt.Count <= keep {
 		return
 	}
 	// Keys sort by time: delete from the first up to the oldest one kept.
-	old, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(cnt.Count-MaxEvents+1))
+	old, err := s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(cnt.Count-keep+1))
 	if err != nil || len(old.Kvs) == 0 {
 		return
 	}
 	last := old.Kvs[len(old.Kvs)-1].Key
-	if _, err := s.cli.Delete(ctx, prefix, clientv3.WithRange(string(last))); err != nil {
+	if _, err := s.cli.Delete(ctx, from, clientv3.WithRange(string(last))); err != nil {
 		s.log.Warn("trim event log", "err", err)
 	}
 }

@@ -316,3 +316,44 @@ func TestLoadInPages(t *testing.T) {
 		}
 	}
 }
+
+// Audit events are kept apart: a burst of them never pushes health events
+// out, and they are trimmed to MaxAuditEvents on their own.
+func TestAuditEventsKeptApart(t *testing.T) {
+	s := storetest.New(t)
+	ctx := context.Background()
+	t0 := time.Now()
+	for i := range 10 {
+		if _, err := s.AppendEvent(ctx, api.Event{Time: t0.Add(time.Duration(i) * time.Millisecond), Kind: api.EventHealth, Node: fmt.Sprint(i)}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := store.MaxAuditEvents + 300
+	for first := 0; first < total; first += 100 {
+		var batch []api.Event
+		for i := first; i < first+100; i++ {
+			batch = append(batch, api.Event{Time: t0.Add(time.Second + time.Duration(i)*time.Millisecond), Kind: api.EventAudit, Action: fmt.Sprint(i)})
+		}
+		if err := s.AppendEvents(ctx, batch, "audit-srv"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var health, audit int
+	for k, it := range load(t, s) {
+		if k.Kind != store.KindEvent {
+			continue
+		}
+		switch e := it.Value.(*api.Event); e.Kind {
+		case api.EventHealth:
+			health++
+		case api.EventAudit:
+			audit++
+			if n, _ := strconv.Atoi(e.Action); n < total-store.MaxAuditEvents {
+				t.Fatalf("audit event %s kept, want only the newest %d", e.Action, store.MaxAuditEvents)
+			}
+		}
+	}
+	if health != 10 || audit != store.MaxAuditEvents {
+		t.Fatalf("got %d health and %d audit events, want 10 and %d", health, audit, store.MaxAuditEvents)
+	}
+}

@@ -625,6 +625,11 @@
       cls = e.role === 'active' ? 'ok' : e.role === 'fault' ? 'down' : '';
       what = `${badge(e.role || 'role', cls)} <span class="what">${esc(e.group)}/${esc(e.member)}</span> is ${esc(e.role)}${e.fencing ? ` <span class="muted">fencing ${esc(e.fencing)}</span>` : ''}`;
       why = `${esc(e.reason)}${e.checker ? ` · ${esc(e.checker)}` : ''}`;
+    } else if (e.kind === 'audit') {
+      const ok = /^(2\d\d|NOERROR)$/.test(e.result || '');
+      cls = ok ? '' : 'down';
+      what = `${badge('audit', cls)} <span class="what">${esc(e.action)}</span> <span class="mono muted">${esc(e.result)}</span>`;
+      why = `${esc(e.who)} from ${esc(e.from)}`;
     } else {
       // Kinds this page does not know yet (registrations, ...): show what they carry.
       const subject = [e.service && e.node ? `${e.service}/${e.node}` : e.service || e.node, e.group && e.member ? `${e.group}/${e.member}` : e.group]
@@ -637,7 +642,7 @@
 
   function renderEvents() {
     if (!state.loaded.events) return;
-    const list = state.events.filter((e) => matches(e.kind, e.service, e.node, e.address, e.reason, e.group, e.member, e.role, e.new, e.checker));
+    const list = state.events.filter((e) => matches(e.kind, e.service, e.node, e.address, e.reason, e.group, e.member, e.role, e.new, e.checker, e.who, e.action));
     $('events-note').textContent = state.events.length ? `newest first · ${state.events.length} shown` : '';
     if (!list.length) {
       setHTML('events', `<li class="empty">${state.events.length ? 'Nothing matches the filter.' : 'No events yet. Health transitions and role changes appear here as they happen.'}</li>`);
