@@ -109,6 +109,7 @@ func TestBlockingReadThroughTheLimits(t *testing.T) {
 	}
 	// A write with a body goes through the body deadline and size limit.
 	req, _ := http.NewRequest("PUT", "http://"+s.HTTPAddr().String()+"/v1/services/db/nodes/n1", strings.NewReader(`{"id":"n1","address":"127.0.43.20"}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

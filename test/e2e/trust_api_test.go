@@ -23,7 +23,6 @@ import (
 	"github.com/seamark/seamark/api"
 )
 
-
 // post sends one raw request to the API and returns the status and body.
 func post(t *testing.T, hc *http.Client, method, url, body string, hdr map[string]string) (int, string) {
 	t.Helper()
