@@ -248,7 +248,9 @@ func (ob *Observer) watch(ctx context.Context, h holder, lease *observerLease) {
 			continue
 		}
 		why := fmt.Sprintf("%d of %d observers found %s's endpoint %s dead (two probes in a row failed; here: %s)", down, of, h.member, h.endpoint, det.reason)
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		// Not ctx: the revoke itself ends this watch (the role record goes),
+		// and its outcome must still be counted.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		revoked, err := ob.o.Store.RevokeHolder(rctx, h.group, h.fencing, h.lease)
 		cancel()
 		switch {
