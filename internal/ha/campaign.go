@@ -39,7 +39,8 @@ type campaign struct {
 	lastAssert  time.Time
 	newLease    bool // on_active runs again after a new lease (store reconnect)
 
-	renewing atomic.Pointer[store.Lease] // the lease renewWhileActive confirms (fast failover, active)
+	renewing  atomic.Pointer[store.Lease] // the lease renewWhileActive confirms (fast failover, active)
+	claimedAt time.Time                   // when the winning claim was sent: the store knew the lease live then
 
 	trackSpec []api.Track
 	tracks    *trackSet
@@ -221,7 +222,7 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 	if next == api.RoleActive && why == "" {
 		why = "highest effective priority"
 	}
-	c.setRenewing(g, next)
+	c.setRenewing(g, next, now)
 	changed := c.setRole(g, me, next, why)
 	if !changed && next == api.RoleActive && (c.newLease || now.Sub(c.lastAssert) >= g.ReassertInterval.D()) {
 		// Level-triggered: whatever someone else did to the address in the

@@ -19,7 +19,9 @@ var metricFenced = promauto.NewCounterVec(prometheus.CounterOpts{
 // confirmed its lease for FenceAfter it must assume the observers may have
 // ended it, and step down (the caller runs on_fault). "" while it may stay.
 func (c *campaign) fence(g *api.Group, me api.Member, now time.Time) string {
-	why := fenced(c.lease.Renewed(), now)
+	// A claim written on the lease is a confirmation too: the lease was live
+	// in the store when the claim was sent.
+	why := fenced(latest(c.lease.Renewed(), c.claimedAt), now)
 	if why != "" {
 		metricFenced.WithLabelValues(g.Name, me.Name).Inc()
 	}
@@ -28,12 +30,21 @@ func (c *campaign) fence(g *api.Group, me api.Member, now time.Time) string {
 
 // setRenewing makes renewWhileActive confirm the lease while the member is
 // active in a group with fast failover, and stop otherwise.
-func (c *campaign) setRenewing(g *api.Group, role string) {
+func (c *campaign) setRenewing(g *api.Group, role string, now time.Time) {
 	if role == api.RoleActive && g.FastFailoverOn() {
-		c.renewing.Store(c.lease)
+		if c.renewing.Swap(c.lease) != c.lease {
+			c.claimedAt = now // step's start: no later than the claim was sent
+		}
 	} else {
 		c.renewing.Store(nil)
 	}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // renewWhileActive confirms the active member's lease with the store every
