@@ -35,7 +35,8 @@ type netLab struct {
 	etcdArgs map[int][]string
 }
 
-// labHost is one namespace with address 10.77.0.<n>/24 on eth0.
+// labHost is one namespace with address 10.77.0.<n>/24 (or the lab's own
+// network) on eth0.
 type labHost struct {
 	lab  *netLab
 	n    int
@@ -50,13 +51,20 @@ var labSeq atomic.Int32
 // ip command, no netns support).
 func newNetLab(t *testing.T, n int) *netLab {
 	t.Helper()
+	return newNetLabIn(t, n, fmt.Sprintf("sm%d%d", os.Getpid()%1000, labSeq.Add(1)), 77)
+}
+
+// newNetLabIn is newNetLab with the namespaces' name prefix and the second
+// octet of the hosts' addresses (10.<net>.0.<n>) chosen by the test.
+func newNetLabIn(t *testing.T, n int, prefix string, net byte) *netLab {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root (CI runs as root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("the ip command is missing: apt-get install iproute2")
 	}
-	lab := &netLab{t: t, prefix: fmt.Sprintf("sm%d%d", os.Getpid()%1000, labSeq.Add(1))}
+	lab := &netLab{t: t, prefix: prefix}
 	lab.sw = lab.prefix + "sw"
 	t.Cleanup(lab.remove)
 	if err := lab.ip("netns", "add", lab.sw); err != nil {
@@ -65,7 +73,7 @@ func newNetLab(t *testing.T, n int) *netLab {
 	lab.must("-n", lab.sw, "link", "add", "br0", "type", "bridge")
 	lab.must("-n", lab.sw, "link", "set", "br0", "up")
 	for i := 1; i <= n; i++ {
-		h := &labHost{lab: lab, n: i, ns: fmt.Sprintf("%sh%d", lab.prefix, i), addr: netip.AddrFrom4([4]byte{10, 77, 0, byte(i)})}
+		h := &labHost{lab: lab, n: i, ns: fmt.Sprintf("%sh%d", lab.prefix, i), addr: netip.AddrFrom4([4]byte{10, net, 0, byte(i)})}
 		h.port = fmt.Sprintf("%sp%d", lab.prefix, i)
 		inner := fmt.Sprintf("%si%d", lab.prefix, i)
 		lab.must("netns", "add", h.ns)
