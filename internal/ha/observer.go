@@ -79,8 +79,13 @@ func (ob *Observer) Run(ctx context.Context) {
 	type running struct {
 		h    holder
 		stop context.CancelFunc
+		done chan struct{}
 	}
 	watches := map[string]running{}
+	// ended are the watches stopped but maybe not finished, by group: the
+	// next watch of a group waits for the last one, whose deletion of this
+	// observer's view must not land after the new view.
+	ended := map[string]chan struct{}{}
 	defer func() {
 		for _, w := range watches {
 			w.stop()
@@ -104,6 +109,7 @@ func (ob *Observer) Run(ctx context.Context) {
 			if h, ok := want[name]; !ok || h != w.h {
 				w.stop()
 				delete(watches, name)
+				ended[name] = w.done
 			}
 		}
 		for name, h := range want {
@@ -111,9 +117,18 @@ func (ob *Observer) Run(ctx context.Context) {
 				continue
 			}
 			wctx, stop := context.WithCancel(ctx)
-			watches[name] = running{h: h, stop: stop}
+			prev, done := ended[name], make(chan struct{})
+			delete(ended, name)
+			watches[name] = running{h: h, stop: stop, done: done}
 			wg.Add(1)
-			go func() { defer wg.Done(); ob.watch(wctx, h, lease) }()
+			go func() {
+				defer wg.Done()
+				defer close(done)
+				if prev != nil {
+					<-prev
+				}
+				ob.watch(wctx, h, lease)
+			}()
 		}
 		select {
 		case <-ctx.Done():
