@@ -19,6 +19,8 @@ const (
 	// failsToDown is how many probes in a row must fail before an observer
 	// says the member is down.
 	failsToDown = 2
+	// maxReason bounds the failure text an observation carries.
+	maxReason = 200
 	// RenewEvery is how often an active member confirms its lease with the
 	// store, and FenceAfter how long it may go without a confirmation before
 	// it steps down on its own. Observers cannot end its lease sooner than
@@ -60,6 +62,9 @@ func (d *detector) add(seq int64, err error, now time.Time) bool {
 	} else if seq > d.lastOK {
 		d.fails = append(d.fails, seq)
 		d.reason = err.Error()
+		if len(d.reason) > maxReason {
+			d.reason = d.reason[:maxReason] + "..."
+		}
 	}
 	if now.IsZero() {
 		now = time.Now()

@@ -168,7 +168,8 @@ groups:
 		t.Fatalf("split answers:\n%s", strings.Join(conflicts, "\n"))
 	}
 	// The cut-off member stopped acting as active (on_fault) before the
-	// other one started (on_active): never two actives at once.
+	// other one started (on_active), or within the overlap docs/groups.md
+	// documents for fast failover (150 ms, plus 100 ms to start hooks).
 	b, _ := os.ReadFile(hooks)
 	t.Logf("hooks:\n%s", b)
 	var faultAt, activeAt float64
@@ -186,8 +187,8 @@ groups:
 			activeAt = at
 		}
 	}
-	if faultAt == 0 || activeAt == 0 || faultAt >= activeAt {
-		t.Errorf("lb1 stepped down at %.3f, lb2 became active at %.3f: want lb1 first", faultAt, activeAt)
+	if faultAt == 0 || activeAt == 0 || faultAt-activeAt > overlapBound.Seconds() {
+		t.Errorf("lb1 stepped down at %.3f, lb2 became active at %.3f: want lb1 first, or at most %v later", faultAt, activeAt, overlapBound)
 	} else {
 		t.Logf("lb1 stepped down %.0f ms before lb2 became active", (activeAt-faultAt)*1000)
 	}
