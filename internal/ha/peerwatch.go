@@ -61,6 +61,9 @@ func (d *detector) add(seq int64, err error, now time.Time) bool {
 		}
 	} else if seq > d.lastOK {
 		d.fails = append(d.fails, seq)
+		if len(d.fails) > 4*failsToDown { // a member dead for long: keep the newest
+			d.fails = append(d.fails[:0], d.fails[len(d.fails)-2*failsToDown:]...)
+		}
 		d.reason = err.Error()
 		if len(d.reason) > maxReason {
 			d.reason = d.reason[:maxReason] + "..."

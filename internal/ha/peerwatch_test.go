@@ -120,6 +120,16 @@ func TestDetectorNeedsASuccessFirst(t *testing.T) {
 	if d.add(12, nil, now) || !d.down() {
 		t.Fatal("an answer to a probe older than the failures brought it up")
 	}
+	// Dead for long: the failures kept stay bounded, the verdict stays down.
+	for seq := int64(15); seq < 10000; seq++ {
+		d.add(seq, errors.New("no answer"), now)
+	}
+	if !d.down() || len(d.fails) > 4*failsToDown {
+		t.Fatalf("after 10000 failures: down %v, %d failures kept", d.down(), len(d.fails))
+	}
+	if !d.add(10000, nil, now) || d.down() {
+		t.Fatal("an answer after the failures did not bring it up")
+	}
 }
 
 func TestTally(t *testing.T) {
