@@ -40,6 +40,7 @@ func newHALab(t *testing.T) *haLab {
 	}
 	haLabSeq++
 	lab := newNetLabIn(t, 5, fmt.Sprintf("smha-%d%d", os.Getpid()%1000, haLabSeq), 247)
+	lab.etcdOnTmpfs = true
 	h4, h5 := lab.hosts[3], lab.hosts[4]
 	hooks := filepath.Join(t.TempDir(), "hooks.log")
 	group := func(name, extra string) string {
@@ -242,12 +243,29 @@ func TestGroupFastFailover(t *testing.T) {
 					pending[g] = other(victim)
 				}
 			}
+			logged := false
 			for len(pending) > 0 {
+				if _, slow := pending["lb"]; slow && !logged && time.Since(t0) > 300*time.Millisecond {
+					// Slow: show what the observers say.
+					logged = true
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					gs, err := l.sc.servers[0].client.Groups(ctx)
+					cancel()
+					for _, g := range gs {
+						if g.Name == "lb" {
+							t.Logf("%s %s round %d still on %s after %v: active %+v, observations %+v", c, victim, i+1, victim, time.Since(t0).Round(time.Millisecond), g.Active, g.Observations)
+						}
+					}
+					if err != nil {
+						t.Logf("%s round %d: groups: %v", c, i+1, err)
+					}
+				}
 				for g, want := range pending {
 					a, err := l.sc.servers[0].dnsAnswer(g + ".cluster.test")
 					if err == nil && l.memberAt(a) == want {
 						path := map[string]string{"lb": "fast", "ll": "lease-only"}[g]
 						took[c+"/"+path] = append(took[c+"/"+path], time.Since(t0))
+						t.Logf("round %s %d: %s moved off %s in %v (at %s)", c, i+1, g, victim, time.Since(t0).Round(time.Millisecond), time.Now().Format("15:04:05.000"))
 						delete(pending, g)
 					}
 				}
