@@ -25,7 +25,7 @@ type ObserverStore interface {
 	GrantLease(ctx context.Context, ttl time.Duration) (*store.Lease, error)
 	PutObservation(ctx context.Context, o api.Observation, lease *store.Lease) error
 	DeleteObservation(ctx context.Context, group, observer string) error
-	RevokeHolder(ctx context.Context, group string, fencing, lease int64) (bool, error)
+	RevokeHolder(ctx context.Context, group, member string, fencing, lease int64) (bool, error)
 	AppendEvent(ctx context.Context, e api.Event, origin string) (int64, error)
 }
 
@@ -242,7 +242,14 @@ func (ob *Observer) watch(ctx context.Context, h holder, lease *observerLease) {
 		if !det.seen {
 			continue // never saw it answer: no vote (it may be unreachable from here)
 		}
-		if !stored {
+		// The observer whose view completes a majority acts at once; the
+		// others write their view for it to count.
+		var down, of int
+		majority := false
+		if det.down() {
+			down, of, majority = tally(snap.Observations(h.group), h, own())
+		}
+		if !stored && !majority {
 			l, err := lease.get(ctx)
 			if err == nil {
 				wctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -255,10 +262,6 @@ func (ob *Observer) watch(ctx context.Context, h holder, lease *observerLease) {
 			}
 			stored = true
 		}
-		if !det.down() {
-			continue
-		}
-		down, of, majority := tally(snap.Observations(h.group), h, own())
 		if !majority {
 			continue
 		}
@@ -266,15 +269,18 @@ func (ob *Observer) watch(ctx context.Context, h holder, lease *observerLease) {
 		// Not ctx: the revoke itself ends this watch (the role record goes),
 		// and its outcome must still be counted.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		revoked, err := ob.o.Store.RevokeHolder(rctx, h.group, h.fencing, h.lease)
+		revoked, err := ob.o.Store.RevokeHolder(rctx, h.group, h.member, h.fencing, h.lease)
 		cancel()
 		switch {
-		case err != nil:
+		case !revoked && err != nil:
 			log.Warn("end the dead member's lease", "err", err)
 			continue
 		case !revoked:
 			log.Info("the claim already moved on: nothing to revoke", "fencing", h.fencing)
 		default:
+			if err != nil {
+				log.Warn("took the role from the dead member; its lease lingers until it expires", "err", err)
+			}
 			log.Warn("ended the active member's lease", "fencing", h.fencing, "reason", why)
 			metricRevocations.WithLabelValues(h.group, h.member).Inc()
 			e := api.Event{Time: time.Now(), Kind: "revoke", Group: h.group, Member: h.member, Fencing: h.fencing,

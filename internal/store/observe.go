@@ -28,29 +28,28 @@ func (s *Store) DeleteObservation(ctx context.Context, group, observer string) e
 	return nil
 }
 
-// RevokeHolder ends lease, and with it the candidacy and the role claim on
-// it, if the group's role record is still the claim made at fencing on that
-// lease: only the stale holder is ever revoked, never a successor. It
-// reports whether it revoked. The compare and the revoke are two requests
-// (etcd cannot revoke inside a transaction); in between, only the holder
-// itself could write on lease, so the revoke can only ever end that one
-// member's candidacy and claim.
-func (s *Store) RevokeHolder(ctx context.Context, group string, fencing, lease int64) (bool, error) {
-	k := RoleKey(group).path(s.prefix)
+// RevokeHolder takes the role from a holder found dead: if the group's role
+// record is still the claim made at fencing on lease (and the member's
+// candidacy lives on that lease), it deletes both in one transaction, so a
+// standby can claim at once, then revokes lease, so the holder, if it still
+// runs and reaches the store, learns it lost the role. Only the stale holder
+// is ever touched, never a successor: a successor's claim has another
+// revision and another lease. It reports whether it took the role.
+func (s *Store) RevokeHolder(ctx context.Context, group, member string, fencing, lease int64) (bool, error) {
+	role, cand := RoleKey(group).path(s.prefix), MemberKey(group, member).path(s.prefix)
 	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(k), "=", fencing), clientv3.Compare(clientv3.LeaseValue(k), "=", lease)).
+		If(clientv3.Compare(clientv3.ModRevision(role), "=", fencing), clientv3.Compare(clientv3.LeaseValue(role), "=", lease),
+			clientv3.Compare(clientv3.LeaseValue(cand), "=", lease)).
+		Then(clientv3.OpDelete(role), clientv3.OpDelete(cand)).
 		Commit()
 	if err != nil {
-		return false, fmt.Errorf("revoke holder of %s: compare the role: %w", group, err)
+		return false, fmt.Errorf("revoke holder of %s: %w", group, err)
 	}
 	if !resp.Succeeded {
 		return false, nil
 	}
-	if _, err := s.cli.Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return false, nil
-		}
-		return false, fmt.Errorf("revoke holder of %s: lease %x: %w", group, lease, err)
+	if _, err := s.cli.Revoke(ctx, clientv3.LeaseID(lease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return true, fmt.Errorf("revoke holder of %s: took the role, but lease %x: %w", group, lease, err)
 	}
 	return true, nil
 }
