@@ -49,8 +49,8 @@ func latest(a, b time.Time) time.Time {
 
 // renewWhileActive confirms the active member's lease with the store every
 // RenewEvery, so that FenceAfter can be short without stepping down on a
-// healthy store. It wakes the campaign when a renewal fails, so the fence is
-// checked at once.
+// healthy store. It wakes the campaign when a renewal fails (at the latest
+// when the fence is due), so the fence is checked at once.
 func (c *campaign) renewWhileActive(ctx context.Context) {
 	tick := time.NewTicker(RenewEvery)
 	defer tick.Stop()
@@ -64,7 +64,13 @@ func (c *campaign) renewWhileActive(ctx context.Context) {
 		if l == nil {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, FenceAfter)
+		// A renewal that cannot get through gives up when the fence is due,
+		// so the campaign steps down on time rather than at its next tick.
+		due := l.Renewed().Add(FenceAfter + time.Millisecond)
+		if soon := time.Now().Add(RenewEvery); due.Before(soon) {
+			due = soon
+		}
+		rctx, cancel := context.WithDeadline(ctx, due)
 		err := l.Renew(rctx)
 		cancel()
 		if err != nil {

@@ -114,6 +114,22 @@ func (l *haLab) waitReady() map[string]string {
 				}
 			}
 		}
+		// Each member's own server sees the same: a member that has just
+		// come back (restarted, thawed, healed) has caught up.
+		for _, m := range l.members {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			mgs, err := m.client.Groups(ctx)
+			cancel()
+			if err != nil || len(mgs) != len(gs) {
+				ok = false
+				continue
+			}
+			for _, g := range mgs {
+				if len(g.Candidates) != 2 || g.Active == nil || g.Active.Member != active[g.Name] {
+					ok = false
+				}
+			}
+		}
 		if ok && len(active) == 2 {
 			return active
 		}
@@ -300,6 +316,9 @@ func TestGroupFastFailover(t *testing.T) {
 			case "cut":
 				h.firewall(false)
 			}
+			// The member back settles (finds its lease gone, steps down,
+			// campaigns again) before the next round fails the other one.
+			time.Sleep(time.Second)
 		}
 	}
 	if split := stopWatch(); len(split) > 0 {
