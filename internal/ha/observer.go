@@ -219,7 +219,8 @@ func (ob *Observer) watch(ctx context.Context, h holder, lease *observerLease) {
 		cancel()
 	}()
 	var det detector
-	stored := false // the store holds our current view
+	stored := false       // the store holds our current view
+	writeFailing := false // the last write failed (logged once)
 	snap := ob.o.Snapshots.Current()
 	own := func() api.Observation {
 		return api.Observation{Group: h.group, Observer: ob.o.Name, Member: h.member, Lease: h.lease, Fencing: h.fencing,
@@ -257,10 +258,13 @@ func (ob *Observer) watch(ctx context.Context, h holder, lease *observerLease) {
 				cancel()
 			}
 			if err != nil {
-				log.Warn("write observation", "err", err)
+				if !writeFailing { // once per outage, not per probe
+					log.Warn("write observation (retrying with every probe)", "err", err)
+				}
+				writeFailing = true
 				continue
 			}
-			stored = true
+			stored, writeFailing = true, false
 		}
 		if !majority {
 			continue
