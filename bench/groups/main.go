@@ -243,6 +243,8 @@ func runLab(n int) error {
 	cmd := exec.Command("go", "test", "-count=1", "-run", "TestGroupFastFailover$", "-v", "-timeout", "30m", "./test/e2e/")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("SEAMARK_FAILOVER_RUNS=%d", n))
 	out, err := cmd.CombinedOutput()
+	raw := filepath.Join(os.TempDir(), "bench-groups-lab.log")
+	os.WriteFile(raw, out, 0o644)
 	type row struct{ n, p50, p99, max string }
 	rows := map[string]row{}
 	var overlap string
@@ -271,6 +273,7 @@ func runLab(n int) error {
 	if overlap != "" {
 		fmt.Printf("\nCut member's on_fault minus the standby's on_active (negative: it let go first): %s\n", overlap)
 	}
+	fmt.Printf("\nEvery round, and the servers' logs when a bound was missed: %s\n", raw)
 	if err != nil {
 		return fmt.Errorf("the lab test failed: %v (figures above)", err)
 	}
