@@ -443,8 +443,14 @@ type Group struct {
 	PreemptDelay     Duration `json:"preempt_delay,omitempty"`
 	LeaseTTL         Duration `json:"lease_ttl,omitempty"`         // default 1s
 	ReassertInterval Duration `json:"reassert_interval,omitempty"` // default 30s
-	Hooks            Hooks    `json:"hooks,omitzero"`
-	Source           Source   `json:"source,omitempty"`
+	// FastFailover (default true) lets the other members and the live
+	// checkers end an active member's lease once a majority of them find its
+	// endpoint dead, and makes the active member step down after 300 ms
+	// without the store (docs/groups.md). false: only lease expiry moves the
+	// role from a member that vanished.
+	FastFailover *bool  `json:"fast_failover,omitempty"`
+	Hooks        Hooks  `json:"hooks,omitzero"`
+	Source       Source `json:"source,omitempty"`
 }
 
 // StoreStatus describes the store a server uses.
@@ -652,7 +658,39 @@ type GroupStatus struct {
 	Candidates []Candidacy `json:"candidates"`
 	// Answer is what <group>.<zone> answers now.
 	Answer []netip.Addr `json:"answer"`
+	// Observations are the observers' views of the active member (fast
+	// failover), by observer.
+	Observations []Observation `json:"observations"`
 }
+
+// FastFailoverOn reports whether the group uses fast failover (the default).
+func (g *Group) FastFailoverOn() bool { return g.FastFailover == nil || *g.FastFailover }
+
+// Observation is one observer's view of a balancer group's active member:
+// a seamark server (another member or a live checker) that probes the
+// member's endpoint and says whether it found it dead. It lives on the
+// observer's lease. When a majority of the observations of the same holder
+// say down, an observer ends the holder's lease (docs/groups.md).
+type Observation struct {
+	Group    string `json:"group"`
+	Observer string `json:"observer"`
+	// Member, Lease and Fencing name the holder observed: the active member,
+	// its candidacy lease and the fencing revision of its claim.
+	Member  string `json:"member"`
+	Lease   int64  `json:"lease"`
+	Fencing int64  `json:"fencing"`
+	// Down is set once two probes in a row have failed; Reason says how the
+	// last one failed.
+	Down   bool      `json:"down,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// AlivePath is where a seamark server answers balancer group observers
+// (fast failover): GET, 204, no body, no credentials needed. An observer
+// counts any HTTP answer as alive; only a refused connection, a timeout or a
+// broken connection as a failure.
+const AlivePath = "/v1/alive"
 
 // IdentityPath is where an agent's identity endpoint answers (GET, JSON).
 const IdentityPath = "/v1/identity"

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/seamark/seamark/api"
@@ -38,6 +39,9 @@ type campaign struct {
 	lastAssert  time.Time
 	newLease    bool // on_active runs again after a new lease (store reconnect)
 
+	renewing  atomic.Pointer[store.Lease] // the lease renewWhileActive confirms (fast failover, active)
+	claimedAt time.Time                   // when the winning claim was sent: the store knew the lease live then
+
 	trackSpec []api.Track
 	tracks    *trackSet
 	wake      chan struct{}
@@ -66,9 +70,9 @@ func (c *campaign) run(ctx context.Context) {
 		c.writes.Wait()
 	}()
 	wctx, stopWatch := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() { defer close(watched); c.watch(wctx) }()
-	defer func() { stopWatch(); <-watched }()
+	renewed := make(chan struct{})
+	go func() { defer close(renewed); c.renewWhileActive(wctx) }()
+	defer func() { stopWatch(); <-renewed }()
 	tick := time.NewTicker(c.m.o.Tick)
 	defer tick.Stop()
 	snap := c.m.o.Snapshots.Current()
@@ -124,11 +128,14 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 		default:
 			if silent := now.Sub(c.lease.Renewed()); silent > c.lease.TTL()-leaseMargin(c.lease.TTL()) {
 				lost = fmt.Sprintf("the store has not confirmed the lease for %v", silent.Round(time.Millisecond))
+			} else if c.fencing != 0 && g.FastFailoverOn() {
+				lost = c.fence(g, me, now)
 			}
 		}
 		if lost != "" {
 			c.log.Warn("lease lost: stepping down", "reason", lost)
 			old := c.lease
+			c.renewing.Store(nil)
 			go old.Close()                        // revoking may wait for an unreachable store
 			c.setRole(g, me, api.RoleFault, lost) // the hook sees the fencing revision given up
 			c.lease, c.fencing, c.written = nil, 0, false
@@ -215,6 +222,7 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 	if next == api.RoleActive && why == "" {
 		why = "highest effective priority"
 	}
+	c.setRenewing(g, next, now)
 	changed := c.setRole(g, me, next, why)
 	if !changed && next == api.RoleActive && (c.newLease || now.Sub(c.lastAssert) >= g.ReassertInterval.D()) {
 		// Level-triggered: whatever someone else did to the address in the

@@ -21,6 +21,13 @@
 //
 // Liveness is the lease: a member killed without a word loses its candidacy
 // and its role when the lease expires, and the best standby claims the role.
+// Fast failover (the default; docs/groups.md) is quicker: every seamark
+// server runs an Observer that probes each group's active member every
+// ProbeInterval, writes its view (observations/<group>/<observer>, on its own
+// lease), and once more than half of the observers of one claim say down,
+// ends that claim's lease by a compare on its fencing revision. An active
+// member with fast failover renews its lease every RenewEvery and steps down
+// on its own after FenceAfter without the store.
 // A member stopped gracefully releases the role first, so a standby takes it
 // within one watch round trip. A member cut off from the store assumes its
 // lease lost once the store has not confirmed it for lease_ttl minus a margin,

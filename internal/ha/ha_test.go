@@ -163,6 +163,10 @@ func TestHandoverOnStopAndPreempt(t *testing.T) {
 	if r.Fencing == 0 || r.Member != "lb1" {
 		t.Errorf("role %+v", r)
 	}
+	// The claim is visible before the claimant has run its hook.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && hooks.count("lb1", api.RoleActive) < 2; {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if hooks.count("lb2", api.RoleActive) < 1 || hooks.count("lb2", api.RoleStandby) < 1 || hooks.count("lb1", api.RoleActive) < 2 {
 		t.Errorf("hooks: %+v", hooks.events)
 	}

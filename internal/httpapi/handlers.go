@@ -619,7 +619,7 @@ func (h *Handler) deleteListener(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) error {
 	index := func(s *registry.Snapshot) int64 {
-		return max(s.Index(store.KindGroup), s.Index(store.KindMember), s.Index(store.KindRole))
+		return max(s.Index(store.KindGroup), s.Index(store.KindMember), s.Index(store.KindRole), s.Index(store.KindObserved))
 	}
 	return h.blockingRead(w, r, index, func(s *registry.Snapshot) (any, error) {
 		out := []api.GroupStatus{}
@@ -634,6 +634,10 @@ func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) error {
 			}
 			for _, c := range s.Candidates(g.Name) {
 				st.Candidates = append(st.Candidates, *c)
+			}
+			st.Observations = []api.Observation{}
+			for _, o := range s.Observations(g.Name) {
+				st.Observations = append(st.Observations, *o)
 			}
 			out = append(out, st)
 		}

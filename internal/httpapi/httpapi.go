@@ -233,6 +233,9 @@ func (h *Handler) routes() {
 	write("PUT /v1/listeners/{name}", h.putListener)
 	write("DELETE /v1/listeners/{name}", h.deleteListener)
 	read("GET /v1/groups", h.listGroups)
+	// Balancer group observers probe this (fast failover): no auth, no
+	// body, not counted, so that it stays cheap at 20 probes a second.
+	h.mux.HandleFunc("GET "+api.AlivePath, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	read("GET /v1/lb", h.balancerStats)
 	read("GET /v1/events", h.listEvents)
 	h.adminRoutes() // admin.go: drain, maint, weight override

@@ -207,6 +207,8 @@ func TestAPIAuth(t *testing.T) {
 		{"write with unknown token", "POST", "/v1/services", svc, "guess", 401},
 		{"write with read token", "POST", "/v1/services", svc, readSecret, 403},
 		{"write with write token", "POST", "/v1/services", svc, writeSecret, 201},
+		{"observers' probe needs no token", "GET", api.AlivePath, "", "", 204},
+		{"observers' probe with a wrong token", "GET", api.AlivePath, "", "guess", 204},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

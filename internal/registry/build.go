@@ -21,6 +21,8 @@ type state struct {
 	// members are the balancer members' candidacies: group -> member -> candidacy.
 	members map[string]map[string]*api.Candidacy
 	roles   map[string]*api.Role
+	// observed are the fast-failover observations: group -> observer -> view.
+	observed map[string]map[string]*api.Observation
 
 	// registered are the nodes as stored: service -> id -> node.
 	registered map[string]map[string]*api.Node
@@ -54,6 +56,7 @@ func newState() *state {
 		members:    map[string]map[string]*api.Candidacy{},
 		roles:      map[string]*api.Role{},
 		admin:      map[string]map[string]*api.NodeAdmin{},
+		observed:   map[string]map[string]*api.Observation{},
 	}
 }
 
@@ -153,6 +156,12 @@ func (st *state) apply(it store.Item, d *dirty) {
 			c.Group, c.Member, c.Lease = k.A, k.B, it.Lease
 			return c
 		})
+	case store.KindObserved:
+		mirror2(st.observed, k.A, k.B, it, func() *api.Observation {
+			o := it.Value.(*api.Observation)
+			o.Group, o.Observer = k.A, k.B
+			return o
+		})
 	case store.KindRole:
 		mirror(st.roles, k.A, it, func() *api.Role {
 			r := it.Value.(*api.Role)
@@ -176,7 +185,7 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		s.records = maps.Clone(prev.records)
 		s.listIndex = maps.Clone(prev.listIndex)
 		s.listeners, s.groups = prev.listeners, prev.groups
-		s.members, s.roles = prev.members, prev.roles
+		s.members, s.roles, s.observed = prev.members, prev.roles, prev.observed
 		s.checkers, s.events = prev.checkers, prev.events
 		s.admin = prev.admin
 	}
@@ -197,6 +206,14 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		for g, byMember := range st.members {
 			for _, m := range slices.Sorted(maps.Keys(byMember)) {
 				s.members[g] = append(s.members[g], byMember[m])
+			}
+		}
+	}
+	if prev == nil || d.kinds[store.KindObserved] {
+		s.observed = make(map[string][]*api.Observation, len(st.observed))
+		for g, by := range st.observed {
+			for _, o := range slices.Sorted(maps.Keys(by)) {
+				s.observed[g] = append(s.observed[g], by[o])
 			}
 		}
 	}

@@ -32,6 +32,7 @@ type Snapshot struct {
 	groups    map[string]*api.Group
 	members   map[string][]*api.Candidacy
 	roles     map[string]*api.Role
+	observed  map[string][]*api.Observation
 	checkers  []api.Checker
 	events    []api.Event
 	admin     []AdminState
@@ -114,6 +115,10 @@ func (s *Snapshot) Group(name string) (*api.Group, bool) {
 // Candidates returns the live candidacies of a group's members, sorted by
 // member name. They must not be modified.
 func (s *Snapshot) Candidates(group string) []*api.Candidacy { return s.members[group] }
+
+// Observations returns the fast-failover observers' views of a group's
+// active member, sorted by observer. They must not be modified.
+func (s *Snapshot) Observations(group string) []*api.Observation { return s.observed[group] }
 
 // Role returns a group's active role (nil when no member is active), with
 // its fencing revision.

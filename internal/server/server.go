@@ -192,6 +192,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if sc.Member != "" {
 		s.startMember(runCtx, sc.Member)
 	}
+	s.startObserver(runCtx)
 	return s, nil
 }
 
@@ -295,6 +296,17 @@ func (s *Server) startMember(ctx context.Context, name string) {
 		prober.Close() // its epoll loop, if tracks started one
 	}()
 	s.log.Info("balancer group member", "member", name)
+}
+
+// startObserver runs this server's observer of balancer groups (fast
+// failover): it probes every group's active member and, with the other
+// observers, ends the lease of one that is dead.
+func (s *Server) startObserver(ctx context.Context) {
+	ob := ha.NewObserver(ha.ObserverOptions{
+		Name: s.name, Locality: ha.Locality(), Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger,
+	})
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); ob.Run(ctx) }()
 }
 
 // Member returns the balancer group member (nil unless server.member is set).

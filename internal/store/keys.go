@@ -19,6 +19,7 @@ import (
 //	<prefix>v1/groups/<group>                       api.Group
 //	<prefix>v1/members/<group>/<member>             api.Candidacy (on the member's lease)
 //	<prefix>v1/roles/<group>                        api.Role (on the active member's lease)
+//	<prefix>v1/observations/<group>/<observer>      api.Observation (on the observer's lease)
 //	<prefix>v1/checkers/<checker-id>                api.Checker (on the checker's lease)
 //	<prefix>v1/health/<service>/<node-id>/<checker> api.Verdict (on the checker's lease)
 //	<prefix>v1/events/<unix-nanos, 20 digits>-<origin> api.Event (the newest MaxEvents are kept)
@@ -52,6 +53,7 @@ const (
 	KindGroup    Kind = "groups"
 	KindMember   Kind = "members"
 	KindRole     Kind = "roles"
+	KindObserved Kind = "observations"
 	KindChecker  Kind = "checkers"
 	KindHealth   Kind = "health"
 	KindEvent    Kind = "events"
@@ -79,6 +81,9 @@ func MemberKey(group, member string) Key {
 	return Key{Kind: KindMember, A: group, B: member}
 }
 func RoleKey(group string) Key { return Key{Kind: KindRole, A: group} }
+func ObservationKey(group, observer string) Key {
+	return Key{Kind: KindObserved, A: group, B: observer}
+}
 func CheckerKey(id string) Key { return Key{Kind: KindChecker, A: id} }
 func HealthKey(service, node, checker string) Key {
 	return Key{Kind: KindHealth, A: service, B: node + "/" + checker}
@@ -116,7 +121,7 @@ func parseKey(prefix, full string) (Key, bool) {
 	switch k.Kind {
 	case KindZone, KindService, KindListener, KindGroup, KindChecker, KindEvent, KindRole, KindHealthCheck:
 		return k, len(parts) == 2
-	case KindNode, KindMember, KindAdmin:
+	case KindNode, KindMember, KindAdmin, KindObserved:
 		if len(parts) != 3 || parts[2] == "" {
 			return Key{}, false
 		}
@@ -154,6 +159,8 @@ func decodeValue(k Key, data []byte) (any, error) {
 		v = new(api.Candidacy)
 	case KindRole:
 		v = new(api.Role)
+	case KindObserved:
+		v = new(api.Observation)
 	case KindHealth:
 		v = new(api.Verdict)
 	case KindEvent:

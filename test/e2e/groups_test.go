@@ -241,8 +241,9 @@ groups:
 }
 
 // TestGroupFrozenMemberStepsDown: a member frozen (SIGSTOP) accepts
-// connections but renews nothing, so only its lease can move the role: the
-// standby takes over once it expires; thawed, the old active finds its lease
+// connections but answers no request and renews nothing: the observers (the
+// store's server and the standby) find it dead and end its lease (fast
+// failover), and the standby takes over; thawed, the old active finds its lease
 // lost, runs on_fault on its own, and with preempt takes the role back with
 // a higher fencing revision, running on_active again.
 func TestGroupFrozenMemberStepsDown(t *testing.T) {
@@ -266,7 +267,7 @@ groups:
 		t.Fatal(err)
 	}
 	d := gc.waitAnswer("lb.cluster.test", "127.0.0.22", 5*time.Second)
-	t.Logf("frozen active member: role moved by lease expiry in %v", d)
+	t.Logf("frozen active member: role moved in %v", d)
 	if d > 2500*time.Millisecond {
 		t.Errorf("lease failover took %v", d)
 	}

@@ -33,9 +33,13 @@ type netLab struct {
 	// starts them again on the same data.
 	etcd     map[int]*proc
 	etcdArgs map[int][]string
+	// etcdOnTmpfs keeps the etcd members' data in /dev/shm: their fsyncs
+	// then cost nothing, so a test times seamark rather than a shared disk.
+	etcdOnTmpfs bool
 }
 
-// labHost is one namespace with address 10.77.0.<n>/24 on eth0.
+// labHost is one namespace with address 10.77.0.<n>/24 (or the lab's own
+// network) on eth0.
 type labHost struct {
 	lab  *netLab
 	n    int
@@ -50,13 +54,20 @@ var labSeq atomic.Int32
 // ip command, no netns support).
 func newNetLab(t *testing.T, n int) *netLab {
 	t.Helper()
+	return newNetLabIn(t, n, fmt.Sprintf("sm%d%d", os.Getpid()%1000, labSeq.Add(1)), 77)
+}
+
+// newNetLabIn is newNetLab with the namespaces' name prefix and the second
+// octet of the hosts' addresses (10.<net>.0.<n>) chosen by the test.
+func newNetLabIn(t *testing.T, n int, prefix string, net byte) *netLab {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root (CI runs as root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("the ip command is missing: apt-get install iproute2")
 	}
-	lab := &netLab{t: t, prefix: fmt.Sprintf("sm%d%d", os.Getpid()%1000, labSeq.Add(1))}
+	lab := &netLab{t: t, prefix: prefix}
 	lab.sw = lab.prefix + "sw"
 	t.Cleanup(lab.remove)
 	if err := lab.ip("netns", "add", lab.sw); err != nil {
@@ -65,7 +76,7 @@ func newNetLab(t *testing.T, n int) *netLab {
 	lab.must("-n", lab.sw, "link", "add", "br0", "type", "bridge")
 	lab.must("-n", lab.sw, "link", "set", "br0", "up")
 	for i := 1; i <= n; i++ {
-		h := &labHost{lab: lab, n: i, ns: fmt.Sprintf("%sh%d", lab.prefix, i), addr: netip.AddrFrom4([4]byte{10, 77, 0, byte(i)})}
+		h := &labHost{lab: lab, n: i, ns: fmt.Sprintf("%sh%d", lab.prefix, i), addr: netip.AddrFrom4([4]byte{10, net, 0, byte(i)})}
 		h.port = fmt.Sprintf("%sp%d", lab.prefix, i)
 		inner := fmt.Sprintf("%si%d", lab.prefix, i)
 		lab.must("netns", "add", h.ns)
@@ -167,8 +178,17 @@ func (lab *netLab) startEtcdCluster(hosts []*labHost) []string {
 	}
 	lab.etcd, lab.etcdArgs = map[int]*proc{}, map[int][]string{}
 	for i, h := range hosts {
+		data := lab.t.TempDir()
+		if lab.etcdOnTmpfs {
+			d, err := os.MkdirTemp("/dev/shm", lab.prefix+"-etcd-")
+			if err != nil {
+				lab.t.Fatalf("etcd data on tmpfs: %v", err)
+			}
+			lab.t.Cleanup(func() { os.RemoveAll(d) })
+			data = d
+		}
 		args := []string{bin,
-			"--name", fmt.Sprintf("e%d", h.n), "--data-dir", lab.t.TempDir(),
+			"--name", fmt.Sprintf("e%d", h.n), "--data-dir", data,
 			"--listen-client-urls", clients[i], "--advertise-client-urls", clients[i],
 			"--listen-peer-urls", fmt.Sprintf("http://%s:2380", h.addr), "--initial-advertise-peer-urls", fmt.Sprintf("http://%s:2380", h.addr),
 			"--initial-cluster", strings.Join(peers, ","), "--initial-cluster-state", "new",

@@ -53,7 +53,13 @@ func (s *labServer) groupView(ctx context.Context, group string) (int64, string,
 
 // dnsAnswer asks the server's DNS from inside its host.
 func (s *labServer) dnsAnswer(name string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	return s.dnsAnswerWithin(name, time.Second)
+}
+
+// dnsAnswerWithin is dnsAnswer giving up after d (a timing loop must not
+// wait a whole second for one lost datagram).
+func (s *labServer) dnsAnswerWithin(name string, d time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	c, err := s.h.dial(ctx, "udp", s.dns)
 	if err != nil {
@@ -63,7 +69,7 @@ func (s *labServer) dnsAnswer(name string) (string, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
 	conn := &dns.Conn{Conn: c}
-	conn.SetDeadline(time.Now().Add(time.Second))
+	conn.SetDeadline(time.Now().Add(d))
 	if err := conn.WriteMsg(m); err != nil {
 		return "", err
 	}
@@ -169,7 +175,8 @@ groups:
 		t.Fatalf("split answers:\n%s", strings.Join(conflicts, "\n"))
 	}
 	// The cut-off member stopped acting as active (on_fault) before the
-	// other one started (on_active): never two actives at once.
+	// other one started (on_active), or within the overlap docs/groups.md
+	// documents for fast failover (150 ms, plus 100 ms to start hooks).
 	b, _ := os.ReadFile(hooks)
 	t.Logf("hooks:\n%s", b)
 	var faultAt, activeAt float64
@@ -187,8 +194,8 @@ groups:
 			activeAt = at
 		}
 	}
-	if faultAt == 0 || activeAt == 0 || faultAt >= activeAt {
-		t.Errorf("lb1 stepped down at %.3f, lb2 became active at %.3f: want lb1 first", faultAt, activeAt)
+	if faultAt == 0 || activeAt == 0 || faultAt-activeAt > overlapBound.Seconds() {
+		t.Errorf("lb1 stepped down at %.3f, lb2 became active at %.3f: want lb1 first, or at most %v later", faultAt, activeAt, overlapBound)
 	} else {
 		t.Logf("lb1 stepped down %.0f ms before lb2 became active", (activeAt-faultAt)*1000)
 	}

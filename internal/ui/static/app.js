@@ -564,6 +564,13 @@
       head += '</div>';
       const names = fqdn(g.name);
       if (names.length) head += `<div class="answers">${names.map((n) => `<code>${esc(n)}</code>`).join(', ')} → ${g.answer.length ? g.answer.map((a) => `<code>${esc(a)}</code>`).join(' ') : '<b>nothing</b>'}${g.active ? ` · since ${since(g.active.since)} ago, fencing ${esc(g.active.fencing)}` : ''}</div>`;
+      if (!aa && g.active) {
+        // Fast failover: the observers' views of the active member's claim.
+        const obs = (g.observations || []).filter((o) => o.member === g.active.member && o.lease === g.active.lease);
+        const down = obs.filter((o) => o.down);
+        if (g.fast_failover === false) head += '<div class="muted" data-observers="off">fast failover off: lease expiry only</div>';
+        else head += `<div class="muted" data-observers="${obs.length}">${obs.length} observer${obs.length === 1 ? '' : 's'} of ${esc(g.active.member)}${down.length ? `: ${badge(`${down.length} say down`, 'down')} ${down.map((o) => `${esc(o.observer)} (${esc(o.reason || '')})`).join(', ')}` : ', all see it answer'}</div>`;
+      }
       let rows = '';
       for (const m of g.members) {
         const c = cands.get(m.name);
@@ -630,6 +637,10 @@
       cls = ok ? '' : 'down';
       what = `${badge('audit', cls)} <span class="what">${esc(e.action)}</span> <span class="mono muted">${esc(e.result)}</span>`;
       why = `${esc(e.who)} from ${esc(e.from)}`;
+    } else if (e.kind === 'revoke') {
+      cls = 'down';
+      what = `${badge('revoked', cls)} <span class="what">${esc(e.group)}/${esc(e.member)}</span> lost its claim <span class="muted">fencing ${esc(e.fencing)}</span>`;
+      why = `${esc(e.reason)}${e.checker ? ` · by ${esc(e.checker)}` : ''}`;
     } else {
       // Kinds this page does not know yet (registrations, ...): show what they carry.
       const subject = [e.service && e.node ? `${e.service}/${e.node}` : e.service || e.node, e.group && e.member ? `${e.group}/${e.member}` : e.group]
