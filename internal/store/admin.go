@@ -50,8 +50,12 @@ func (s *Store) SetAdmin(ctx context.Context, service, id string, a *api.NodeAdm
 		Old: api.NodeState(old.StateOf()), New: api.NodeState(a.StateOf()),
 		Reason: adminChange(old, a), By: by,
 	}
-	if _, err := s.AppendEvent(ctx, e, "admin-"+service+"-"+id); err != nil {
+	// The change's revision is its event's, so a reader that waits for it
+	// (the API's read-your-writes) sees the event too.
+	if erev, err := s.AppendEvent(ctx, e, "admin-"+service+"-"+id); err != nil {
 		s.log.Warn("log admin event", "service", service, "node", id, "err", err)
+	} else if erev > rev {
+		rev = erev
 	}
 	return rev, old, nil
 }
