@@ -239,6 +239,7 @@ func (h *Handler) routes() {
 	read("GET /v1/lb", h.balancerStats)
 	read("GET /v1/events", h.listEvents)
 	h.adminRoutes() // admin.go: drain, maint, weight override
+	h.readyRoutes() // ready.go: /healthz and /readyz
 	if h.o.UI != nil {
 		h.mux.Handle("GET /ui/", h.o.UI)
 		h.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))

@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"reflect"
 	"strings"
 	"sync"
@@ -211,7 +212,20 @@ func (s *Server) limits() {
 	s.log.Info("open-file limit", "soft_at_start", soft0, "soft", soft, "hard", hard, "reserve", s.budget.Reserve(), "api_max_conns", s.apiMax)
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg.MustRegister(buildInfo(s.o.Version))
 	s.budget.Register(s.reg)
+}
+
+// buildInfo is seamark_build_info: always 1, labelled with the version and
+// the Go release the binary was built with, as Prometheus' own *_build_info.
+func buildInfo(version string) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "seamark_build_info",
+		Help:        "Always 1; the labels say which seamark build runs.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return g
 }
 
 // apiMaxConns is the HTTP API's connection cap for a descriptor budget: a
