@@ -17,7 +17,7 @@ func TestEtcdLogFields(t *testing.T) {
 	var buf bytes.Buffer
 	var closing atomic.Bool
 	log := slog.New(slog.NewTextHandler(&buf, nil)).With("component", "store")
-	z := etcdLogger(log, &closing)
+	z := etcdLogger(log, &closing, true)
 	z.Info("loud and useless")
 	z.Warn("slow fdatasync", zap.String("took", "1.2s"), zap.Error(errors.New("disk busy")), zap.String("expected", "1s"))
 	z.Error("failed to update storage version")

@@ -49,13 +49,22 @@ type Options struct {
 	Prefix string
 	// DialTimeout bounds connecting to an external cluster; default 5s.
 	DialTimeout time.Duration
+	// CallTimeout bounds every store call whose context has no deadline;
+	// default DefaultCallTimeout. Past it the call fails with ErrUnavailable.
+	CallTimeout time.Duration
+	// EtcdCommand runs the embedded etcd as a supervised child process (see
+	// supervise.go): the command and its leading arguments, which end up in
+	// RunChild (cmd/seamark passes itself and "__etcd"). Empty runs etcd in
+	// this process with its fatal logs contained (tests).
+	EtcdCommand []string
 	Logger      *slog.Logger
 }
 
 // Store is an open etcd, embedded or external.
 type Store struct {
 	cli    *clientv3.Client
-	etcd   *embed.Etcd // nil when external
+	etcd   *embed.Etcd // nil when external or supervised
+	sup    *supervisor // the embedded etcd's supervisor, when it is a child
 	prefix string
 	kind   string
 	eps    []string
@@ -90,12 +99,21 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 5 * time.Second
 	}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store")}
-	if len(o.Endpoints) == 0 {
-		e, ep, err := startEmbedded(ctx, o, s.log, &s.closing)
+	if len(o.Endpoints) == 0 && len(o.EtcdCommand) > 0 {
+		sv, ep, err := startSupervised(ctx, o, s.log)
+		if err != nil {
+			return nil, err
+		}
+		s.sup, s.kind, s.eps = sv, "embedded", []string{ep}
+	} else if len(o.Endpoints) == 0 {
+		e, ep, err := startEmbedded(ctx, o, s.log, &s.closing, true)
 		if err != nil {
 			return nil, err
 		}
@@ -117,6 +135,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.stopEmbedded()
 		return nil, fmt.Errorf("open store: connect to etcd at %s: %w", strings.Join(s.eps, ","), err)
 	}
+	cli.KV = boundedKV{KV: cli.KV, d: o.CallTimeout}
+	cli.Lease = boundedLease{Lease: cli.Lease, d: o.CallTimeout}
 	s.cli = cli
 	// Prove the cluster answers before anyone relies on it.
 	sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
@@ -134,12 +154,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool) (*embed.Etcd, string, error) {
+func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool, contain bool) (*embed.Etcd, string, error) {
 	if o.DataDir == "" {
 		return nil, "", errors.New("open store: embedded etcd needs a data directory")
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("open store: create data directory: %w", err)
+	}
+	if err := checkSpace(o.DataDir); err != nil {
+		return nil, "", err
 	}
 	clientURL, err := loopbackURL(o.ClientAddr, "127.0.0.1:9479", false)
 	if err != nil {
@@ -162,7 +185,7 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *at
 	cfg.MaxTxnOps = embeddedMaxTxnOps
 	cfg.AutoCompactionMode = embed.CompactorModeRevision
 	cfg.AutoCompactionRetention = "100000"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing, contain))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, "", fmt.Errorf("open store: start embedded etcd in %s: %w", cfg.Dir, err)
@@ -219,12 +242,25 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) stopEmbedded() {
+	if s.sup != nil {
+		s.sup.Close()
+		s.sup = nil
+	}
 	if s.etcd != nil {
 		s.closing.Store(true)
 		s.etcd.Close()
 		<-s.etcd.Server.StopNotify()
 		s.etcd = nil
 	}
+}
+
+// Down says why the embedded etcd child is not serving (it exited and is
+// being restarted), or "" when it serves or the store is not a child.
+func (s *Store) Down() string {
+	if s.sup == nil {
+		return ""
+	}
+	return s.sup.Down()
 }
 
 // Kind is "embedded" or "external".
