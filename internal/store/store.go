@@ -24,6 +24,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/seamark/seamark/api"
 )
@@ -130,6 +132,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		Context:              context.WithoutCancel(ctx),
 		MaxCallSendMsgSize:   8 << 20,
 		MaxCallRecvMsgSize:   256 << 20,
+		// gRPC's own reconnect backoff grows to 2 minutes: a store back
+		// after an outage would stay unused that long. Cap it.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
 	})
 	if err != nil {
 		s.stopEmbedded()
@@ -138,6 +146,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	cli.KV = boundedKV{KV: cli.KV, d: o.CallTimeout}
 	cli.Lease = boundedLease{Lease: cli.Lease, d: o.CallTimeout}
 	s.cli = cli
+	if s.sup != nil {
+		// A restarted child serves at once: reconnect now.
+		s.sup.setOnRestart(func() { cli.ActiveConnection().ResetConnectBackoff() })
+	}
 	// Prove the cluster answers before anyone relies on it.
 	sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()

@@ -69,6 +69,8 @@ type supervisor struct {
 	down     string // why no child runs; "" while one does
 	stopping bool
 	restarts int
+	// onRestart runs after a new child serves.
+	onRestart func()
 
 	stop chan struct{}
 	done chan struct{}
@@ -220,6 +222,12 @@ func (sv *supervisor) run() {
 				stopping := sv.stopping
 				sv.mu.Unlock()
 				sv.log.Warn("embedded etcd restarted", "endpoint", ep)
+				sv.mu.Lock()
+				on := sv.onRestart
+				sv.mu.Unlock()
+				if on != nil {
+					on()
+				}
 				if stopping {
 					sv.mu.Lock()
 					sv.stdin.Close()
@@ -246,6 +254,12 @@ func checkSpaceOf(argv []string) error {
 		}
 	}
 	return nil
+}
+
+func (sv *supervisor) setOnRestart(fn func()) {
+	sv.mu.Lock()
+	sv.onRestart = fn
+	sv.mu.Unlock()
 }
 
 // Down says why the child is not serving, or "" when it is.
