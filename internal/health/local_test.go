@@ -166,4 +166,3 @@ func TestExhaustedDescriptorsDoNotFlip(t *testing.T) {
 	}
 	w.waitNode("db", "db-a", "still healthy", time.Second, func(n *api.Node) bool { return n != nil && n.Healthy })
 }
-
