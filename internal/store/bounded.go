@@ -71,46 +71,63 @@ func bound(ctx context.Context, d time.Duration) (context.Context, context.Cance
 // through it, so no request waits on a store that is away.
 type boundedKV struct {
 	clientv3.KV
-	d time.Duration
+	d   time.Duration
+	rtt *roundTrips // every answered call's duration goes here
+}
+
+// timed observes how long a call that got an answer took.
+func (b boundedKV) timed(t0 time.Time, err error) {
+	if err == nil {
+		b.rtt.observe(time.Since(t0))
+	}
 }
 
 func (b boundedKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
 	c, cancel := bound(ctx, b.d)
 	defer cancel()
+	t0 := time.Now()
 	r, err := b.KV.Put(c, key, val, opts...)
+	b.timed(t0, err)
 	return r, unavailable(ctx, err)
 }
 
 func (b boundedKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
 	c, cancel := bound(ctx, b.d)
 	defer cancel()
+	t0 := time.Now()
 	r, err := b.KV.Get(c, key, opts...)
+	b.timed(t0, err)
 	return r, unavailable(ctx, err)
 }
 
 func (b boundedKV) Delete(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.DeleteResponse, error) {
 	c, cancel := bound(ctx, b.d)
 	defer cancel()
+	t0 := time.Now()
 	r, err := b.KV.Delete(c, key, opts...)
+	b.timed(t0, err)
 	return r, unavailable(ctx, err)
 }
 
 func (b boundedKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
 	c, cancel := bound(ctx, b.d)
 	defer cancel()
+	t0 := time.Now()
 	r, err := b.KV.Do(c, op)
+	b.timed(t0, err)
 	return r, unavailable(ctx, err)
 }
 
 func (b boundedKV) Txn(ctx context.Context) clientv3.Txn {
 	c, cancel := bound(ctx, b.d)
-	return &boundedTxn{Txn: b.KV.Txn(c), parent: ctx, cancel: cancel}
+	return &boundedTxn{Txn: b.KV.Txn(c), parent: ctx, cancel: cancel, kv: b}
 }
 
 type boundedTxn struct {
 	clientv3.Txn
 	parent context.Context
 	cancel context.CancelFunc
+	kv     boundedKV
 }
 
 func (t *boundedTxn) If(cs ...clientv3.Cmp) clientv3.Txn   { t.Txn = t.Txn.If(cs...); return t }
@@ -119,7 +136,9 @@ func (t *boundedTxn) Else(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Else(
 
 func (t *boundedTxn) Commit() (*clientv3.TxnResponse, error) {
 	defer t.cancel()
+	t0 := time.Now()
 	r, err := t.Txn.Commit()
+	t.kv.timed(t0, err)
 	return r, unavailable(t.parent, err)
 }
 

@@ -71,6 +71,8 @@ type Store struct {
 	kind   string
 	eps    []string
 	log    *slog.Logger
+	// rtt is the store's recent round trip, measured on every call.
+	rtt *roundTrips
 	// closing silences the embedded etcd's logs while it is stopped on purpose.
 	closing atomic.Bool
 	// The endpoint tender of an external cluster with several members.
@@ -107,7 +109,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store")}
+	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store"), rtt: newRoundTrips(nil)}
 	if len(o.Endpoints) == 0 && len(o.EtcdCommand) > 0 {
 		sv, ep, err := startSupervised(ctx, o, s.log)
 		if err != nil {
@@ -143,7 +145,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.stopEmbedded()
 		return nil, fmt.Errorf("open store: connect to etcd at %s: %w", strings.Join(s.eps, ","), err)
 	}
-	cli.KV = boundedKV{KV: cli.KV, d: o.CallTimeout}
+	cli.KV = boundedKV{KV: cli.KV, d: o.CallTimeout, rtt: s.rtt}
 	cli.Lease = boundedLease{Lease: cli.Lease, d: o.CallTimeout}
 	s.cli = cli
 	if s.sup != nil {
