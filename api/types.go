@@ -421,6 +421,10 @@ type StoreStatus struct {
 	ClusterID   string   `json:"cluster_id"`
 	EtcdVersion string   `json:"etcd_version"`
 	DBSize      int64    `json:"db_size"`
+	// Error says why the store is unavailable (it did not answer, is full,
+	// its embedded etcd is restarting); empty while it answers. DNS and the
+	// balancer serve the last snapshot meanwhile and writes get 503.
+	Error string `json:"error,omitempty"`
 }
 
 // Status is the answer of GET /v1/status.

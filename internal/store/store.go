@@ -289,6 +289,10 @@ func (s *Store) Prefix() string { return s.prefix }
 // Status asks etcd who leads, its version and the current revision.
 func (s *Store) Status(ctx context.Context) (api.StoreStatus, error) {
 	st := api.StoreStatus{Kind: s.kind, Endpoints: s.eps}
+	if down := s.Down(); down != "" {
+		st.Error = down
+		return st, fmt.Errorf("store status: %w: %s", ErrUnavailable, down)
+	}
 	var lastErr error
 	for _, ep := range s.eps {
 		r, err := s.cli.Status(ctx, ep)
@@ -310,5 +314,7 @@ func (s *Store) Status(ctx context.Context) (api.StoreStatus, error) {
 		}
 		return st, nil
 	}
-	return st, fmt.Errorf("store status: %w", lastErr)
+	err := unavailable(ctx, lastErr)
+	st.Error = err.Error()
+	return st, fmt.Errorf("store status: %w", err)
 }

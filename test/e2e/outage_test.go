@@ -220,6 +220,17 @@ func TestStoreDiskFull(t *testing.T) {
 		}
 	}
 	t.Logf("full disk: %d writes failed, slowest %v", failed, slowest)
+	// Status says why.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st, err := s.client.Status(ctxTimeout(t, 5*time.Second))
+		if err == nil && st.Store.Error != "" {
+			t.Logf("status on a full disk: store error %q", st.Store.Error)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status on a full disk: %v, store error %q, want the reason", err, st.Store.Error)
+		}
+	}
 	if !strings.Contains(s.output(), "embedded etcd") {
 		t.Errorf("the log does not say what happened to the embedded etcd")
 	}
