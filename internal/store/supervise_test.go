@@ -26,7 +26,7 @@ func openSupervised(t *testing.T, dir string) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := Open(ctx, Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0",
+	s, err := Open(ctx, Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0", CallTimeout: testCallTimeout,
 		EtcdCommand: []string{"/usr/bin/env", "SEAMARK_TEST_ETCD_CHILD=1", os.Args[0]}})
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +34,10 @@ func openSupervised(t *testing.T, dir string) *Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// testCallTimeout: the child is this test binary, several times slower
+// under -race.
+const testCallTimeout = 3 * time.Second
 
 func testService(name string) api.Service {
 	s := api.Service{Name: name, Port: 3000, Source: api.SourceAPI}
@@ -60,8 +64,8 @@ func TestSupervisedChildRestarts(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("write to a stopped store: got %v, want ErrUnavailable", err)
 	}
-	if took > DefaultCallTimeout+time.Second {
-		t.Fatalf("write to a stopped store failed after %v, want about %v", took, DefaultCallTimeout)
+	if took > testCallTimeout+time.Second {
+		t.Fatalf("write to a stopped store failed after %v, want about %v", took, testCallTimeout)
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -91,14 +95,16 @@ func TestSupervisedChildRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
+	// The write that timed out may or may not have been applied (its
+	// outcome is unknown, as a 503's is); the acknowledged ones are there.
+	have := map[string]bool{}
 	for _, it := range items {
 		if sv, ok := it.Value.(*api.Service); ok {
-			names = append(names, sv.Name)
+			have[sv.Name] = true
 		}
 	}
-	if len(names) != 2 || names[0] != "after" || names[1] != "before" {
-		t.Fatalf("got services %v, want [after before]", names)
+	if !have["before"] || !have["after"] {
+		t.Fatalf("got services %v, want before and after", have)
 	}
 }
 
