@@ -29,3 +29,21 @@ func TestEtcdLogFields(t *testing.T) {
 		t.Fatalf("got\n%s\nwant one line ending\n%s", got, want)
 	}
 }
+
+// An etcd running in this process (tests) whose Fatal would os.Exit ends
+// only the goroutine that logged it: the process, and its readers, stay.
+func TestContainedFatalEndsTheGoroutineOnly(t *testing.T) {
+	var closing atomic.Bool
+	z := etcdLogger(slog.New(slog.DiscardHandler), &closing, true)
+	done := make(chan struct{})
+	after := false
+	go func() {
+		defer close(done)
+		z.Fatal("failed to purge file", zap.Error(errors.New("too many open files")))
+		after = true
+	}()
+	<-done
+	if after {
+		t.Fatal("the goroutine went on after Fatal")
+	}
+}
