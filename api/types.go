@@ -462,8 +462,10 @@ type StoreStatus struct {
 	ClusterID   string   `json:"cluster_id"`
 	EtcdVersion string   `json:"etcd_version"`
 	DBSize      int64    `json:"db_size"`
-	// Available is false while the store does not answer; Error says why.
-	// CheckedAt is when a background probe last asked (status answers
+	// Available is false while the store does not answer; Error says why
+	// (it did not answer, is full, its embedded etcd is restarting). DNS
+	// and the balancer serve the last snapshot meanwhile and writes get
+	// 503. CheckedAt is when a background probe last asked (status answers
 	// from that, never from a store call of its own).
 	Available bool      `json:"available"`
 	Error     string    `json:"error,omitempty"`
@@ -556,6 +558,11 @@ type Checker struct {
 	ID      string    `json:"id"`
 	Started time.Time `json:"started"`
 	Version string    `json:"version,omitempty"`
+	// Degraded says why the checker does not trust its own failed probes
+	// now (this machine is out of descriptors, local ports or buffers):
+	// they are not votes, and it keeps its previous verdicts. Empty when
+	// all is well.
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // Event kinds.

@@ -90,6 +90,10 @@ type Config struct {
 	Trace func(Event)
 	// Logger receives the cluster's logs. Default: none.
 	Logger *slog.Logger
+
+	// tendTicks, when set (by tests), starts a tend round on each value
+	// instead of the TendInterval ticker.
+	tendTicks <-chan time.Time
 }
 
 // Validate checks the config without side effects and reports every problem.
@@ -385,7 +389,7 @@ func (c *Cluster) Dial(ctx context.Context) (net.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
 	defer cancel()
-	conn, _, err := c.opts.race(ctx, addrs, time.Now())
+	conn, _, err := c.opts.race(ctx, addrs, c.opts.now())
 	if err != nil {
 		return nil, fmt.Errorf("seed: cluster dial: %w", err)
 	}
@@ -401,13 +405,17 @@ func (c *Cluster) kickTend() {
 
 func (c *Cluster) run(ctx context.Context) {
 	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.TendInterval)
-	defer t.Stop()
+	ticks := c.cfg.tendTicks
+	if ticks == nil {
+		t := time.NewTicker(c.cfg.TendInterval)
+		defer t.Stop()
+		ticks = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-ticks:
 		case <-c.kick:
 		}
 		c.tend(ctx)

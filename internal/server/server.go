@@ -33,8 +33,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"runtime"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +67,9 @@ type Options struct {
 	ConfigPath string
 	Logger     *slog.Logger
 	Version    string
+	// EtcdCommand, when set, runs the embedded etcd as a supervised child
+	// process (store.Options.EtcdCommand); `seamark server` sets it.
+	EtcdCommand []string
 }
 
 // Server is a running `seamark server`.
@@ -143,12 +146,13 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	s.st, err = store.Open(ctx, store.Options{
 		TLS: so.TLS, Username: so.Username, Password: so.Password,
-		Endpoints:  sc.EtcdEndpoints,
-		DataDir:    sc.DataDir,
-		ClientAddr: sc.EtcdClientAddr,
-		PeerAddr:   sc.EtcdPeerAddr,
-		Prefix:     sc.StorePrefix,
-		Logger:     o.Logger,
+		Endpoints:   sc.EtcdEndpoints,
+		DataDir:     sc.DataDir,
+		ClientAddr:  sc.EtcdClientAddr,
+		PeerAddr:    sc.EtcdPeerAddr,
+		Prefix:      sc.StorePrefix,
+		Logger:      o.Logger,
+		EtcdCommand: o.EtcdCommand,
 	})
 	if err != nil {
 		return nil, err

@@ -73,6 +73,17 @@ func rootPassword(dataDir string) (pw string, fresh bool, err error) {
 	return pw, false, nil
 }
 
+// childRootPassword is the root password the embedded etcd child made (or
+// found) in the data directory; the server's client uses it.
+func childRootPassword(dataDir string) (string, error) {
+	pw, fresh, err := rootPassword(dataDir)
+	if fresh {
+		os.Remove(filepath.Join(dataDir, RootPasswordFile))
+		return "", fmt.Errorf("open store: the embedded etcd started without its %s in %s", RootPasswordFile, dataDir)
+	}
+	return pw, err
+}
+
 // enableAuth turns etcd's authentication on with root and pw; a store that
 // has it on already needs the password file it came with. It runs while the embedded etcd listens on a private bootstrap
 // address only.

@@ -27,6 +27,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/seamark/seamark/api"
 )
@@ -59,13 +61,22 @@ type Options struct {
 	Username, Password string
 	// DialTimeout bounds connecting to an external cluster; default 5s.
 	DialTimeout time.Duration
+	// CallTimeout bounds every store call whose context has no deadline;
+	// default DefaultCallTimeout. Past it the call fails with ErrUnavailable.
+	CallTimeout time.Duration
+	// EtcdCommand runs the embedded etcd as a supervised child process (see
+	// supervise.go): the command and its leading arguments, which end up in
+	// RunChild (cmd/seamark passes itself and "__etcd"). Empty runs etcd in
+	// this process with its fatal logs contained (tests).
+	EtcdCommand []string
 	Logger      *slog.Logger
 }
 
 // Store is an open etcd, embedded or external.
 type Store struct {
 	cli    *clientv3.Client
-	etcd   *embed.Etcd // nil when external
+	etcd   *embed.Etcd // nil when external or supervised
+	sup    *supervisor // the embedded etcd's supervisor, when it is a child
 	prefix string
 	kind   string
 	eps    []string
@@ -74,6 +85,8 @@ type Store struct {
 	log            *slog.Logger
 	// watchSeq numbers watches so each gets its own stream (read.go).
 	watchSeq atomic.Uint64
+	// rtt is the store's recent round trip, measured on every call.
+	rtt *roundTrips
 	// closing silences the embedded etcd's logs while it is stopped on purpose.
 	closing atomic.Bool
 	// The endpoint tender of an external cluster with several members.
@@ -104,15 +117,32 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 5 * time.Second
 	}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store")}
-	if len(o.Endpoints) == 0 {
-		if o.TLS != nil || o.Username != "" {
-			return nil, errors.New("open store: TLS and user credentials are for an external etcd; the embedded store makes its own credential in the data directory")
+	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store"), rtt: newRoundTrips(nil)}
+	if len(o.Endpoints) == 0 && (o.TLS != nil || o.Username != "") {
+		return nil, errors.New("open store: TLS and user credentials are for an external etcd; the embedded store makes its own credential in the data directory")
+	}
+	if len(o.Endpoints) == 0 && len(o.EtcdCommand) > 0 {
+		sv, ep, err := startSupervised(ctx, o, s.log)
+		if err != nil {
+			return nil, err
 		}
-		e, ep, pw, err := startEmbedded(ctx, o, s.log, &s.closing)
+		// The child turned authentication on with the password it keeps
+		// in the data directory.
+		pw, err := childRootPassword(o.DataDir)
+		if err != nil {
+			sv.Close()
+			return nil, err
+		}
+		s.sup, s.kind, s.eps = sv, "embedded", []string{ep}
+		o.Username, o.Password = rootUser, pw
+	} else if len(o.Endpoints) == 0 {
+		e, ep, pw, err := startEmbedded(ctx, o, s.log, &s.closing, true)
 		if err != nil {
 			return nil, err
 		}
@@ -134,17 +164,29 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		Context:              context.WithoutCancel(ctx),
 		MaxCallSendMsgSize:   8 << 20,
 		MaxCallRecvMsgSize:   256 << 20,
+		// gRPC's own reconnect backoff grows to 2 minutes: a store back
+		// after an outage would stay unused that long. Cap it.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
 	})
 	if err != nil {
 		s.stopEmbedded()
 		return nil, fmt.Errorf("open store: connect to etcd at %s: %w", strings.Join(s.eps, ","), err)
 	}
+	cli.KV = boundedKV{KV: cli.KV, d: o.CallTimeout, rtt: s.rtt}
+	cli.Lease = boundedLease{Lease: cli.Lease, d: o.CallTimeout}
 	s.cli = cli
-	if s.etcd != nil {
+	if s.etcd != nil || s.sup != nil {
 		if err := s.checkAuth(ctx, o.DialTimeout); err != nil {
 			s.Close()
 			return nil, err
 		}
+	}
+	if s.sup != nil {
+		// A restarted child serves at once: reconnect now.
+		s.sup.setOnRestart(func() { cli.ActiveConnection().ResetConnectBackoff() })
 	}
 	// Prove the cluster answers before anyone relies on it.
 	sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
@@ -162,12 +204,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool) (*embed.Etcd, string, string, error) {
+func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool, contain bool) (*embed.Etcd, string, string, error) {
 	if o.DataDir == "" {
 		return nil, "", "", errors.New("open store: embedded etcd needs a data directory")
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, "", "", fmt.Errorf("open store: create data directory: %w", err)
+	}
+	if err := checkSpace(o.DataDir); err != nil {
+		return nil, "", "", err
 	}
 	clientURL, err := loopbackURL(o.ClientAddr, "127.0.0.1:9479", false)
 	if err != nil {
@@ -191,7 +236,7 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *at
 		// Turn authentication on while etcd listens on a private port only,
 		// so no other process can write before it is on.
 		bootURL := &url.URL{Scheme: "http", Host: "127.0.0.1:0"}
-		e, ep, err := runEmbedded(ctx, embedConfig(o, bootURL, peerURL, peerTLSInfo, log, closing))
+		e, ep, err := runEmbedded(ctx, embedConfig(o, bootURL, peerURL, peerTLSInfo, log, closing, contain))
 		if err == nil {
 			err = enableAuth(ctx, ep, pw, created)
 			closing.Store(true)
@@ -206,11 +251,11 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *at
 			return nil, "", "", err
 		}
 	}
-	e, ep, err := runEmbedded(ctx, embedConfig(o, clientURL, peerURL, peerTLSInfo, log, closing))
+	e, ep, err := runEmbedded(ctx, embedConfig(o, clientURL, peerURL, peerTLSInfo, log, closing, contain))
 	return e, ep, pw, err
 }
 
-func embedConfig(o Options, clientURL, peerURL *url.URL, peerTLSInfo transport.TLSInfo, log *slog.Logger, closing *atomic.Bool) *embed.Config {
+func embedConfig(o Options, clientURL, peerURL *url.URL, peerTLSInfo transport.TLSInfo, log *slog.Logger, closing *atomic.Bool, contain bool) *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = "seamark"
 	cfg.Dir = filepath.Join(o.DataDir, "etcd")
@@ -225,7 +270,7 @@ func embedConfig(o Options, clientURL, peerURL *url.URL, peerTLSInfo transport.T
 	cfg.MaxTxnOps = embeddedMaxTxnOps
 	cfg.AutoCompactionMode = embed.CompactorModeRevision
 	cfg.AutoCompactionRetention = "100000"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing, contain))
 	// The root password is 24 random bytes, not a human's: bcrypt's cost
 	// adds nothing against guessing it and 50-500 ms to every start.
 	cfg.BcryptCost = 4 // bcrypt.MinCost
@@ -292,6 +337,10 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) stopEmbedded() {
+	if s.sup != nil {
+		s.sup.Close()
+		s.sup = nil
+	}
 	if s.etcd != nil {
 		s.closing.Store(true)
 		s.etcd.Close()
@@ -305,6 +354,15 @@ func (s *Store) stopEmbedded() {
 // password. Another client of the same etcd (a test, a backup) needs them.
 func (s *Store) Credentials() (user, password string) { return s.user, s.password }
 
+// Down says why the embedded etcd child is not serving (it exited and is
+// being restarted), or "" when it serves or the store is not a child.
+func (s *Store) Down() string {
+	if s.sup == nil {
+		return ""
+	}
+	return s.sup.Down()
+}
+
 // Kind is "embedded" or "external".
 func (s *Store) Kind() string { return s.kind }
 
@@ -317,6 +375,10 @@ func (s *Store) Prefix() string { return s.prefix }
 // Status asks etcd who leads, its version and the current revision.
 func (s *Store) Status(ctx context.Context) (api.StoreStatus, error) {
 	st := api.StoreStatus{Kind: s.kind, Endpoints: s.eps}
+	if down := s.Down(); down != "" {
+		st.Error = down
+		return st, fmt.Errorf("store status: %w: %s", ErrUnavailable, down)
+	}
 	var lastErr error
 	for _, ep := range s.eps {
 		r, err := s.cli.Status(ctx, ep)
@@ -338,5 +400,10 @@ func (s *Store) Status(ctx context.Context) (api.StoreStatus, error) {
 		}
 		return st, nil
 	}
-	return st, fmt.Errorf("store status: %w", lastErr)
+	err := unavailable(ctx, lastErr)
+	if err == nil {
+		err = fmt.Errorf("%w: no endpoint", ErrUnavailable)
+	}
+	st.Error = err.Error()
+	return st, fmt.Errorf("store status: %w", err)
 }
