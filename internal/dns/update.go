@@ -47,6 +47,8 @@ type PrimaryOptions struct {
 	AllowTransfer []netip.Prefix
 	// Logger logs refused updates and transfers and unanswered NOTIFYs.
 	Logger *slog.Logger
+	// Zones configure zone apexes: give the Server's Options.Zones.
+	Zones map[string]Zone
 }
 
 // Primary is the primary server's side of dynamic updates (RFC 2136, signed
@@ -110,7 +112,7 @@ func (p *Primary) tableFor(snap *registry.Snapshot, ns netip.Addr) *table {
 	if b := p.built.Load(); b != nil && b.snap == snap && b.ns == ns {
 		return b.t
 	}
-	t := buildTable(snap, ns)
+	t := buildTable(snap, ns, p.o.Zones)
 	p.built.Store(&builtTable{snap: snap, ns: ns, t: t})
 	return t
 }
