@@ -112,6 +112,7 @@ func writeZone(w dns.ResponseWriter, req *dns.Msg, z *zone) (int, error) {
 		m.Authoritative = true
 		m.Compress = true
 		m.Answer = chunk
+		ensureOPT(req, m, DefaultMaxUDPSize)
 		if t != nil {
 			m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, time.Now().Unix())
 		}
