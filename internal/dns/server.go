@@ -129,8 +129,9 @@ const (
 // ExtraHandler answers messages other than plain queries.
 type ExtraHandler interface {
 	// ServeExtra answers req, or returns nil to let the server answer
-	// NOTIMP. tcp says how req arrived; w is for multi-message answers (AXFR).
-	ServeExtra(w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg
+	// NOTIMP; ctx ends when the server stops. tcp says how req arrived;
+	// w is for multi-message answers (AXFR).
+	ServeExtra(ctx context.Context, w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg
 }
 
 // Server is the authoritative DNS server.
@@ -266,7 +267,7 @@ func (s *Server) Serve(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case j := <-s.extra:
-					s.serveMsg(j.w, j.req, false)
+					s.serveMsg(ctx, j.w, j.req, false)
 				}
 			}
 		}()
@@ -275,7 +276,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.serveUDP(c) }()
 	}
-	tcpSrv := &dns.Server{Listener: &capListener{Listener: s.tcp, s: s}, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serveMsg(w, r, true) }),
+	tcpSrv := &dns.Server{Listener: &capListener{Listener: s.tcp, s: s}, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serveMsg(ctx, w, r, true) }),
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: s.tcpIdle,
 		TsigProvider: s.o.TSIG, MsgAcceptFunc: acceptRequests}
 	wg.Add(1)
@@ -331,7 +332,7 @@ func (s *Server) follow(ctx context.Context, wg *sync.WaitGroup) {
 
 // serveMsg answers a parsed message (TCP, and UDP queries the fast path does
 // not take).
-func (s *Server) serveMsg(w dns.ResponseWriter, req *dns.Msg, tcp bool) {
+func (s *Server) serveMsg(ctx context.Context, w dns.ResponseWriter, req *dns.Msg, tcp bool) {
 	t0 := time.Now()
 	if resp := tsigFailure(w, req, s.o.TSIG != nil); resp != nil {
 		ensureOPT(req, resp, s.o.MaxUDPSize)
@@ -342,7 +343,7 @@ func (s *Server) serveMsg(w dns.ResponseWriter, req *dns.Msg, tcp bool) {
 	var resp *dns.Msg
 	if req.Opcode != dns.OpcodeQuery || (len(req.Question) == 1 && (req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR)) {
 		if s.o.Handler != nil {
-			resp = s.o.Handler.ServeExtra(w, req, tcp)
+			resp = s.o.Handler.ServeExtra(ctx, w, req, tcp)
 			if resp == nil && req.Opcode == dns.OpcodeQuery {
 				return // the handler wrote its answer (a transfer)
 			}

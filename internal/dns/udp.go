@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"encoding/binary"
 	"hash/maphash"
 	"net"
@@ -84,7 +85,7 @@ func (w *worker) handle(pkt []byte, from netip.AddrPort) {
 			rw = w.s.tsigUDP(rw.(*udpWriter), pkt, t)
 		}
 		if req.Opcode == dns.OpcodeQuery && !isTransfer(req) {
-			w.s.serveMsg(rw, req, false) // a signed query: answered here
+			w.s.serveMsg(context.Background(), rw, req, false) // a signed query: answered here
 			return
 		}
 		// UPDATE, NOTIFY and transfers may wait on the store: never on

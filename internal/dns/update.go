@@ -60,6 +60,7 @@ type PrimaryOptions struct {
 type Primary struct {
 	o     PrimaryOptions
 	log   *slog.Logger
+	plog  *limitedLog // lines any unsigned packet can trigger
 	built atomic.Pointer[builtTable]
 	// mu makes updates on this server one at a time (RFC 2136 3.7); the
 	// store's guards order them against other writers.
@@ -81,14 +82,16 @@ func NewPrimary(o PrimaryOptions) *Primary {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Primary{o: o, log: o.Logger.With("component", "dns-primary")}
+	p := &Primary{o: o, log: o.Logger.With("component", "dns-primary")}
+	p.plog = newLimitedLog(p.log, 10, nil, time.Now)
+	return p
 }
 
 // ServeExtra implements ExtraHandler: UPDATE, AXFR and IXFR.
-func (p *Primary) ServeExtra(w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg {
+func (p *Primary) ServeExtra(ctx context.Context, w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg {
 	switch {
 	case req.Opcode == dns.OpcodeUpdate:
-		return p.serveUpdate(w, req)
+		return p.serveUpdate(ctx, w, req)
 	case req.Opcode == dns.OpcodeQuery && len(req.Question) == 1 &&
 		(req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR):
 		return p.serveTransfer(w, req, tcp)
@@ -144,17 +147,17 @@ func addrOf(a net.Addr) netip.Addr {
 // snapshot that shows them.
 const updateTimeout = 5 * time.Second
 
-func (p *Primary) serveUpdate(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
+func (p *Primary) serveUpdate(ctx context.Context, w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	from := addrOf(w.RemoteAddr())
 	key := p.signedBy(w, req)
 	if key == "" {
-		p.log.Warn("dns update refused: not signed with a TSIG key", "from", from)
+		p.plog.Warn("dns update refused: not signed with a TSIG key", "from", from)
 		resp.Rcode = dns.RcodeRefused
 		return resp
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), updateTimeout)
+	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
 	defer cancel()
 	resp.Rcode = p.update(ctx, req, localAddr(w), key, from)
 	return resp

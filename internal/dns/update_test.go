@@ -537,7 +537,7 @@ func FuzzUpdate(f *testing.F) {
 		if rc := p.p.update(ctx, m, addr, testKey, addr); dns.RcodeToString[rc] == "" {
 			t.Fatalf("got rcode %d", rc)
 		}
-		if r := p.p.ServeExtra(fuzzWriter{}, m, false); r != nil && r.Id != m.Id {
+		if r := p.p.ServeExtra(context.Background(), fuzzWriter{}, m, false); r != nil && r.Id != m.Id {
 			t.Fatalf("answer ID %d for request %d", r.Id, m.Id)
 		}
 	})

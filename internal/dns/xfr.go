@@ -32,7 +32,7 @@ func (p *Primary) serveTransfer(w dns.ResponseWriter, req *dns.Msg, tcp bool) *d
 	from := addrOf(w.RemoteAddr())
 	zoneName := dns.CanonicalName(q.Name)
 	if !p.mayTransfer(w, req, from) {
-		p.log.Warn("zone transfer refused: not signed with a TSIG key, and not from a secondary or allow_transfer",
+		p.plog.Warn("zone transfer refused: not signed with a TSIG key, and not from a secondary or allow_transfer",
 			"zone", zoneName, "from", from)
 		resp.Rcode = dns.RcodeRefused
 		return resp
