@@ -108,9 +108,9 @@ func TestRFCAnswers(t *testing.T) {
 		return out
 	}
 	for _, tc := range []struct {
-		name  string
-		q     *dns.Msg
-		want  want
+		name string
+		q    *dns.Msg
+		want want
 	}{
 		{"referral below a cut", query("host.sub.example.test.", dns.TypeA), want{rcode: 0, ns: []string{"sub.example.test. NS", "sub.example.test. NS"}, extra: []string{"ns1.sub.example.test. A"}}},
 		{"referral at the cut for NS", query("sub.example.test.", dns.TypeNS), want{rcode: 0, ns: []string{"sub.example.test. NS", "sub.example.test. NS"}, extra: []string{"ns1.sub.example.test. A"}}},

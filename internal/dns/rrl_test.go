@@ -90,7 +90,7 @@ func FuzzRRLCheck(f *testing.F) {
 // fixedSnapshots serve one snapshot forever.
 type fixedSnapshots struct{ s *registry.Snapshot }
 
-func (f fixedSnapshots) Current() *registry.Snapshot                { return f.s }
+func (f fixedSnapshots) Current() *registry.Snapshot             { return f.s }
 func (f fixedSnapshots) Next(*registry.Snapshot) <-chan struct{} { return nil }
 
 func startServer(t testing.TB, o Options) *Server {

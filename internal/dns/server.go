@@ -30,11 +30,11 @@ var _ Snapshots = (*registry.Watcher)(nil)
 
 // metrics are one Server's Prometheus series, on its Options.Registerer.
 type metrics struct {
-	queries, tcpConns                   *prometheus.CounterVec
-	seconds, tableBuild                 prometheus.Histogram
-	truncated, rrlDropped, rrlSlipped   prometheus.Counter
-	tcpRefused, extraDropped, logsDrop  prometheus.Counter
-	tcpOpen                             prometheus.Gauge
+	queries, tcpConns                  *prometheus.CounterVec
+	seconds, tableBuild                prometheus.Histogram
+	truncated, rrlDropped, rrlSlipped  prometheus.Counter
+	tcpRefused, extraDropped, logsDrop prometheus.Counter
+	tcpOpen                            prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
