@@ -62,8 +62,12 @@ func (t *table) answer(req *dns.Msg, variant int, tcp bool) (*dns.Msg, int) {
 		return resp, 1
 	}
 	switch q.Qtype {
-	case dns.TypeAXFR, dns.TypeIXFR:
-		// Transfers are answered by the TCP server, with access control.
+	case dns.TypeAXFR:
+		// AXFR is for TCP (RFC 5936 4.2); NSD and Knot say NOTIMP over UDP.
+		resp.Rcode = dns.RcodeNotImplemented
+		return resp, 1
+	case dns.TypeIXFR:
+		// Transfers are answered by the Primary, with access control.
 		resp.Rcode = dns.RcodeRefused
 		return resp, 1
 	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeMAILA, dns.TypeMAILB:

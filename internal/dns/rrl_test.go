@@ -106,6 +106,9 @@ func startServer(t testing.TB, o Options) *Server {
 	done := make(chan struct{})
 	go func() { s.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	for s.table.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
 	return s
 }
 

@@ -92,6 +92,11 @@ func (p *Primary) ServeExtra(ctx context.Context, w dns.ResponseWriter, req *dns
 	switch {
 	case req.Opcode == dns.OpcodeUpdate:
 		return p.serveUpdate(ctx, w, req)
+	case req.Opcode == dns.OpcodeNotify:
+		// We are the primary: no NOTIFY is taken (NSD's answer).
+		resp := new(dns.Msg)
+		resp.SetRcode(req, dns.RcodeRefused)
+		return resp
 	case req.Opcode == dns.OpcodeQuery && len(req.Question) == 1 &&
 		(req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR):
 		return p.serveTransfer(w, req, tcp)
