@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -51,84 +50,13 @@ const (
 	DefaultSOAMinimum = 5 * time.Second
 )
 
-// maxSOATimer bounds each SOA timer (RFC 1912 suggests weeks at most).
-const maxSOATimer = 365 * 24 * time.Hour
-
-// Check reports every problem with z, naming the field, for the zone called
-// zone ("example.com."). It is the validation of the dns.zones config keys.
-func (z Zone) Check(zone string) error {
-	var errs []string
-	add := func(f string, a ...any) { errs = append(errs, fmt.Sprintf(f, a...)) }
-	if len(z.NS) > 16 {
-		add("ns: %d name servers; at most 16", len(z.NS))
-	}
-	seen := map[string]bool{}
-	for i, ns := range z.NS {
-		name, ok := absName(ns.Name, zone)
-		if !ok {
-			add("ns[%d].name: %q is not a host name (like \"ns1\" or \"ns1.example.net.\")", i, ns.Name)
-			continue
-		}
-		if seen[name] {
-			add("ns[%d].name: %q appears twice", i, ns.Name)
-		}
-		seen[name] = true
-		if len(ns.Addresses) > 8 {
-			add("ns[%d].addresses: %d addresses; at most 8", i, len(ns.Addresses))
-		}
-		inside := name == zone || strings.HasSuffix(name, "."+zone)
-		if inside && len(ns.Addresses) == 0 {
-			add("ns[%d].addresses: %s is inside the zone, so it needs its addresses (glue)", i, name)
-		}
-		for j, a := range ns.Addresses {
-			if !a.IsValid() || a.IsUnspecified() {
-				add("ns[%d].addresses[%d]: give a specific address, like 192.0.2.53", i, j)
-			}
-		}
-	}
-	if z.SOA.MName != "" {
-		if _, ok := absName(z.SOA.MName, zone); !ok {
-			add("soa.mname: %q is not a host name", z.SOA.MName)
-		}
-	}
-	if z.SOA.RName != "" {
-		if _, ok := absName(z.SOA.RName, zone); !ok || strings.Contains(z.SOA.RName, "@") {
-			add("soa.rname: %q is not a mailbox as a name (write hostmaster@example.com as hostmaster.example.com.)", z.SOA.RName)
-		}
-	}
-	for _, f := range []struct {
-		name string
-		d    time.Duration
-	}{{"refresh", z.SOA.Refresh}, {"retry", z.SOA.Retry}, {"expire", z.SOA.Expire}, {"minimum", z.SOA.Minimum}} {
-		if f.d < 0 || f.d > maxSOATimer || f.d%time.Second != 0 {
-			add("soa.%s: %s must be whole seconds from 1s to 365 days", f.name, f.d)
-		}
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%s", strings.Join(errs, "; "))
-}
-
-// absName makes a host name absolute and lower case: relative names are
-// taken inside zone.
+// absName makes a host name absolute and lower case (relative names are
+// inside zone); false for an empty one. Names were validated by the config.
 func absName(s, zone string) (string, bool) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if s == "" || s == "." {
+	if strings.TrimSpace(s) == "" {
 		return "", false
 	}
-	if !strings.HasSuffix(s, ".") {
-		s += "." + zone
-	}
-	if _, ok := dns.IsDomainName(s); !ok || len(s) > 254 {
-		return "", false
-	}
-	for _, l := range dns.SplitDomainName(s) {
-		if l == "" || strings.ContainsAny(l, " \t\\\"();@") {
-			return "", false
-		}
-	}
-	return s, true
+	return fqdnLast(s, zone), true
 }
 
 func seconds(d, def time.Duration) uint32 {

@@ -2,7 +2,6 @@ package dns
 
 import (
 	"encoding/binary"
-	"fmt"
 	"hash/maphash"
 	"net/netip"
 	"strings"
@@ -43,33 +42,6 @@ const (
 	DefaultRRLIPv6   = 56
 )
 
-// Check reports every problem with r, naming the field (the validation of
-// the dns.rate_limit config keys).
-func (r RRL) Check() error {
-	var errs []string
-	if r.ResponsesPerSecond < 0 || r.ResponsesPerSecond > 1_000_000 {
-		errs = append(errs, fmt.Sprintf("responses_per_second: %d must be from 1 to 1000000 (or set disabled: true)", r.ResponsesPerSecond))
-	}
-	if r.Window < 0 || r.Window > time.Hour {
-		errs = append(errs, fmt.Sprintf("window: %s must be from 1s to 1h", r.Window))
-	}
-	if r.Slip < -1 || r.Slip > 10 {
-		errs = append(errs, fmt.Sprintf("slip: %d must be from 1 to 10, or -1 to drop every limited answer", r.Slip))
-	}
-	if r.IPv4PrefixLen < 0 || r.IPv4PrefixLen > 32 {
-		errs = append(errs, fmt.Sprintf("ipv4_prefix_length: %d must be from 8 to 32", r.IPv4PrefixLen))
-	} else if r.IPv4PrefixLen != 0 && r.IPv4PrefixLen < 8 {
-		errs = append(errs, fmt.Sprintf("ipv4_prefix_length: %d must be from 8 to 32", r.IPv4PrefixLen))
-	}
-	if r.IPv6PrefixLen < 0 || r.IPv6PrefixLen > 128 || (r.IPv6PrefixLen != 0 && r.IPv6PrefixLen < 16) {
-		errs = append(errs, fmt.Sprintf("ipv6_prefix_length: %d must be from 16 to 128", r.IPv6PrefixLen))
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%s", strings.Join(errs, "; "))
-}
-
 func (r RRL) withDefaults() RRL {
 	if r.ResponsesPerSecond <= 0 {
 		r.ResponsesPerSecond = DefaultRRLRate
@@ -80,12 +52,14 @@ func (r RRL) withDefaults() RRL {
 	if r.Slip == 0 {
 		r.Slip = DefaultRRLSlip
 	}
-	if r.IPv4PrefixLen <= 0 {
+	if r.IPv4PrefixLen <= 0 || r.IPv4PrefixLen > 32 {
 		r.IPv4PrefixLen = DefaultRRLIPv4
 	}
-	if r.IPv6PrefixLen <= 0 {
+	if r.IPv6PrefixLen <= 0 || r.IPv6PrefixLen > 128 {
 		r.IPv6PrefixLen = DefaultRRLIPv6
 	}
+	r.ResponsesPerSecond = min(r.ResponsesPerSecond, 1_000_000)
+	r.Window = min(r.Window, time.Hour)
 	return r
 }
 
@@ -181,6 +155,7 @@ func (l *limiter) check(from netip.Addr, key uint64) verdict {
 	if b.key != k || b.last == 0 {
 		*b = bucket{key: k, last: now, balance: l.rate * scale}
 	} else if el := now - b.last; el > 0 {
+		el = min(el, int64(time.Hour)) // no overflow: a bucket is full long before
 		b.balance = min(b.balance+el*l.rate, l.rate*scale)
 		b.last = now
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/internal/registry"
 )
@@ -37,44 +36,58 @@ type metrics struct {
 	tcpOpen                            prometheus.Gauge
 }
 
+// register registers c on reg, or returns the collector already registered
+// under its name (two servers on the default registry share their series;
+// give each its own registry to tell them apart).
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(T); ok {
+				return old
+			}
+		}
+	}
+	return c
+}
+
 func newMetrics(reg prometheus.Registerer) *metrics {
-	f := promauto.With(reg)
 	return &metrics{
-		queries: f.NewCounterVec(prometheus.CounterOpts{
+		queries: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "seamark_dns_queries_total", Help: "DNS queries by query type and response code.",
-		}, []string{"qtype", "rcode"}),
-		seconds: f.NewHistogram(prometheus.HistogramOpts{
+		}, []string{"qtype", "rcode"})),
+		seconds: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "seamark_dns_answer_seconds", Help: "Time to answer a DNS query, from read to write.",
 			Buckets: prometheus.ExponentialBuckets(0.000001, 4, 10),
-		}),
-		truncated: f.NewCounter(prometheus.CounterOpts{
+		})),
+		truncated: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "seamark_dns_truncated_total", Help: "UDP answers sent truncated (TC set; the client retries over TCP).",
-		}),
-		tableBuild: f.NewHistogram(prometheus.HistogramOpts{
+		})),
+		tableBuild: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "seamark_dns_table_build_seconds", Help: "Time to build the name table from a new snapshot.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
-		}),
-		rrlDropped: f.NewCounter(prometheus.CounterOpts{
+		})),
+		rrlDropped: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "seamark_dns_rrl_dropped_total", Help: "UDP answers not sent: response rate limiting.",
-		}),
-		rrlSlipped: f.NewCounter(prometheus.CounterOpts{
+		})),
+		rrlSlipped: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "seamark_dns_rrl_slipped_total", Help: "UDP answers sent empty with TC (slip) by response rate limiting.",
-		}),
-		tcpRefused: f.NewCounter(prometheus.CounterOpts{
+		})),
+		tcpRefused: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "seamark_dns_tcp_refused_total", Help: "TCP connections closed at once: dns.max_tcp_connections reached.",
-		}),
-		tcpConns: f.NewCounterVec(prometheus.CounterOpts{
+		})),
+		tcpConns: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "seamark_dns_tcp_accept_errors_total", Help: "TCP accept errors by kind (emfile: out of descriptors; accepting paused).",
-		}, []string{"kind"}),
-		tcpOpen: f.NewGauge(prometheus.GaugeOpts{
+		}, []string{"kind"})),
+		tcpOpen: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "seamark_dns_tcp_connections", Help: "Open DNS TCP connections.",
-		}),
-		extraDropped: f.NewCounter(prometheus.CounterOpts{
+		})),
+		extraDropped: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "seamark_dns_extra_dropped_total", Help: "UPDATE, NOTIFY and transfer messages dropped: the worker queue was full.",
-		}),
-		logsDrop: f.NewCounter(prometheus.CounterOpts{
+		})),
+		logsDrop: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "seamark_dns_log_lines_suppressed_total", Help: "Per-packet log lines not written (rate limited).",
-		}),
+		})),
 	}
 }
 
