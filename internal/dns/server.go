@@ -290,7 +290,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		go func() { defer wg.Done(); s.serveUDP(c) }()
 	}
 	tcpSrv := &dns.Server{Listener: &capListener{Listener: s.tcp, s: s}, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serveMsg(ctx, w, r, true) }),
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: s.tcpIdle,
+		ReadTimeout: s.o.TCPIdleTimeout, WriteTimeout: 10 * time.Second, IdleTimeout: s.tcpIdle,
 		TsigProvider: s.o.TSIG, MsgAcceptFunc: acceptRequests}
 	wg.Add(1)
 	go func() {
