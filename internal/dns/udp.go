@@ -46,6 +46,9 @@ const maxCached = 1 << 16
 
 func (s *Server) serveUDP(c *net.UDPConn) {
 	w := &worker{s: s, conn: c, key: make([]byte, 0, 300), out: make([]byte, 0, 4096)}
+	if s.serveUDPBatch(w) {
+		return
+	}
 	buf := make([]byte, 65536)
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
@@ -55,11 +58,16 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			}
 			return // closed
 		}
-		w.handle(buf[:n], from)
+		if out := w.handle(buf[:n], from); out != nil {
+			c.WriteToUDPAddrPort(out, from)
+		}
 	}
 }
 
-func (w *worker) handle(pkt []byte, from netip.AddrPort) {
+// handle answers one packet. It returns the answer for the caller to send
+// (it is w.out's memory: send it before the next packet), or nil when there
+// is nothing to send or the full path sent it.
+func (w *worker) handle(pkt []byte, from netip.AddrPort) []byte {
 	t0 := w.s.o.Now()
 	out, key, req := w.respond(pkt)
 	switch {
@@ -68,17 +76,17 @@ func (w *worker) handle(pkt []byte, from netip.AddrPort) {
 			switch l.check(from.Addr(), key) {
 			case drop:
 				w.s.m.rrlDropped.Inc()
-				return
+				return nil
 			case slip:
 				out = truncatedReply(pkt, w.out)
 				if out == nil {
-					return
+					return nil
 				}
 				w.s.m.rrlSlipped.Inc()
 			}
 		}
-		w.conn.WriteToUDPAddrPort(out, from)
 		w.s.m.seconds.Observe(w.s.o.Now().Sub(t0).Seconds())
+		return out
 	case req != nil:
 		var rw dns.ResponseWriter = &udpWriter{conn: w.conn, to: from}
 		if t := req.IsTsig(); t != nil {
@@ -86,7 +94,7 @@ func (w *worker) handle(pkt []byte, from netip.AddrPort) {
 		}
 		if req.Opcode == dns.OpcodeQuery && !isTransfer(req) {
 			w.s.serveMsg(context.Background(), rw, req, false) // a signed query: answered here
-			return
+			return nil
 		}
 		// UPDATE, NOTIFY and transfers may wait on the store: never on
 		// the read loop.
@@ -97,6 +105,7 @@ func (w *worker) handle(pkt []byte, from netip.AddrPort) {
 			w.s.plog.Warn("dns message dropped: the update and transfer workers are busy", "from", from.Addr(), "opcode", dns.OpcodeToString[req.Opcode])
 		}
 	}
+	return nil
 }
 
 func isTransfer(req *dns.Msg) bool {
