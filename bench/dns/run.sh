@@ -107,7 +107,7 @@ tree() {
 	local p c
 	for p in "$@"; do
 		echo "$p"
-		for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree "$c"; done
+		for c in $(pgrep -P "$p"); do tree "$c"; done
 	done
 }
 # cpu_ticks PID: utime+stime of the process tree (all threads), in clock ticks.
