@@ -2,9 +2,11 @@ package dns
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -229,4 +231,77 @@ func TestUDPCap(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOPTOnEveryReply: every reply to an EDNS query carries an OPT: UPDATE
+// answers, refused transfers, and every message of a transfer.
+func TestOPTOnEveryReply(t *testing.T) {
+	snaps := fixedSnapshots{rfcSnapshot(t, 60)}
+	ring, err := NewKeyring([]TSIGKey{{Name: "update-key", Algorithm: "hmac-sha256", Secret: testSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPrimary(PrimaryOptions{Store: &blockingStore{}, Snapshots: snaps, Keys: ring,
+		AllowTransfer: []netip.Prefix{netip.MustParsePrefix("127.0.45.0/24")}})
+	s := startServer(t, Options{Addr: "127.0.45.20:0", Snapshots: snaps, Handler: p, TSIG: ring})
+	withEDNS := func(m *dns.Msg) *dns.Msg { m.SetEdns0(1232, true); return m }
+	axfr := func() *dns.Msg { m := new(dns.Msg); m.SetAxfr(rfcZone); return m }
+	ixfr := func() *dns.Msg { m := new(dns.Msg); m.SetIxfr(rfcZone, 1, "ns.example.test.", "hostmaster.example.test."); return m }
+	update := func() *dns.Msg {
+		m := updateMsg(rfcZone)
+		m.Insert([]dns.RR{mustRR(t, "x.example.test. 60 IN A 192.0.2.1")})
+		return m
+	}
+	for _, tc := range []struct {
+		name, src, network string
+		m                  *dns.Msg
+		rcode              int
+	}{
+		{"unsigned UPDATE", "127.0.0.1", "udp", withEDNS(update()), dns.RcodeRefused},
+		{"AXFR over UDP", "127.0.0.1", "udp", withEDNS(axfr()), dns.RcodeNotImplemented},
+		{"AXFR refused", "127.0.0.1", "tcp", withEDNS(axfr()), dns.RcodeRefused},
+		{"IXFR refused", "127.0.0.1", "tcp", withEDNS(ixfr()), dns.RcodeRefused},
+		{"NOTIFY", "127.0.0.1", "udp", withEDNS(func() *dns.Msg { m := query(rfcZone, dns.TypeSOA); m.Opcode = dns.OpcodeNotify; return m }()), dns.RcodeRefused},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &dns.Client{Net: tc.network, Timeout: 3 * time.Second}
+			r, _, err := c.Exchange(tc.m, s.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != tc.rcode || r.IsEdns0() == nil || !r.IsEdns0().Do() {
+				t.Fatalf("got %s with OPT %v, want %s with an OPT (DO echoed)", dns.RcodeToString[r.Rcode], r.IsEdns0(), dns.RcodeToString[tc.rcode])
+			}
+		})
+	}
+	t.Run("every message of an AXFR", func(t *testing.T) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.45.21")}}
+		nc, err := d.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Skipf("cannot use 127.0.45.21: %v", err)
+		}
+		c := &dns.Conn{Conn: nc}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WriteMsg(withEDNS(axfr())); err != nil {
+			t.Fatal(err)
+		}
+		soas, msgs := 0, 0
+		for soas < 2 {
+			r, err := c.ReadMsg()
+			if err != nil {
+				t.Fatalf("after %d messages: %v", msgs, err)
+			}
+			msgs++
+			if r.Rcode != dns.RcodeSuccess || r.IsEdns0() == nil {
+				t.Fatalf("message %d: %s, OPT %v; want NOERROR with an OPT", msgs, dns.RcodeToString[r.Rcode], r.IsEdns0())
+			}
+			for _, rr := range r.Answer {
+				if rr.Header().Rrtype == dns.TypeSOA {
+					soas++
+				}
+			}
+		}
+		t.Logf("%d messages, each with an OPT", msgs)
+	})
 }
