@@ -99,6 +99,7 @@ func diffCases() []diffCase {
 		"wild", "x.wild", "a.b.wild", "exists.wild", "a.exists.wild", "*.wild", "q.wcname", "wcname",
 		"ent2", "y.ent2", "z.y.ent2", "x.y.ent2", "a.ent2", "_sip._udp", "_udp",
 		"svc", "_svc._tcp", "_tcp", "node-00.node", "node", "ns", "nx", "nx.nx", "NX.Www",
+		"cn2sub", "cn2wild", "loop1", "mx2sub", "X.WILD", "ns1", "Sub", "*.sub",
 	}
 	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT, dns.TypeMX, dns.TypeNS, dns.TypeSOA, dns.TypeCNAME,
 		dns.TypeSRV, dns.TypeDS, dns.TypeANY, dns.TypePTR, dns.TypeHTTPS}

@@ -42,6 +42,12 @@ var rfcRecords = []api.Record{
 	{Name: "*.ent2", Type: "A", Values: []string{"192.0.2.8"}},
 	{Name: "x.y.ent2", Type: "A", Values: []string{"192.0.2.9"}}, // y.ent2 is an ENT: blocks the wildcard
 	{Name: "_sip._udp", Type: "SRV", Values: []string{"0 5 5060 www"}},
+	// CNAMEs into a delegation, to a wildcard, in a loop
+	{Name: "cn2sub", Type: "CNAME", Values: []string{"host.sub"}},
+	{Name: "cn2wild", Type: "CNAME", Values: []string{"foo.wild"}},
+	{Name: "loop1", Type: "CNAME", Values: []string{"loop2"}},
+	{Name: "loop2", Type: "CNAME", Values: []string{"loop1"}},
+	{Name: "mx2sub", Type: "MX", Values: []string{"10 host.sub"}},
 }
 
 const rfcZone = "example.test."
