@@ -252,7 +252,11 @@ func TestOPTOnEveryReply(t *testing.T) {
 	s := startServer(t, Options{Addr: "127.0.45.20:0", Snapshots: snaps, Handler: p, TSIG: ring})
 	withEDNS := func(m *dns.Msg) *dns.Msg { m.SetEdns0(1232, true); return m }
 	axfr := func() *dns.Msg { m := new(dns.Msg); m.SetAxfr(rfcZone); return m }
-	ixfr := func() *dns.Msg { m := new(dns.Msg); m.SetIxfr(rfcZone, 1, "ns.example.test.", "hostmaster.example.test."); return m }
+	ixfr := func() *dns.Msg {
+		m := new(dns.Msg)
+		m.SetIxfr(rfcZone, 1, "ns.example.test.", "hostmaster.example.test.")
+		return m
+	}
 	update := func() *dns.Msg {
 		m := updateMsg(rfcZone)
 		m.Insert([]dns.RR{mustRR(t, "x.example.test. 60 IN A 192.0.2.1")})

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,7 +59,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			}
 			return // closed
 		}
-		if out := w.handle(buf[:n], from); out != nil {
+		if out := w.handle(buf[:n], from, s.o.Now()); out != nil {
 			c.WriteToUDPAddrPort(out, from)
 		}
 	}
@@ -66,9 +67,8 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 
 // handle answers one packet. It returns the answer for the caller to send
 // (it is w.out's memory: send it before the next packet), or nil when there
-// is nothing to send or the full path sent it.
-func (w *worker) handle(pkt []byte, from netip.AddrPort) []byte {
-	t0 := w.s.o.Now()
+// is nothing to send or the full path sent it. t0 is when pkt was read.
+func (w *worker) handle(pkt []byte, from netip.AddrPort, t0 time.Time) []byte {
 	out, key, req := w.respond(pkt)
 	switch {
 	case out != nil:

@@ -67,7 +67,7 @@ func (s *Server) serveUDPBatch(w *worker) bool {
 			}
 			continue
 		}
-		ns := 0
+		ns, t0 := 0, s.o.Now()
 		for i := range n {
 			if rh[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
 				continue
@@ -77,7 +77,7 @@ func (s *Server) serveUDPBatch(w *worker) bool {
 				continue
 			}
 			pkt := bufs[i*batchBuf : i*batchBuf+int(rh[i].Len)]
-			out := w.handle(pkt, from)
+			out := w.handle(pkt, from, t0)
 			if out == nil {
 				continue
 			}
