@@ -47,6 +47,8 @@ type PrimaryOptions struct {
 	AllowTransfer []netip.Prefix
 	// Logger logs refused updates and transfers and unanswered NOTIFYs.
 	Logger *slog.Logger
+	// Zones configure zone apexes: give the Server's Options.Zones.
+	Zones map[string]Zone
 	// Audit, when set, records every UPDATE: the key that signed it, the
 	// client, the zone and a summary of its changes, and the RCODE.
 	Audit Auditor
@@ -66,6 +68,7 @@ type Auditor interface {
 type Primary struct {
 	o     PrimaryOptions
 	log   *slog.Logger
+	plog  *limitedLog // lines any unsigned packet can trigger
 	built atomic.Pointer[builtTable]
 	// acl is who may transfer without TSIG and who gets NOTIFY; SetTransfer
 	// swaps it and pokes aclChanged.
@@ -92,6 +95,7 @@ func NewPrimary(o PrimaryOptions) *Primary {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Primary{o: o, log: o.Logger.With("component", "dns-primary"), aclChanged: make(chan struct{}, 1)}
+	p.plog = newLimitedLog(p.log, 10, nil, time.Now)
 	p.acl.Store(&transferACL{secondaries: slices.Clone(o.Secondaries), allow: slices.Clone(o.AllowTransfer)})
 	return p
 }
@@ -114,10 +118,15 @@ func (p *Primary) SetTransfer(secondaries []netip.AddrPort, allow []netip.Prefix
 }
 
 // ServeExtra implements ExtraHandler: UPDATE, AXFR and IXFR.
-func (p *Primary) ServeExtra(w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg {
+func (p *Primary) ServeExtra(ctx context.Context, w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg {
 	switch {
 	case req.Opcode == dns.OpcodeUpdate:
-		return p.serveUpdate(w, req)
+		return p.serveUpdate(ctx, w, req)
+	case req.Opcode == dns.OpcodeNotify:
+		// We are the primary: no NOTIFY is taken (NSD's answer).
+		resp := new(dns.Msg)
+		resp.SetRcode(req, dns.RcodeRefused)
+		return resp
 	case req.Opcode == dns.OpcodeQuery && len(req.Question) == 1 &&
 		(req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR):
 		return p.serveTransfer(w, req, tcp)
@@ -141,7 +150,7 @@ func (p *Primary) tableFor(snap *registry.Snapshot, ns netip.Addr) *table {
 	if b := p.built.Load(); b != nil && b.snap == snap && b.ns == ns {
 		return b.t
 	}
-	t := buildTable(snap, ns)
+	t := buildTable(snap, ns, p.o.Zones)
 	p.built.Store(&builtTable{snap: snap, ns: ns, t: t})
 	return t
 }
@@ -173,18 +182,18 @@ func addrOf(a net.Addr) netip.Addr {
 // snapshot that shows them.
 const updateTimeout = 5 * time.Second
 
-func (p *Primary) serveUpdate(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
+func (p *Primary) serveUpdate(ctx context.Context, w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	from := addrOf(w.RemoteAddr())
 	key := p.signedBy(w, req)
 	if key == "" {
-		p.log.Warn("dns update refused: not signed with a TSIG key", "from", from)
+		p.plog.Warn("dns update refused: not signed with a TSIG key", "from", from)
 		resp.Rcode = dns.RcodeRefused
 		p.audit(w, req, "anonymous", resp.Rcode)
 		return resp
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), updateTimeout)
+	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
 	defer cancel()
 	resp.Rcode = p.update(ctx, req, localAddr(w), key, from)
 	p.audit(w, req, "tsig:"+strings.TrimSuffix(key, "."), resp.Rcode)

@@ -5,15 +5,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/api"
 )
 
-var metricFenced = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "seamark_group_self_fenced_total",
-	Help: "Times this server's active member stepped down on its own because the store had not confirmed its lease for the fast-failover fence time, by group and member.",
-}, []string{"group", "member"})
+// newFencedMetric counts the active member's own step-downs.
+func newFencedMetric() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "seamark_group_self_fenced_total",
+		Help: "Times this server's active member stepped down on its own because the store had not confirmed its lease for the fast-failover fence time, by group and member.",
+	}, []string{"group", "member"})
+}
 
 // fence is the active member's side of fast failover: once the store has not
 // confirmed its lease for FenceAfter it must assume the observers may have
@@ -23,7 +25,7 @@ func (c *campaign) fence(g *api.Group, me api.Member, now time.Time) string {
 	// in the store when the claim was sent.
 	why := fenced(latest(c.lease.Renewed(), c.claimedAt), now)
 	if why != "" {
-		metricFenced.WithLabelValues(g.Name, me.Name).Inc()
+		c.m.fenced.WithLabelValues(g.Name, me.Name).Inc()
 	}
 	return why
 }

@@ -1,6 +1,8 @@
 package ha
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"context"
 	"log/slog"
 	"net/netip"
@@ -47,6 +49,8 @@ type Options struct {
 	// Name is the member name this server campaigns as, in every group
 	// that lists it.
 	Name string
+	// Registerer gets the member's metrics (the server's own registry).
+	Registerer prometheus.Registerer
 	// Server is this seamark server's name (shown with the candidacy).
 	Server string
 	// Endpoint is this server's HTTP address; with an unspecified host the
@@ -71,8 +75,9 @@ type Options struct {
 
 // Member campaigns for the active role of every group that lists its name.
 type Member struct {
-	o   Options
-	log *slog.Logger
+	o      Options
+	log    *slog.Logger
+	fenced *prometheus.CounterVec
 
 	mu        sync.Mutex
 	campaigns map[string]*campaign
@@ -89,7 +94,13 @@ func New(o Options) *Member {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Member{o: o, log: o.Logger.With("component", "ha", "member", o.Name), campaigns: map[string]*campaign{}}
+	m := &Member{o: o, log: o.Logger.With("component", "ha", "member", o.Name), campaigns: map[string]*campaign{}, fenced: newFencedMetric()}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(m.fenced); err != nil {
+			m.log.Warn("member metrics not registered", "err", err)
+		}
+	}
+	return m
 }
 
 // Run follows the snapshot, starting a campaign for every group that lists

@@ -23,6 +23,8 @@ type env struct {
 	ctx context.Context
 	st  *store.Store
 	w   *registry.Watcher
+	// observers started by e.observer, whose metrics the tests read.
+	observers []*Observer
 }
 
 func newEnv(t *testing.T) *env {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/store"
@@ -35,6 +34,8 @@ var _ ObserverStore = (*store.Store)(nil)
 type ObserverOptions struct {
 	// Name is this seamark server's name: the observer's name in the store.
 	Name string
+	// Registerer gets the observer's metrics (the server's own registry).
+	Registerer prometheus.Registerer
 	// Locality is Locality(): a loopback endpoint is probed only from the
 	// same host and network namespace.
 	Locality  string
@@ -52,14 +53,10 @@ type ObserverOptions struct {
 // view to the store, and ends the member's lease once a majority of the
 // observers of that same claim say down.
 type Observer struct {
-	o   ObserverOptions
-	log *slog.Logger
+	o           ObserverOptions
+	log         *slog.Logger
+	revocations *prometheus.CounterVec
 }
-
-var metricRevocations = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "seamark_group_revocations_total",
-	Help: "Active balancer members whose lease this server's observer ended (fast failover), by group and member.",
-}, []string{"group", "member"})
 
 // NewObserver returns an Observer; Run starts it.
 func NewObserver(o ObserverOptions) *Observer {
@@ -69,7 +66,17 @@ func NewObserver(o ObserverOptions) *Observer {
 	if o.Probe == nil {
 		o.Probe = httpAlive()
 	}
-	return &Observer{o: o, log: o.Logger.With("component", "ha-observer", "observer", o.Name)}
+	ob := &Observer{o: o, log: o.Logger.With("component", "ha-observer", "observer", o.Name),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_group_revocations_total",
+			Help: "Active balancer members whose lease this server's observer ended (fast failover), by group and member.",
+		}, []string{"group", "member"})}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(ob.revocations); err != nil {
+			ob.log.Warn("observer metrics not registered", "err", err)
+		}
+	}
+	return ob
 }
 
 // Run watches the snapshot and keeps one watch per group's active member
@@ -286,7 +293,7 @@ func (ob *Observer) watch(ctx context.Context, h holder, lease *observerLease) {
 				log.Warn("took the role from the dead member; its lease lingers until it expires", "err", err)
 			}
 			log.Warn("ended the active member's lease", "fencing", h.fencing, "reason", why)
-			metricRevocations.WithLabelValues(h.group, h.member).Inc()
+			ob.revocations.WithLabelValues(h.group, h.member).Inc()
 			e := api.Event{Time: time.Now(), Kind: "revoke", Group: h.group, Member: h.member, Fencing: h.fencing,
 				Address: h.endpoint, Checker: ob.o.Name, Reason: why}
 			ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

@@ -226,6 +226,7 @@ func (e *env) startMember(name, endpoint string, hooks Hooks) (stop func()) {
 func (e *env) observer(name string, f *fakeProbes) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	ob := NewObserver(ObserverOptions{Name: name, Locality: "here", Store: e.st, Snapshots: e.w, Probe: f.probe(name)})
+	e.observers = append(e.observers, ob)
 	done := make(chan struct{})
 	go func() { defer close(done); ob.Run(ctx) }()
 	e.t.Cleanup(func() { cancel(); <-done })
@@ -267,7 +268,7 @@ func TestObserversEndADeadHoldersLease(t *testing.T) {
 	}
 
 	// Both lose it: the lease ends, lb2 takes the role.
-	before := testMetric(t, "lb", "lb1")
+	before := testMetric(t, e, "lb", "lb1")
 	start := time.Now()
 	f.set("*/"+ep1, true)
 	d := e.waitActive("lb", addr2, 5*time.Second)
@@ -283,7 +284,7 @@ func TestObserversEndADeadHoldersLease(t *testing.T) {
 		}
 		return false
 	})
-	if after := testMetric(t, "lb", "lb1"); after != before+1 {
+	if after := testMetric(t, e, "lb", "lb1"); after != before+1 {
 		t.Errorf("seamark_group_revocations_total{lb,lb1}: %v then %v, want one more", before, after)
 	}
 	// lb1 (alive, reaching the store) found its lease ended and stepped down.
@@ -308,11 +309,16 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-func testMetric(t *testing.T, group, member string) float64 {
+// testMetric sums the revocations of group/member over e's observers.
+func testMetric(t *testing.T, e *env, group, member string) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := metricRevocations.WithLabelValues(group, member).Write(&m); err != nil {
-		t.Fatal(err)
+	sum := 0.0
+	for _, ob := range e.observers {
+		var m dto.Metric
+		if err := ob.revocations.WithLabelValues(group, member).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		sum += m.GetCounter().GetValue()
 	}
-	return m.GetCounter().GetValue()
+	return sum
 }

@@ -41,7 +41,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/audit"
@@ -242,22 +241,9 @@ func apiMaxConns(b *netlimit.Budget) int {
 // Registry is this server's Prometheus registry (served at /metrics).
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
-// gatherer is what /metrics serves: this server's registry, plus the
-// seamark_ families still registered globally (DNS, until it takes a
-// Registerer).
-func (s *Server) gatherer() prometheus.Gatherer {
-	global := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-		mfs, err := prometheus.DefaultGatherer.Gather()
-		out := mfs[:0]
-		for _, mf := range mfs {
-			if strings.HasPrefix(mf.GetName(), "seamark_dns_") {
-				out = append(out, mf)
-			}
-		}
-		return out, err
-	})
-	return prometheus.Gatherers{s.reg, global}
-}
+// gatherer is what /metrics serves: this server's registry, which every
+// role registers with (nothing seamark has is in the global one).
+func (s *Server) gatherer() prometheus.Gatherer { return s.reg }
 
 // startChecker runs the health checker and the hooks it fires.
 func (s *Server) startChecker(ctx context.Context, name string) {
@@ -304,7 +290,8 @@ func (s *Server) startMember(ctx context.Context, name string) {
 		return nil
 	}
 	s.member = ha.New(ha.Options{
-		Name: name, Server: s.name, Store: s.st, Snapshots: s.watcher, Probe: probe, Hooks: s.hooks, Logger: s.o.Logger,
+		Registerer: s.reg,
+		Name:       name, Server: s.name, Store: s.st, Snapshots: s.watcher, Probe: probe, Hooks: s.hooks, Logger: s.o.Logger,
 		Endpoint: s.httpLn.Addr().(*net.TCPAddr).AddrPort(), Locality: ha.Locality(),
 	})
 	s.wg.Add(1)
@@ -321,7 +308,8 @@ func (s *Server) startMember(ctx context.Context, name string) {
 // observers, ends the lease of one that is dead.
 func (s *Server) startObserver(ctx context.Context) {
 	ob := ha.NewObserver(ha.ObserverOptions{
-		Name: s.name, Locality: ha.Locality(), Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger,
+		Registerer: s.reg,
+		Name:       s.name, Locality: ha.Locality(), Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger,
 	})
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); ob.Run(ctx) }()
@@ -342,12 +330,22 @@ func (s *Server) startDNS(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("start server: %w (check dns.tsig_keys)", err)
 	}
+	zones := dnsZones(dc.Zones)
 	primary := dnsserver.NewPrimary(dnsserver.PrimaryOptions{
-		Store: s.st, Snapshots: s.watcher, Keys: ring,
+		Store: s.st, Snapshots: s.watcher, Keys: ring, Zones: zones,
 		Secondaries: dc.Secondaries, AllowTransfer: dc.AllowTransfer, Logger: s.o.Logger, Audit: s.audit,
 	})
 	s.ring, s.primary = ring, primary
-	d := dnsserver.New(dnsserver.Options{Addr: addr, Snapshots: s.watcher, Logger: s.o.Logger, Handler: primary, TSIG: ring})
+	rl := dc.RateLimit
+	d := dnsserver.New(dnsserver.Options{
+		Addr: addr, Snapshots: s.watcher, Logger: s.o.Logger, Handler: primary, TSIG: ring,
+		Registerer: s.reg, MaxUDPSize: dc.MaxUDPSize, Zones: zones,
+		MaxTCPConnections: dc.MaxTCPConnections, TCPIdleTimeout: time.Duration(dc.TCPIdleTimeout),
+		RRL: dnsserver.RRL{
+			Disabled: rl.Disabled, ResponsesPerSecond: rl.ResponsesPerSecond, Window: time.Duration(rl.Window),
+			Slip: rl.Slip, IPv4PrefixLen: rl.IPv4PrefixLength, IPv6PrefixLen: rl.IPv6PrefixLength, Exempt: rl.Exempt,
+		},
+	})
 	if err := d.Listen(); err != nil {
 		return fmt.Errorf("start server: %w (change server.dns_addr or --dns-addr)", err)
 	}
@@ -374,6 +372,22 @@ func apiAuth(f *config.File) httpapi.Auth {
 		tokens = append(tokens, httpapi.Token{Name: t.Name, Secret: t.Secret, Access: t.Access, Services: t.Services})
 	}
 	return httpapi.Auth{Tokens: tokens, AnonymousRead: f.API.AnonymousRead == nil || *f.API.AnonymousRead}
+}
+
+// dnsZones turns the dns.zones config keys into the DNS server's apexes.
+func dnsZones(cz []config.DNSZone) map[string]dnsserver.Zone {
+	out := make(map[string]dnsserver.Zone, len(cz))
+	for _, z := range cz {
+		dz := dnsserver.Zone{SOA: dnsserver.SOA{
+			MName: z.SOA.MName, RName: z.SOA.RName, Refresh: time.Duration(z.SOA.Refresh),
+			Retry: time.Duration(z.SOA.Retry), Expire: time.Duration(z.SOA.Expire), Minimum: time.Duration(z.SOA.Minimum),
+		}}
+		for _, ns := range z.NS {
+			dz.NS = append(dz.NS, dnsserver.NameServer{Name: ns.Name, Addresses: ns.Addresses})
+		}
+		out[z.Zone] = dz
+	}
+	return out
 }
 
 // DNSAddr is the bound address of the DNS server (UDP and TCP).
