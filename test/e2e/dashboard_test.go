@@ -30,7 +30,7 @@ func TestDashboardShowsNodeDown(t *testing.T) {
 	}
 	chromiumPath(t)
 	dir := t.TempDir()
-	lbPort, legacyPort, closedPort := freePort(t), freePort(t), freePort(t)
+	lbPort, legacyPort, closedPort, capPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	// A port range on an address of this test's own (127.0.51.0/24), so no
 	// other test's sockets take one of its ports.
 	const rangeAddr, rangeFirst = "127.0.51.1", 19100
@@ -53,10 +53,11 @@ listeners:
   - {name: client-one, port: %d, bind: 127.0.0.1, service: app, max_conns: 20}
   - {name: legacy-one, port: %d, bind: 127.0.0.1, service: legacy, retries: 0}
   - {name: range, ports: "%d-%d", bind: %s, service: app}
+  - {name: capped, port: %d, bind: 127.0.0.1, service: app, max_conns: 1}
 groups:
   - name: lb
     members: [{name: lb1, address: 127.0.0.21, priority: 151}, {name: lb2, address: 127.0.0.22, priority: 150}]
-`, closedPort, lbPort, legacyPort, rangeFirst, rangeFirst+3, rangeAddr))
+`, closedPort, lbPort, legacyPort, rangeFirst, rangeFirst+3, rangeAddr, capPort))
 	s := startServer(t, "server", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--name", "checker-1", "--member", "lb1")
 	ctx := ctxTimeout(t, 90*time.Second)
 
@@ -183,6 +184,18 @@ groups:
 	b.waitJS(rng+` !== null && `+rng+`.dataset.ports === "4" && document.querySelectorAll("tr.port-row").length === 0`, 5*time.Second)
 	b.eval(`document.querySelector('[data-expand="range"]').click(), true`)
 	b.waitJS(fmt.Sprintf(`document.querySelectorAll('tr.port-row[data-port^="range "]').length === 4 && Number(document.querySelector('tr.port-row[data-port="range %s:%d"]').dataset.cps) > 0`, rangeAddr, rangeFirst+1), 10*time.Second)
+
+	// max_conns: capped carries one connection; two more wait in the
+	// kernel's accept queue, and the row says so.
+	for range 3 {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", capPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	b.waitJS(`(() => { const r = document.querySelector('[data-listener="capped"]'), a = r && r.querySelector("[data-active]");
+		return r && r.classList.contains("cap") && a.dataset.active === "1" && a.dataset.queued === "2" && r.textContent.includes("at max_conns") && r.textContent.includes("2 queued"); })()`, 10*time.Second)
 
 	// Servers: this one, its checker, marked as the one the page reads.
 	b.waitJS(`(() => { const r = document.querySelector('[data-server="checker-1"]'); return r !== null && r.classList.contains("this-server") && r.dataset.degraded === "false" && r.textContent.includes("this page"); })()`, 10*time.Second)

@@ -614,10 +614,12 @@
     const stateBadge = (st) => badge(st, st === 'listening' ? 'ok' : st === 'failed' ? 'down' : 'warn');
     // activeCell: the open connections beside max_conns, and at the cap how
     // many wait in the kernel's accept queue.
-    const activeCell = (active, max, atCap, queued, paused) => {
-      let h = `<b>${num(active)}</b>${max ? `<span class="muted"> / ${num(max)}</span>` : ''}`;
-      if (atCap) h += ` ${badge('at max_conns', 'warn')}`;
-      if (queued) h += ` <span class="muted" title="clients waiting in the kernel's accept queue">${num(queued)} queued</span>`;
+    // capNote says a port is at max_conns and how many clients wait in the
+    // kernel's accept queue meanwhile.
+    const capNote = (atCap, queued) => (atCap ? `<br>${badge('at max_conns', 'warn')}` : '') +
+      (queued ? ` <span class="muted nowrap" title="clients waiting in the kernel's accept queue">${num(queued)} queued</span>` : '');
+    const activeCell = (active, max, queued, paused) => {
+      const h = `<b>${num(active)}</b>${max ? `<span class="muted"> / ${num(max)}</span>` : ''}`;
       return `<td class="num" data-active="${active}" data-queued="${queued}" title="${max ? `max_conns ${max} per port; accepts paused at the cap ${num(paused)} times` : 'no max_conns'}">${h}</td>`;
     };
     let rows = '';
@@ -646,13 +648,14 @@
       const range = ports.length > 1;
       const open = range && state.expanded.has(l.name);
       const max = l.max_conns || 0;
-      const capNote = atCap ? (range ? `${atCap} of ${ports.length} ports at max_conns` : '') : '';
+      const cap = range && atCap ? `<br>${badge(`${atCap} of ${ports.length} ports at max_conns`, 'warn')}` +
+        (sum.queued ? ` <span class="muted nowrap">${num(sum.queued)} queued</span>` : '') : capNote(atCap, sum.queued);
       rows += `<tr data-listener="${esc(l.name)}" data-cps="${r ? r.total : ''}" data-ports="${ports.length}" class="${atCap ? 'cap' : ''}">
         <td class="nowrap">${range ? `<button type="button" class="expand" data-expand="${esc(l.name)}" aria-expanded="${open}" title="${open ? 'Hide' : 'Show'} the ports of this range one by one">${open ? '▾' : '▸'}</button> ` : ''}<b>${esc(l.name)}</b></td>
         <td class="mono nowrap">${esc(bind)}:${esc(l.port || l.ports)}</td>
         <td class="nowrap" title="balance ${esc(l.balance || 'round_robin')}${l.proxy_protocol ? ', sends PROXY ' + esc(l.proxy_protocol) : ''}">${esc(l.service)}</td>
-        <td${errors.length ? ` title="${esc(errors.join('\n'))}"` : ''}>${st}${capNote ? ` ${badge(capNote, 'warn')}` : ''}</td>
-        ${activeCell(sum.active, max, atCap && !range, sum.queued, sum.paused)}
+        <td${errors.length ? ` title="${esc(errors.join('\n'))}"` : ''}>${st}${cap}</td>
+        ${activeCell(sum.active, max, sum.queued, sum.paused)}
         <td class="num rate">${r ? rate(r.total) : '–'}</td>
         <td class="num rate">${r ? byteRate(r.bytes_in) : '–'}</td><td class="num rate">${r ? byteRate(r.bytes_out) : '–'}</td>
         <td class="num opt peak" title="the highest seen since this page loaded">${pk ? `${num(pk.active)} · ${rate(pk.cps)}/s` : '–'}</td>
@@ -663,8 +666,8 @@
           const pr = state.rates.get(`port ${p.name} ${p.addr}`);
           rows += `<tr class="port-row" data-port="${esc(l.name + ' ' + p.addr)}" data-cps="${pr ? pr.total : ''}">
             <td></td><td class="mono nowrap">${esc(p.addr)}</td><td></td>
-            <td${p.error ? ` title="${esc(p.error)}"` : ''}>${stateBadge(p.state)}</td>
-            ${activeCell(p.active || 0, p.max_conns || 0, p.max_conns && p.active >= p.max_conns, p.queued || 0, p.paused || 0)}
+            <td${p.error ? ` title="${esc(p.error)}"` : ''}>${stateBadge(p.state)}${capNote(p.max_conns && p.active >= p.max_conns, p.queued || 0)}</td>
+            ${activeCell(p.active || 0, p.max_conns || 0, p.queued || 0, p.paused || 0)}
             <td class="num rate">${pr ? rate(pr.total) : '–'}</td>
             <td class="num rate">${pr ? byteRate(pr.bytes_in) : '–'}</td><td class="num rate">${pr ? byteRate(pr.bytes_out) : '–'}</td>
             <td class="opt"></td>${totalsCell(p)}
