@@ -360,6 +360,13 @@ type ListenerStats struct {
 	// failed (could not bind; Error says why).
 	State string `json:"state"`
 	Error string `json:"error,omitempty"`
+	// MaxConns is the listener's cap of connections on this port (0: none).
+	MaxConns int `json:"max_conns,omitempty"`
+	// Paused counts the times the port stopped accepting because it was at
+	// MaxConns; Queued is how many clients wait meanwhile in the kernel's
+	// accept queue (the listen backlog), read when the stats are.
+	Paused uint64 `json:"paused"`
+	Queued int64  `json:"queued"`
 	ConnStats
 	// Backends are the service's current healthy nodes and any that still
 	// carry connections of this port.
@@ -373,7 +380,16 @@ type ConnStats struct {
 	BytesIn       uint64 `json:"bytes_in"`  // from clients
 	BytesOut      uint64 `json:"bytes_out"` // to clients
 	ConnectErrors uint64 `json:"connect_errors"`
-	Retries       uint64 `json:"retries"`
+	// ConnectRefused and ConnectTimeouts are the connect errors a backend
+	// refused (ECONNREFUSED) and the ones that timed out (connect_timeout);
+	// the rest (unreachable, reset, a failed PROXY header write) is
+	// ConnectErrors minus both.
+	ConnectRefused  uint64 `json:"connect_refused"`
+	ConnectTimeouts uint64 `json:"connect_timeouts"`
+	// Resets counts connections that ended by a read or write error (a
+	// reset, mostly) rather than a clean close.
+	Resets  uint64 `json:"resets"`
+	Retries uint64 `json:"retries"`
 	// Refused counts clients closed because no backend could be reached.
 	Refused uint64 `json:"refused"`
 	// Denied counts clients closed by a listener's allow/deny lists or for
@@ -389,6 +405,9 @@ func (c *ConnStats) Add(o ConnStats) {
 	c.BytesIn += o.BytesIn
 	c.BytesOut += o.BytesOut
 	c.ConnectErrors += o.ConnectErrors
+	c.ConnectRefused += o.ConnectRefused
+	c.ConnectTimeouts += o.ConnectTimeouts
+	c.Resets += o.Resets
 	c.Retries += o.Retries
 	c.Refused += o.Refused
 	c.Denied += o.Denied
@@ -474,6 +493,9 @@ type StoreStatus struct {
 
 // Status is the answer of GET /v1/status.
 type Status struct {
+	// Server is the name of the server that answered (its health checker's
+	// ID, the ID in Checkers when it checks).
+	Server    string      `json:"server,omitempty"`
 	Version   string      `json:"version"`
 	StartedAt time.Time   `json:"started_at"`
 	Store     StoreStatus `json:"store"`

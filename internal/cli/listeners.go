@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -56,7 +57,7 @@ With NAME, or --ports, every port of a range is shown on its own line.`,
 				return fmt.Errorf("no listener %q (seamark listeners lists them all)", name)
 			}
 			return render(cmd.OutOrStdout(), cf, views, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "LISTENER\tPORTS\tSERVICE\tBALANCE\tSTATE\tACTIVE\tTOTAL\tIN\tOUT\tERRORS\tRETRIES\tREFUSED\tDENIED")
+				fmt.Fprintln(tw, "LISTENER\tPORTS\tSERVICE\tBALANCE\tSTATE\tACTIVE\tTOTAL\tIN\tOUT\tERRORS\tRESETS\tRETRIES\tREFUSED\tDENIED")
 				for _, v := range views {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.PortsString(), v.Service, v.Balance, statesString(v.States, len(v.PortList())), countsRow(v.Live))
 					for _, p := range v.Ports {
@@ -73,7 +74,7 @@ With NAME, or --ports, every port of a range is shown on its own line.`,
 						continue
 					}
 					seen[v.Service] = true
-					fmt.Fprintf(tw, "\nBACKENDS OF %s\tADDRESS\tWEIGHT\tSTATE\t\tACTIVE\tTOTAL\tIN\tOUT\tERRORS\tRETRIES\tREFUSED\n", v.Service)
+					fmt.Fprintf(tw, "\nBACKENDS OF %s\tADDRESS\tWEIGHT\tSTATE\t\tACTIVE\tTOTAL\tIN\tOUT\tERRORS\tRESETS\tRETRIES\tREFUSED\n", v.Service)
 					for _, b := range v.Backends {
 						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t\t%s\n", b.Node, b.Addr, b.Weight, backendState(b, time.Now()), countsRow(b.ConnStats))
 					}
@@ -133,7 +134,26 @@ func statesString(states map[string]int, ports int) string {
 }
 
 func countsRow(s api.ConnStats) string {
-	return fmt.Sprintf("%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d", s.Active, s.Total, bytesString(s.BytesIn), bytesString(s.BytesOut), s.ConnectErrors, s.Retries, s.Refused, s.Denied)
+	return fmt.Sprintf("%d\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d", s.Active, s.Total, bytesString(s.BytesIn), bytesString(s.BytesOut), errorsString(s), s.Resets, s.Retries, s.Refused, s.Denied)
+}
+
+// errorsString is the connect errors and, when any, how they split:
+// "5 (3 refused, 2 timeout)".
+func errorsString(s api.ConnStats) string {
+	if s.ConnectErrors == 0 {
+		return "0"
+	}
+	var parts []string
+	if s.ConnectRefused > 0 {
+		parts = append(parts, fmt.Sprintf("%d refused", s.ConnectRefused))
+	}
+	if s.ConnectTimeouts > 0 {
+		parts = append(parts, fmt.Sprintf("%d timeout", s.ConnectTimeouts))
+	}
+	if o := s.ConnectErrors - min(s.ConnectErrors, s.ConnectRefused+s.ConnectTimeouts); o > 0 {
+		parts = append(parts, fmt.Sprintf("%d other", o))
+	}
+	return fmt.Sprintf("%d (%s)", s.ConnectErrors, strings.Join(parts, ", "))
 }
 
 // backendState is "up", or "DOWN" and for how long.

@@ -220,7 +220,7 @@ func (h *Handler) written(w http.ResponseWriter, r *http.Request, status int, re
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
 	st := h.storeStatus(r.Context())
 	snap := h.o.Snapshots.Current()
-	out := api.Status{Version: h.o.Version, StartedAt: h.started, Store: st, Zones: []string{}, Checkers: []api.Checker{}}
+	out := api.Status{Server: h.o.Name, Version: h.o.Version, StartedAt: h.started, Store: st, Zones: []string{}, Checkers: []api.Checker{}}
 	if snap != nil {
 		out.SnapshotRevision = snap.Revision
 		out.Zones = snap.Zones()

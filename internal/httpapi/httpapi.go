@@ -79,6 +79,8 @@ type Options struct {
 	Balancer Balancer
 	Logger   *slog.Logger
 	Version  string
+	// Name is this server's name, shown in /v1/status.
+	Name string
 	// Tokens, when any, are required for writes; for reads too unless
 	// AnonymousRead. SetAuth replaces both on a running Handler.
 	Tokens        []Token

@@ -384,8 +384,12 @@ func (s *Server) Stats() []api.ListenerStats {
 		st := api.ListenerStats{
 			Name: p.key.name, Addr: p.key.addr, Service: spec.Service, Balance: spec.Balance,
 			State: api.ListenerListening, ConnStats: p.stats.snapshot(), Backends: backends[spec.Service],
+			MaxConns: spec.MaxConns, Paused: p.paused.Load(),
 		}
 		s.mu.Lock()
+		if !p.closing && p.err == nil {
+			st.Queued = acceptQueue(p.ln)
+		}
 		switch {
 		case p.closing:
 			st.State = api.ListenerDraining

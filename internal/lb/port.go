@@ -28,8 +28,9 @@ type port struct {
 	svc  atomic.Pointer[service]
 	ln   *net.TCPListener
 
-	stats counters
-	freed chan struct{} // a connection ended (max_conns waits on it)
+	stats  counters
+	paused atomic.Uint64 // times the port stopped accepting at max_conns
+	freed  chan struct{} // a connection ended (max_conns waits on it)
 
 	// Guarded by Server.mu.
 	err        error
@@ -96,9 +97,12 @@ func (s *Server) accept(p *port) {
 	for {
 		// max_conns: leave further clients in the kernel's backlog.
 		for spec, paused := p.spec.Load(), false; spec.MaxConns > 0 && p.stats.active.Load() >= int64(spec.MaxConns); spec = p.spec.Load() {
-			if !paused && p.limit != nil {
+			if !paused {
 				paused = true
-				p.limit.Count(netlimit.ReasonPaused)
+				p.paused.Add(1)
+				if p.limit != nil {
+					p.limit.Count(netlimit.ReasonPaused)
+				}
 			}
 			select {
 			case <-p.freed:
@@ -309,6 +313,14 @@ func (s *Server) connect(p *port, spec *api.Listener, src netip.Addr) (*net.TCPC
 		}
 		p.stats.connectErrors.Add(1)
 		be.stats.connectErrors.Add(1)
+		switch connectFailure(err) {
+		case failRefused:
+			p.stats.connectRefused.Add(1)
+			be.stats.connectRefused.Add(1)
+		case failTimeout:
+			p.stats.connectTimeouts.Add(1)
+			be.stats.connectTimeouts.Add(1)
+		}
 		if s.o.Failures != nil {
 			s.o.Failures.ConnectFailed(be.service, be.node)
 		}
@@ -316,6 +328,45 @@ func (s *Server) connect(p *port, spec *api.Listener, src netip.Addr) (*net.TCPC
 		skip = append(skip, be)
 	}
 	return nil, nil
+}
+
+// Kinds of failed connects, as the stats split them.
+const (
+	failOther = iota
+	failRefused
+	failTimeout
+)
+
+// connectFailure classifies a failed dial: refused by the backend
+// (ECONNREFUSED), timed out, or anything else.
+func connectFailure(err error) int {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return failRefused
+	case errors.Is(err, syscall.ETIMEDOUT), errors.As(err, &ne) && ne.Timeout():
+		return failTimeout
+	}
+	return failOther
+}
+
+// acceptQueue returns how many connections wait in ln's accept queue: for
+// a listening socket Linux reports it as TCP_INFO's unacked.
+func acceptQueue(ln *net.TCPListener) int64 {
+	if ln == nil {
+		return 0
+	}
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n int64
+	rc.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			n = int64(info.Unacked)
+		}
+	})
+	return n
 }
 
 func tcpAddr(a net.Addr) netip.AddrPort {

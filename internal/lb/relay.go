@@ -53,6 +53,11 @@ func (s *Server) relayBoth(c *conn) {
 		defer end()
 		var err error
 		if *n, err = relay(dst, src); err != nil {
+			if !c.closed.Load() && !errors.Is(err, net.ErrClosed) {
+				// Not one of our own cuts: the peer reset, or the network failed.
+				c.port.stats.resets.Add(1)
+				c.be.stats.resets.Add(1)
+			}
 			c.cut(&endError)
 		} else {
 			side := &client

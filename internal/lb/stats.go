@@ -14,6 +14,8 @@ type counters struct {
 	total, bytesIn, bytesOut        atomic.Uint64
 	connectErrors, retries, refused atomic.Uint64
 	denied                          atomic.Uint64
+	connectRefused, connectTimeouts atomic.Uint64
+	resets                          atomic.Uint64
 }
 
 func (c *counters) snapshot() api.ConnStats {
@@ -21,7 +23,8 @@ func (c *counters) snapshot() api.ConnStats {
 		Active: c.active.Load(), Total: c.total.Load(),
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 		ConnectErrors: c.connectErrors.Load(), Retries: c.retries.Load(), Refused: c.refused.Load(),
-		Denied: c.denied.Load(),
+		Denied:         c.denied.Load(),
+		ConnectRefused: c.connectRefused.Load(), ConnectTimeouts: c.connectTimeouts.Load(), Resets: c.resets.Load(),
 	}
 }
 
@@ -39,6 +42,9 @@ var (
 		{"bytes_in_total", "Bytes received from clients."},
 		{"bytes_out_total", "Bytes sent to clients."},
 		{"connect_errors_total", "Failed connects to backends."},
+		{"connect_refused_total", "Failed connects to backends that the backend refused (ECONNREFUSED)."},
+		{"connect_timeouts_total", "Failed connects to backends that timed out (connect_timeout)."},
+		{"resets_total", "Connections that ended by a read or write error (a reset, mostly) rather than a clean close."},
 		{"retries_total", "Connections that went on to another backend after a failed connect."},
 		{"refused_total", "Clients closed because no backend could be reached."},
 		{"denied_total", "Clients closed by the listener's allow/deny lists, or for sending PROXY from outside accept_proxy_from."},
@@ -98,6 +104,9 @@ func emit(ch chan<- prometheus.Metric, d map[string]*prometheus.Desc, s api.Conn
 	ch <- prometheus.MustNewConstMetric(d["bytes_in_total"], prometheus.CounterValue, float64(s.BytesIn), labels...)
 	ch <- prometheus.MustNewConstMetric(d["bytes_out_total"], prometheus.CounterValue, float64(s.BytesOut), labels...)
 	ch <- prometheus.MustNewConstMetric(d["connect_errors_total"], prometheus.CounterValue, float64(s.ConnectErrors), labels...)
+	ch <- prometheus.MustNewConstMetric(d["connect_refused_total"], prometheus.CounterValue, float64(s.ConnectRefused), labels...)
+	ch <- prometheus.MustNewConstMetric(d["connect_timeouts_total"], prometheus.CounterValue, float64(s.ConnectTimeouts), labels...)
+	ch <- prometheus.MustNewConstMetric(d["resets_total"], prometheus.CounterValue, float64(s.Resets), labels...)
 	ch <- prometheus.MustNewConstMetric(d["retries_total"], prometheus.CounterValue, float64(s.Retries), labels...)
 	ch <- prometheus.MustNewConstMetric(d["refused_total"], prometheus.CounterValue, float64(s.Refused), labels...)
 	ch <- prometheus.MustNewConstMetric(d["denied_total"], prometheus.CounterValue, float64(s.Denied), labels...)

@@ -427,7 +427,7 @@ func (s *Server) startHTTP(f *config.File) error {
 		bal = s.lb
 	}
 	s.api = httpapi.New(httpapi.Options{
-		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version,
+		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version, Name: s.Name(),
 		Tokens: auth.Tokens, AnonymousRead: auth.AnonymousRead, Balancer: bal, UI: ui.Handler(), Audit: s.audit,
 		Route53:    s.route53,
 		Registerer: s.reg, Gatherer: s.gatherer(), Config: s.reloads.status,

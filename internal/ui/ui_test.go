@@ -37,6 +37,11 @@ func TestHandlerServesFiles(t *testing.T) {
 		{"/ui/app.js", "javascript", "blocking", 200},
 		{"/ui/app.js", "javascript", "config reload refused", 200}, // status.config shown when a reload failed
 		{"/ui/app.js", "javascript", "store unavailable", 200},     // status.store.available false shown
+		{"/ui/app.js", "javascript", "performance.now()", 200},     // rates over the time between two reads
+		{"/ui/app.js", "javascript", "connect_timeouts", 200},      // the error breakdown
+		{"/ui/app.js", "javascript", "no live standby", 200},       // a group with no standby warns
+		{"/ui/app.js", "javascript", "at max_conns", 200},          // a listener at its cap
+		{"/ui/?servers", "text/html", `id="servers"`, 200},         // the servers list
 		{"/ui/style.css", "text/css", "prefers-color-scheme", 200},
 		{"/ui/favicon.svg", "image/svg+xml", "<svg", 200},
 		{"/ui/nope.js", "", "", 404},

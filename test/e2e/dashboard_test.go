@@ -15,8 +15,13 @@ import (
 )
 
 // The dashboard in a real browser (headless Chromium) against the real
-// binary: a node whose port closes shows as down within 2 s, the page fits
-// a phone's width, and screenshots of both are saved in the test's temp dir.
+// binary: a node whose port closes shows as down within 2 s; while a client
+// loop makes connections the listener, its backend and the total show
+// conn/s above zero; a backend whose port refuses shows refused connect
+// errors; a port range opens port by port; the servers list names this
+// server; a group whose other member does not run warns that it has no
+// live standby. The page fits a phone's width, and screenshots of both are
+// saved in the test's temp dir.
 // With SEAMARK_SCREENSHOT_DIR set they are copied there too (that is how
 // docs/dashboard.png is made: see docs/dashboard.md).
 func TestDashboardShowsNodeDown(t *testing.T) {
@@ -25,7 +30,10 @@ func TestDashboardShowsNodeDown(t *testing.T) {
 	}
 	chromiumPath(t)
 	dir := t.TempDir()
-	lbPort := freePort(t)
+	lbPort, legacyPort, closedPort, capPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	// A port range on an address of this test's own (127.0.51.0/24), so no
+	// other test's sockets take one of its ports.
+	const rangeAddr, rangeFirst = "127.0.51.1", 19100
 	cfg := filepath.Join(dir, "seamark.yaml")
 	writeFile(t, cfg, fmt.Sprintf(`
 zones: [cluster.test]
@@ -37,12 +45,19 @@ services:
   - name: app
     port: 8080
     check: {type: tcp, interval: 200ms, timeout: 100ms, rise: 2, fall: 2}
+  - name: legacy
+    port: %d
+    check: {type: none}
+    nodes: [{id: old-1, address: 127.0.0.1}]
 listeners:
-  - {name: client-one, port: %d, bind: 127.0.0.1, service: app}
+  - {name: client-one, port: %d, bind: 127.0.0.1, service: app, max_conns: 20}
+  - {name: legacy-one, port: %d, bind: 127.0.0.1, service: legacy, retries: 0}
+  - {name: range, ports: "%d-%d", bind: %s, service: app}
+  - {name: capped, port: %d, bind: 127.0.0.1, service: app, max_conns: 1}
 groups:
   - name: lb
     members: [{name: lb1, address: 127.0.0.21, priority: 151}, {name: lb2, address: 127.0.0.22, priority: 150}]
-`, lbPort))
+`, closedPort, lbPort, legacyPort, rangeFirst, rangeFirst+3, rangeAddr, capPort))
 	s := startServer(t, "server", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--name", "checker-1", "--member", "lb1")
 	ctx := ctxTimeout(t, 90*time.Second)
 
@@ -85,7 +100,7 @@ groups:
 	// The open connection and its bytes (the balancer samples byte counts
 	// every few seconds) show in the listener's row.
 	row := `document.querySelector('[data-listener="client-one"]')`
-	b.waitJS(row+` !== null && `+row+`.children[5].textContent === "1" && `+row+`.children[7].textContent !== "0 B"`, 15*time.Second)
+	b.waitJS(row+` !== null && `+row+`.querySelector("[data-active]").dataset.active === "1" && !`+row+`.querySelector("td.totals .muted").textContent.startsWith("0 B")`, 15*time.Second)
 
 	// The node goes down: its port closes. The checker needs about
 	// interval×fall+timeout (0.5 s) to decide; the page follows at once.
@@ -101,10 +116,96 @@ groups:
 	b.waitJS(`[...document.querySelectorAll('#events li')].some(li => li.textContent.includes("app/app-2") && li.textContent.includes("unhealthy"))`, 5*time.Second)
 	b.waitJS(`document.querySelector('[data-member="lb/lb1"].active-row') !== null`, 15*time.Second)
 	b.waitJS(`document.querySelector('[data-zone="cluster.test."]') !== null && document.body.innerText.includes("192.0.2.11")`, 5*time.Second)
+
+	// Rates: a bounded client loop makes short connections through the
+	// listener and one port of the range; the page measures conn/s between
+	// two reads of /v1/lb.
+	stop := make(chan struct{})
+	loopDone := make(chan int)
+	go func() {
+		n := 0
+		defer func() { loopDone <- n }()
+		for i := 0; i < 3000; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(25 * time.Millisecond):
+			}
+			addr := fmt.Sprintf("127.0.0.1:%d", lbPort)
+			if i%3 == 0 {
+				addr = fmt.Sprintf("%s:%d", rangeAddr, rangeFirst+1)
+			}
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				continue
+			}
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			fmt.Fprintf(c, "ping %d\n", i)
+			if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+				n++
+			}
+			c.Close()
+		}
+	}()
+	stopLoop := func() {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		close(stop)
+		t.Logf("client loop: %d connections echoed", <-loopDone)
+	}
+	defer stopLoop()
+	const positive = `(el) => el !== null && Number(el.dataset.cps) > 0`
+	b.waitJS(`(`+positive+`)(document.querySelector('[data-listener="client-one"]')) && (`+positive+`)(document.getElementById("total-rates")) && (`+positive+`)(document.querySelector('[data-backend="app/app-1"]'))`, 15*time.Second)
+	t.Logf("rates shown: client-one %s conn/s, total %s conn/s",
+		b.eval(`document.querySelector('[data-listener="client-one"]').dataset.cps`), b.eval(`document.getElementById("total-rates").dataset.cps`))
+	if got := b.eval(`document.querySelector('[data-listener="client-one"] [data-active]').textContent`).(string); !strings.Contains(got, "/ 20") {
+		t.Errorf("client-one's active cell says %q, want its max_conns 20 beside it", got)
+	}
+	if got := b.eval(`document.querySelector('[data-listener="client-one"] .peak').textContent`).(string); !strings.Contains(got, "/s") {
+		t.Errorf("client-one's peak cell says %q, want the peak active and conn/s", got)
+	}
+
+	// Error breakdown: legacy's only node refuses connections.
+	for range 3 {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", legacyPort), time.Second); err == nil {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			c.Read(make([]byte, 1))
+			c.Close()
+		}
+	}
+	b.waitJS(`(() => { const l = document.querySelector('[data-listener="legacy-one"] td.errs'), be = document.querySelector('[data-backend="legacy/old-1"] td.errs');
+		return l && be && Number(l.dataset.refused) > 0 && Number(be.dataset.refused) > 0 && l.dataset.timeouts === "0" && l.textContent.includes("refused"); })()`, 10*time.Second)
+
+	// The range is one row; a click opens its four ports, one with traffic.
+	rng := `document.querySelector('[data-listener="range"]')`
+	b.waitJS(rng+` !== null && `+rng+`.dataset.ports === "4" && document.querySelectorAll("tr.port-row").length === 0`, 5*time.Second)
+	b.eval(`document.querySelector('[data-expand="range"]').click(), true`)
+	b.waitJS(fmt.Sprintf(`document.querySelectorAll('tr.port-row[data-port^="range "]').length === 4 && Number(document.querySelector('tr.port-row[data-port="range %s:%d"]').dataset.cps) > 0`, rangeAddr, rangeFirst+1), 10*time.Second)
+
+	// max_conns: capped carries one connection; two more wait in the
+	// kernel's accept queue, and the row says so.
+	for range 3 {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", capPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	b.waitJS(`(() => { const r = document.querySelector('[data-listener="capped"]'), a = r && r.querySelector("[data-active]");
+		return r && r.classList.contains("cap") && a.dataset.active === "1" && a.dataset.queued === "2" && r.textContent.includes("at max_conns") && r.textContent.includes("2 queued"); })()`, 10*time.Second)
+
+	// Servers: this one, its checker, marked as the one the page reads.
+	b.waitJS(`(() => { const r = document.querySelector('[data-server="checker-1"]'); return r !== null && r.classList.contains("this-server") && r.dataset.degraded === "false" && r.textContent.includes("this page"); })()`, 10*time.Second)
+	// lb2 never campaigns: lb1 is active with no live standby.
+	b.waitJS(`document.querySelector('[data-group="lb"] [data-nostandby="lb"]') !== null`, 10*time.Second)
 	b.eval(`window.scrollTo(0, 0), true`)
 	time.Sleep(300 * time.Millisecond) // let the last counters poll land before the picture
 	shots := []string{filepath.Join(dir, "dashboard.png")}
 	b.screenshot(shots[0])
+	stopLoop()
 
 	// A phone: one column, nothing wider than the screen (tables scroll
 	// inside their cards).

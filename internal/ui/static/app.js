@@ -19,6 +19,11 @@
     status: null, services: [], nodes: [], listeners: [], lb: [], groups: [],
     zones: [], records: {}, events: [], filter: '',
     loaded: {}, lastEventRev: 0, flashAfter: 0,
+    // Rates: the previous /v1/lb sample (counters by key, and when it was
+    // read), the rates between it and the newest, and the peaks seen since
+    // this page loaded. expanded holds the port ranges opened port by port.
+    lbPrev: null, rates: new Map(), peaks: new Map(), expanded: new Set(),
+    loadedAt: new Date(),
   };
   const $ = (id) => document.getElementById(id);
 
@@ -146,6 +151,7 @@
         if (round % lbEvery === 0) {
           const lb = await get('lb');
           state.lb = lb.data;
+          sampleRates(lb.data, performance.now());
           // Thousands of ports make a large answer: read it less often.
           lbEvery = lb.size > 1e6 ? 5 : 1;
           state.loaded.lb = true;
@@ -358,6 +364,96 @@
     return `${s}, rise ${c.rise} fall ${c.fall}, timeout ${c.timeout}`;
   }
 
+  // ---- rates -----------------------------------------------------------
+
+  // Counters that become rates, and the sums a listener row shows.
+  const RATED = ['total', 'bytes_in', 'bytes_out'];
+  const SUMMED = ['active', 'total', 'bytes_in', 'bytes_out', 'connect_errors', 'connect_refused', 'connect_timeouts',
+    'resets', 'retries', 'refused', 'denied', 'queued', 'paused'];
+
+  function sumOf(list) {
+    const sum = {};
+    for (const k of SUMMED) sum[k] = 0;
+    for (const p of list) for (const k of SUMMED) sum[k] += p[k] || 0;
+    return sum;
+  }
+
+  // sampleRates turns two successive /v1/lb answers into rates per
+  // listener, per port and per backend, over the time between the two
+  // reads (taken when each answer arrived, so a slow or skipped poll does
+  // not skew them). A counter that went back (a restarted server) gives
+  // no rate for that step.
+  function sampleRates(lb, at) {
+    const cur = new Map();
+    const byListener = new Map();
+    for (const p of lb) {
+      cur.set(`port ${p.name} ${p.addr}`, p);
+      if (!byListener.has(p.name)) byListener.set(p.name, []);
+      byListener.get(p.name).push(p);
+      for (const b of p.backends || []) cur.set(`backend ${p.service}/${b.node}`, b);
+    }
+    for (const [name, ports] of byListener) cur.set(`listener ${name}`, sumOf(ports));
+    const prev = state.lbPrev;
+    state.lbPrev = { at, cur };
+    if (!prev) return;
+    const dt = (at - prev.at) / 1000;
+    if (dt <= 0.2) return;   // too close to measure: keep the last rates
+    const rates = new Map();
+    for (const [key, c] of cur) {
+      const o = prev.cur.get(key);
+      if (!o) continue;
+      const r = {};
+      let ok = true;
+      for (const k of RATED) {
+        const d = (c[k] || 0) - (o[k] || 0);
+        if (d < 0) ok = false;
+        r[k] = d / dt;
+      }
+      if (ok) rates.set(key, r);
+    }
+    state.rates = rates;
+    for (const [name, ports] of byListener) {
+      const r = rates.get(`listener ${name}`) || { total: 0 };
+      const active = cur.get(`listener ${name}`).active;
+      const pk = state.peaks.get(name) || { active: 0, cps: 0 };
+      pk.active = Math.max(pk.active, active);
+      pk.cps = Math.max(pk.cps, r.total);
+      state.peaks.set(name, pk);
+    }
+  }
+
+  function rate(v) {
+    if (v === undefined || v === null) return '–';
+    if (v === 0) return '0';
+    if (v < 10) return v.toFixed(1);
+    return num(Math.round(v));
+  }
+  function byteRate(v) {
+    if (v === undefined || v === null) return '–';
+    return bytes(Math.round(v)) + '/s';
+  }
+
+  // totalsCell is the counters since the server started: connections, and
+  // bytes in and out below them.
+  function totalsCell(s) {
+    return `<td class="num opt totals">${num(s.total)}<br><span class="muted">${bytes(s.bytes_in)} / ${bytes(s.bytes_out)}</span></td>`;
+  }
+
+  // errorsCell splits connect errors into refused, timeout and other, with
+  // the resets beside them.
+  function errorsCell(s) {
+    const other = Math.max(0, (s.connect_errors || 0) - (s.connect_refused || 0) - (s.connect_timeouts || 0));
+    const data = `data-refused="${s.connect_refused || 0}" data-timeouts="${s.connect_timeouts || 0}" data-other="${other}" data-resets="${s.resets || 0}"`;
+    const title = 'connect errors: refused by the backend, timed out, other (unreachable, reset while connecting); resets: connections that ended by a reset' +
+      (s.retries !== undefined ? `\nretries ${s.retries}, clients refused (no backend answered) ${s.refused || 0}` : '');
+    const bits = [];
+    if (s.connect_refused) bits.push(badge(`${num(s.connect_refused)} refused`, 'down'));
+    if (s.connect_timeouts) bits.push(badge(`${num(s.connect_timeouts)} timeout`, 'down'));
+    if (other) bits.push(badge(`${num(other)} other`, 'down'));
+    if (s.resets) bits.push(badge(`${num(s.resets)} reset`, 'warn'));
+    return `<td class="errs" ${data} title="${esc(title)}">${bits.join(' ') || '<span class="muted">none</span>'}</td>`;
+  }
+
   // ---- rendering -------------------------------------------------------
 
   let queued = false;
@@ -371,6 +467,7 @@
       renderServices();
       renderListeners();
       renderGroups();
+      renderServers();
       renderZones();
       renderEvents();
     });
@@ -403,6 +500,7 @@
   function renderSummary() {
     const st = state.status;
     if (!st) return;
+    const degraded = (st.checkers || []).filter((c) => c.degraded).length;
     const total = state.nodes.length;
     const healthy = state.nodes.filter((n) => n.healthy).length;
     const down = total - healthy;
@@ -412,16 +510,25 @@
       if (p.state === 'failed') failed++;
       if (p.state === 'listening') listening++;
     }
-    const actives = state.groups.map((g) => `${g.name}: ${g.active ? g.active.member : (g.mode === 'active-active' ? g.answer.length + ' live' : 'none active')}`);
-    const noActive = state.groups.some((g) => g.mode !== 'active-active' && !g.active);
+    const flow = { total: 0, bytes_in: 0, bytes_out: 0 };
+    let rated = false;
+    for (const [key, r] of state.rates) {
+      if (!key.startsWith('listener ')) continue;
+      rated = true;
+      for (const k of RATED) flow[k] += r[k];
+    }
+    const actives = state.groups.map((g) => `${g.name}: ${g.active ? g.active.member + (g.mode !== 'active-active' && !liveStandbys(g).length ? ' (no standby)' : '') : (g.mode === 'active-active' ? g.answer.length + ' live' : 'none active')}`);
+    const noActive = state.groups.some((g) => g.mode !== 'active-active' && (!g.active || !liveStandbys(g).length));
     setHTML('summary', [
       tile(`${num(healthy)}<small class="muted"> / ${num(total)}</small>`, 'nodes healthy', down ? 'down' : (total ? 'ok' : ''),
         down ? `${down} not answered in DNS nor sent connections` : ''),
       tile(num(state.services.length), 'services'),
       tile(num(state.listeners.length), `listeners · ${num(listening)} ${listening === 1 ? 'port' : 'ports'} open${failed ? `, <b>${failed} failed</b>` : ''}`, failed ? 'down' : ''),
       tile(num(active), 'open connections'),
+      `<div class="tile rates" id="total-rates" data-cps="${rated ? flow.total : ''}"><div class="n">${rated ? rate(flow.total) : '–'}<small class="muted"> conn/s</small></div>` +
+        `<div class="l">${rated ? `in ${byteRate(flow.bytes_in)} · out ${byteRate(flow.bytes_out)}` : 'rates after the second read'}</div></div>`,
       tile(num(state.groups.length), state.groups.length ? esc(actives.join(', ')) : 'balancer groups', noActive ? 'warn' : ''),
-      tile(num((st.checkers || []).length), 'health checkers', (st.checkers || []).length ? 'ok' : 'warn',
+      tile(num((st.checkers || []).length), `health checkers${degraded ? `, <b>${degraded} degraded</b>` : ''}`, !(st.checkers || []).length || degraded ? 'warn' : 'ok',
         (st.checkers || []).map((c) => c.id).join(', ')),
     ].join(''));
   }
@@ -491,6 +598,8 @@
     setHTML('services', out.join('') || '<p class="empty">Nothing matches the filter.</p>');
   }
 
+  const MAX_PORT_ROWS = 256;   // per-port rows of one opened range
+
   function renderListeners() {
     if (!state.loaded.listeners || !state.loaded.lb) return;
     if (!state.listeners.length) {
@@ -502,19 +611,31 @@
       if (!stats.has(p.name)) stats.set(p.name, []);
       stats.get(p.name).push(p);
     }
+    const stateBadge = (st) => badge(st, st === 'listening' ? 'ok' : st === 'failed' ? 'down' : 'warn');
+    // activeCell: the open connections beside max_conns, and at the cap how
+    // many wait in the kernel's accept queue.
+    // capNote says a port is at max_conns and how many clients wait in the
+    // kernel's accept queue meanwhile.
+    const capNote = (atCap, queued) => (atCap ? `<br>${badge('at max_conns', 'warn')}` : '') +
+      (queued ? ` <span class="muted nowrap" title="clients waiting in the kernel's accept queue">${num(queued)} queued</span>` : '');
+    const activeCell = (active, max, queued, paused) => {
+      const h = `<b>${num(active)}</b>${max ? `<span class="muted"> / ${num(max)}</span>` : ''}`;
+      return `<td class="num" data-active="${active}" data-queued="${queued}" title="${max ? `max_conns ${max} per port; accepts paused at the cap ${num(paused)} times` : 'no max_conns'}">${h}</td>`;
+    };
     let rows = '';
     const backends = new Map();
     for (const l of state.listeners) {
       if (!matches(l.name, l.service, l.port, l.ports, l.bind)) continue;
       const ports = stats.get(l.name) || [];
-      const sum = { active: 0, total: 0, bytes_in: 0, bytes_out: 0, connect_errors: 0, retries: 0, refused: 0 };
+      const sum = sumOf(ports);
       const states = {};
       const errors = [];
+      let atCap = 0;
       for (const p of ports) {
-        for (const k of Object.keys(sum)) sum[k] += p[k] || 0;
         states[p.state] = (states[p.state] || 0) + 1;
         if (p.error) errors.push(`${p.addr}: ${p.error}`);
         if (p.backends && p.backends.length) backends.set(l.service, p.backends);
+        if (p.max_conns && p.active >= p.max_conns) atCap++;
       }
       let st;
       const keys = Object.keys(states);
@@ -522,30 +643,111 @@
       else st = keys.sort().map((k) => badge(keys.length === 1 && ports.length > 1 ? `${ports.length} ${k}` : (keys.length > 1 ? `${states[k]} ${k}` : k),
         k === 'listening' ? 'ok' : k === 'failed' ? 'down' : 'warn')).join(' ');
       const bind = l.bind || '0.0.0.0';
-      rows += `<tr data-listener="${esc(l.name)}">
-        <td class="nowrap"><b>${esc(l.name)}</b></td>
+      const r = state.rates.get(`listener ${l.name}`);
+      const pk = state.peaks.get(l.name);
+      const range = ports.length > 1;
+      const open = range && state.expanded.has(l.name);
+      const max = l.max_conns || 0;
+      const cap = range && atCap ? `<br>${badge(`${atCap} of ${ports.length} ports at max_conns`, 'warn')}` +
+        (sum.queued ? ` <span class="muted nowrap">${num(sum.queued)} queued</span>` : '') : capNote(atCap, sum.queued);
+      rows += `<tr data-listener="${esc(l.name)}" data-cps="${r ? r.total : ''}" data-ports="${ports.length}" class="${atCap ? 'cap' : ''}">
+        <td class="nowrap">${range ? `<button type="button" class="expand" data-expand="${esc(l.name)}" aria-expanded="${open}" title="${open ? 'Hide' : 'Show'} the ports of this range one by one">${open ? '▾' : '▸'}</button> ` : ''}<b>${esc(l.name)}</b></td>
         <td class="mono nowrap">${esc(bind)}:${esc(l.port || l.ports)}</td>
-        <td>${esc(l.service)}</td>
-        <td class="opt">${esc(l.balance || 'round_robin')}${l.proxy_protocol ? ' · PROXY ' + esc(l.proxy_protocol) : ''}</td>
-        <td${errors.length ? ` title="${esc(errors.join('\n'))}"` : ''}>${st}</td>
-        <td class="num">${num(sum.active)}</td><td class="num">${num(sum.total)}</td>
-        <td class="num">${bytes(sum.bytes_in)}</td><td class="num">${bytes(sum.bytes_out)}</td>
-        <td class="num opt" title="connect errors / retries / refused clients">${num(sum.connect_errors)} / ${num(sum.retries)} / ${num(sum.refused)}</td></tr>`;
+        <td class="nowrap" title="balance ${esc(l.balance || 'round_robin')}${l.proxy_protocol ? ', sends PROXY ' + esc(l.proxy_protocol) : ''}">${esc(l.service)}</td>
+        <td${errors.length ? ` title="${esc(errors.join('\n'))}"` : ''}>${st}${cap}</td>
+        ${activeCell(sum.active, max, sum.queued, sum.paused)}
+        <td class="num rate">${r ? rate(r.total) : '–'}</td>
+        <td class="num rate">${r ? byteRate(r.bytes_in) : '–'}</td><td class="num rate">${r ? byteRate(r.bytes_out) : '–'}</td>
+        <td class="num opt peak" title="the highest seen since this page loaded">${pk ? `${num(pk.active)} · ${rate(pk.cps)}/s` : '–'}</td>
+        ${totalsCell(sum)}
+        ${errorsCell(sum)}</tr>`;
+      if (open) {
+        for (const p of ports.slice(0, MAX_PORT_ROWS)) {
+          const pr = state.rates.get(`port ${p.name} ${p.addr}`);
+          rows += `<tr class="port-row" data-port="${esc(l.name + ' ' + p.addr)}" data-cps="${pr ? pr.total : ''}">
+            <td></td><td class="mono nowrap">${esc(p.addr)}</td><td></td>
+            <td${p.error ? ` title="${esc(p.error)}"` : ''}>${stateBadge(p.state)}${capNote(p.max_conns && p.active >= p.max_conns, p.queued || 0)}</td>
+            ${activeCell(p.active || 0, p.max_conns || 0, p.queued || 0, p.paused || 0)}
+            <td class="num rate">${pr ? rate(pr.total) : '–'}</td>
+            <td class="num rate">${pr ? byteRate(pr.bytes_in) : '–'}</td><td class="num rate">${pr ? byteRate(pr.bytes_out) : '–'}</td>
+            <td class="opt"></td>${totalsCell(p)}
+            ${errorsCell(p)}</tr>`;
+        }
+        if (ports.length > MAX_PORT_ROWS) rows += `<tr class="port-row"><td></td><td colspan="10" class="muted">${num(ports.length - MAX_PORT_ROWS)} more ports not shown (see <code>seamark listeners --ports</code>)</td></tr>`;
+      }
     }
-    let html = rows ? `<div class="scroll"><table><thead><tr><th>Listener</th><th>Ports</th><th>Service</th><th class="opt">Balance</th><th>State</th>
-      <th class="num">Active</th><th class="num">Total</th><th class="num">In</th><th class="num">Out</th><th class="num opt">Err / retry / refused</th></tr></thead><tbody>${rows}</tbody></table></div>` : '<p class="empty">Nothing matches the filter.</p>';
+    const loadedAt = state.loadedAt.toLocaleTimeString([], { hour12: false });
+    let html = rows ? `<div class="scroll"><table class="listeners"><thead><tr><th>Listener</th><th>Ports</th><th>Service</th><th>State</th>
+      <th class="num" title="open connections / max_conns per port">Active</th><th class="num">Conn/s</th><th class="num">In/s</th><th class="num">Out/s</th>
+      <th class="num opt" title="the highest active connections and conn/s seen since this page loaded, at ${esc(loadedAt)}">Peak*</th>
+      <th class="num opt" title="connections, bytes in / out since the server started">Total</th><th>Errors</th></tr></thead><tbody>${rows}</tbody></table></div>
+      <p class="note muted">Rates are over the last two reads of /v1/lb. *Peak: the most active connections and conn/s seen since this page loaded (${esc(loadedAt)}).</p>` : '<p class="empty">Nothing matches the filter.</p>';
     for (const [svc, bs] of backends) {
       html += `<div class="block"><div class="block-head"><h3>Backends of ${esc(svc)}</h3><span class="muted">counted over every port of the service</span></div>
-        <div class="scroll"><table><thead><tr><th>Node</th><th>Address</th><th>Health</th><th class="num opt">Weight</th><th class="num">Active</th><th class="num">Total</th><th class="num">In</th><th class="num">Out</th><th class="num opt">Errors</th></tr></thead><tbody>`;
+        <div class="scroll"><table><thead><tr><th>Node</th><th>Address</th><th>Health</th><th class="num opt">Weight</th><th class="num">Active</th><th class="num">Conn/s</th><th class="num">In/s</th><th class="num">Out/s</th><th class="num opt" title="connections, bytes in / out since the server started">Total</th><th>Errors</th></tr></thead><tbody>`;
       for (const b of bs) {
-        html += `<tr data-backend="${esc(svc + '/' + b.node)}"><td class="nowrap"><b>${esc(b.node)}</b></td><td class="mono nowrap">${esc(b.addr)}</td>
-          <td>${b.healthy ? badge('healthy', 'ok') : badge('down', 'down')}</td><td class="num opt">${num(b.weight)}</td>
-          <td class="num">${num(b.active)}</td><td class="num">${num(b.total)}</td><td class="num">${bytes(b.bytes_in)}</td><td class="num">${bytes(b.bytes_out)}</td>
-          <td class="num opt">${num(b.connect_errors)}</td></tr>`;
+        const r = state.rates.get(`backend ${svc}/${b.node}`);
+        html += `<tr data-backend="${esc(svc + '/' + b.node)}" data-cps="${r ? r.total : ''}"><td class="nowrap"><b>${esc(b.node)}</b></td><td class="mono nowrap">${esc(b.addr)}</td>
+          <td>${b.healthy ? badge('healthy', 'ok') : badge('down', 'down')}${b.down_since ? ` <span class="muted" title="since the balancer took it out">down ${since(b.down_since)}</span>` : ''}</td><td class="num opt">${num(b.weight)}</td>
+          <td class="num">${num(b.active)}</td><td class="num rate">${r ? rate(r.total) : '–'}</td>
+          <td class="num rate">${r ? byteRate(r.bytes_in) : '–'}</td><td class="num rate">${r ? byteRate(r.bytes_out) : '–'}</td>
+          ${totalsCell(b)}
+          ${errorsCell(b)}</tr>`;
       }
       html += '</tbody></table></div></div>';
     }
     setHTML('listeners', html);
+  }
+
+  // Open or close a range's per-port rows.
+  $('listeners').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button.expand');
+    if (!b) return;
+    const name = b.dataset.expand;
+    if (state.expanded.has(name)) state.expanded.delete(name); else state.expanded.add(name);
+    renderListeners();
+  });
+
+  // renderServers lists the health checkers (one per seamark server that
+  // checks) and marks the server this page reads from. A checker is listed
+  // while its store lease lives; its last report is the newest verdict it
+  // gave on any node.
+  function renderServers() {
+    const st = state.status;
+    if (!st || !state.loaded.nodes) return;
+    const checkers = (st.checkers || []).slice().sort((a, b) => a.id.localeCompare(b.id));
+    const last = new Map();
+    for (const n of state.nodes) {
+      for (const c of n.checks || []) {
+        if (!last.has(c.checker) || Date.parse(c.since) > Date.parse(last.get(c.checker))) last.set(c.checker, c.since);
+      }
+    }
+    const here = st.server || '';
+    let rows = '';
+    const row = (id, c) => {
+      const me = id === here;
+      const health = !c ? badge('does not check', '')
+        : c.degraded ? `${badge('degraded', 'warn')} <span class="muted">${esc(c.degraded)}</span>` : badge('ok', 'ok');
+      return `<tr data-server="${esc(id)}" data-degraded="${c && c.degraded ? 'true' : 'false'}" class="${me ? 'this-server' : ''}">
+        <td class="nowrap"><b>${esc(id)}</b>${me ? ` ${badge('this page', '')}` : ''}</td>
+        <td>${health}</td>
+        <td class="mono">${esc((c && c.version) || (me ? st.version : ''))}</td>
+        <td class="nowrap">${c ? since(c.started) : since(st.started_at)}</td>
+        <td class="nowrap" title="the newest verdict this checker gave on any node">${last.has(id) ? `${since(last.get(id))} ago` : '<span class="muted">no verdict yet</span>'}</td></tr>`;
+    };
+    for (const c of checkers) rows += row(c.id, c);
+    if (here && !checkers.some((c) => c.id === here)) rows = row(here, null) + rows;
+    setHTML('servers', rows
+      ? `<div class="scroll"><table><thead><tr><th>Server</th><th>Checker</th><th>Version</th><th>Up</th><th>Last report</th></tr></thead><tbody>${rows}</tbody></table></div>`
+      : '<p class="empty">No health checker is live: nothing probes the nodes. Every <code>seamark server</code> checks unless started with checks off.</p>');
+  }
+
+  // liveStandbys are the members of an active-standby group, other than the
+  // active one, whose candidacy is live and not in fault: the ones that
+  // would take over.
+  function liveStandbys(g) {
+    const active = g.active ? g.active.member : '';
+    return (g.candidates || []).filter((c) => c.member !== active && !c.fault);
   }
 
   function renderGroups() {
@@ -560,7 +762,11 @@
       const cands = new Map((g.candidates || []).map((c) => [c.member, c]));
       const aa = g.mode === 'active-active';
       let head = `<div class="block" data-group="${esc(g.name)}"><div class="block-head"><h3>${esc(g.name)}</h3><span class="muted">${esc(g.mode || 'active-standby')}${g.preempt === false ? ', no preempt' : g.preempt_delay ? `, preempt after ${esc(g.preempt_delay)}` : ''}</span>`;
+      const standbys = liveStandbys(g);
       if (!aa) head += g.active ? badge(`active: ${g.active.member}`, 'ok') : badge('no member is active', 'down');
+      if (!aa && g.active && !standbys.length) {
+        head += ` <span class="badge warn" data-nostandby="${esc(g.name)}" title="only the active member campaigns: if it fails, nothing takes its place">no live standby</span>`;
+      }
       head += '</div>';
       const names = fqdn(g.name);
       if (names.length) head += `<div class="answers">${names.map((n) => `<code>${esc(n)}</code>`).join(', ')} → ${g.answer.length ? g.answer.map((a) => `<code>${esc(a)}</code>`).join(' ') : '<b>nothing</b>'}${g.active ? ` · since ${since(g.active.since)} ago, fencing ${esc(g.active.fencing)}` : ''}</div>`;
