@@ -23,7 +23,7 @@ func newFencedMetric() *prometheus.CounterVec {
 func (c *campaign) fence(g *api.Group, me api.Member, now time.Time) string {
 	// A claim written on the lease is a confirmation too: the lease was live
 	// in the store when the claim was sent.
-	why := fenced(latest(c.lease.Renewed(), c.claimedAt), now)
+	why := fenced(latest(c.lease.Renewed(), c.claimedAt), now, c.lease.RoundTrip())
 	if why != "" {
 		c.m.fenced.WithLabelValues(g.Name, me.Name).Inc()
 	}
@@ -68,7 +68,7 @@ func (c *campaign) renewWhileActive(ctx context.Context) {
 		}
 		// A renewal that cannot get through gives up when the fence is due,
 		// so the campaign steps down on time rather than at its next tick.
-		due := l.Renewed().Add(FenceAfter + time.Millisecond)
+		due := l.Renewed().Add(fenceAfter(l.RoundTrip()) + time.Millisecond)
 		if soon := time.Now().Add(RenewEvery); due.Before(soon) {
 			due = soon
 		}

@@ -115,11 +115,25 @@ func tally(obs []*api.Observation, h holder, own api.Observation) (down, of int,
 }
 
 // fenced says why an active member must step down on its own under fast
-// failover: the store has not confirmed its lease for FenceAfter (measured
-// from when the last confirmed request was sent). "" while it may stay.
-func fenced(renewed, now time.Time) string {
-	if silent := now.Sub(renewed); silent > FenceAfter {
-		return fmt.Sprintf("fast failover: the store has not confirmed the lease for %v (active members step down after %v)", silent.Round(time.Millisecond), FenceAfter)
+// failover: the store has not confirmed its lease for fenceAfter(rtt)
+// (measured from when the last confirmed request was sent). "" while it may
+// stay.
+func fenced(renewed, now time.Time, rtt time.Duration) string {
+	if limit, silent := fenceAfter(rtt), now.Sub(renewed); silent > limit {
+		return fmt.Sprintf("fast failover: the store has not confirmed the lease for %v (active members step down after %v)", silent.Round(time.Millisecond), limit)
 	}
 	return ""
 }
+
+// fenceAfter is how long an active member may go without a confirmation:
+// FenceAfter, or fenceRTTs round trips of the store as recently measured
+// when that is longer. On a loaded machine every store call is slower, the
+// observers' votes and the standby's claim included, so a longer silence is
+// no sign of a cut; a member cut off from the store gets no answers, its
+// estimate stops growing, and it steps down on the short bound.
+func fenceAfter(rtt time.Duration) time.Duration {
+	return max(FenceAfter, fenceRTTs*rtt)
+}
+
+// fenceRTTs is how many measured store round trips the fence allows.
+const fenceRTTs = 4

@@ -172,8 +172,18 @@ func TestFenced(t *testing.T) {
 	}{
 		{0, false}, {RenewEvery, false}, {FenceAfter, false}, {FenceAfter + time.Nanosecond, true}, {time.Second, true},
 	} {
-		if got := fenced(at, at.Add(tc.silent)) != ""; got != tc.fence {
+		if got := fenced(at, at.Add(tc.silent), 10*time.Millisecond) != ""; got != tc.fence {
 			t.Errorf("silent %v: fenced %v, want %v", tc.silent, got, tc.fence)
+		}
+	}
+	// A store measured slow (a loaded machine) widens the fence: 4 round
+	// trips of 200 ms allow 800 ms of silence, not more.
+	for _, tc := range []struct {
+		silent time.Duration
+		fence  bool
+	}{{600 * time.Millisecond, false}, {800 * time.Millisecond, false}, {801 * time.Millisecond, true}} {
+		if got := fenced(at, at.Add(tc.silent), 200*time.Millisecond) != ""; got != tc.fence {
+			t.Errorf("slow store, silent %v: fenced %v, want %v", tc.silent, got, tc.fence)
 		}
 	}
 	// The documented overlap: a member cut off from everyone at once steps
