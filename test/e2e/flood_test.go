@@ -127,9 +127,21 @@ listeners:
 				t.Errorf("%s: /v1/status: got %d, want 200", phase, resp.StatusCode)
 			}
 		}
-		for _, netw := range []string{"udp", "tcp"} {
-			if a, err := queryANet(netw, dnsAddr, "app.cluster.test"); err != nil || len(a) != 1 || a[0] != "127.0.43.1" {
-				t.Errorf("%s: DNS %s app.cluster.test: got %v, %v; want [127.0.43.1]", phase, netw, a, err)
+		if a, err := queryANet("udp", dnsAddr, "app.cluster.test"); err != nil || len(a) != 1 || a[0] != "127.0.43.1" {
+			t.Errorf("%s: DNS UDP app.cluster.test: got %v, %v; want [127.0.43.1]", phase, a, err)
+		}
+		// Over TCP a client may find the surface full (the connection is
+		// closed at once) and retries, as a resolver does: the silent
+		// connections holding the slots are closed within 1 s while the
+		// surface is full (internal/dns tcp.go).
+		for end := time.Now().Add(3 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			a, err := queryANet("tcp", dnsAddr, "app.cluster.test")
+			if err == nil && len(a) == 1 && a[0] == "127.0.43.1" {
+				break
+			}
+			if time.Now().After(end) {
+				t.Errorf("%s: DNS TCP app.cluster.test for 3 s: got %v, %v; want [127.0.43.1]", phase, a, err)
+				break
 			}
 		}
 	}
@@ -223,6 +235,7 @@ listeners:
 		// 413 arrives instead of a reset while the body is still going.
 		req, _ := http.NewRequest("PUT", "http://"+apiAddr+tc.path, strings.NewReader(tc.body))
 		req.Header.Set("Expect", "100-continue")
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{ExpectContinueTimeout: 2 * time.Second}}).Do(req)
 		if err != nil {
 			t.Fatalf("oversized %s: %v", tc.name, err)
