@@ -102,7 +102,10 @@ groups:
 			for _, n := range nodes {
 				down = down || (n.ID == "gone" && !n.Healthy && len(n.Checks) > 0)
 			}
-			if down {
+			// The first verdict on gone is logged as an event; wait for it
+			// so that it is not taken for one made under load.
+			evs, _, eerr := c.Events(ctx, api.EventQuery{Service: "app", Node: "gone"}, nil)
+			if down && eerr == nil && len(evs) > 0 && evs[len(evs)-1].New == api.StateUnhealthy {
 				active = gs[0].Active
 				break
 			}
@@ -124,6 +127,7 @@ groups:
 		}
 		return out
 	}
+	time.Sleep(2 * time.Second) // events of the start still on their way
 	before := resyncs()
 
 	// The load: two busy loops per core.
