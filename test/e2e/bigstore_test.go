@@ -144,6 +144,11 @@ func TestFullStoreRestarts(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("after kill -9, DNS answered for the node written last %v after the start", time.Since(t1).Round(time.Millisecond))
+	for _, line := range strings.Split(p2.output(), "\n") {
+		if strings.Contains(line, "store") || strings.Contains(line, "running") || strings.Contains(line, "load") {
+			t.Logf("restart: %s", line)
+		}
+	}
 	if sz := dirSize(data); sz > 0 {
 		t.Logf("data dir: %d MiB", sz>>20)
 	}
