@@ -148,6 +148,32 @@ func TestTCPIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestTCPSilentUnderPressure: while the surface is more than 3/4 full,
+// connections that never send a query are closed after 1 s, not after the
+// full timeout, so a flood of silent clients frees its slots (issue 15).
+func TestTCPSilentUnderPressure(t *testing.T) {
+	s := startServer(t, Options{Snapshots: fixedSnapshots{rfcSnapshot(t, 1)}, MaxTCPConnections: 4, TCPIdleTimeout: time.Minute})
+	var held []net.Conn
+	for range 4 {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	t0 := time.Now()
+	for _, c := range held {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("read data from a silent connection; want it closed")
+		}
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Fatalf("silent connections closed after %v on a full surface; want about 1s", d)
+	}
+}
+
 // emfileListener fails Accept with EMFILE n times, then accepts.
 type emfileListener struct {
 	net.Listener

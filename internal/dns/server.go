@@ -160,6 +160,7 @@ type Server struct {
 	addr    netip.AddrPort
 	extra   chan extraJob
 	tcpOpen atomic.Int64
+	tcpLive sync.Map // *countedConn -> struct{}: the open TCP connections
 }
 
 // extraJob is a message for the extra workers.

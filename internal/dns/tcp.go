@@ -3,6 +3,7 @@ package dns
 import (
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -40,7 +41,10 @@ func (l *capListener) Accept() (net.Conn, error) {
 		}
 		l.s.tcpOpen.Add(1)
 		l.s.m.tcpOpen.Inc()
-		return &countedConn{Conn: c, s: l.s}, nil
+		cc := &countedConn{Conn: c, s: l.s}
+		l.s.tcpLive.Store(cc, struct{}{})
+		l.s.tightenDeadlines()
+		return cc, nil
 	}
 }
 
@@ -49,14 +53,53 @@ type countedConn struct {
 	net.Conn
 	s    *Server
 	done atomic.Bool
+	mu   sync.Mutex
+	dl   time.Time // the read deadline set last
 }
 
 func (c *countedConn) Close() error {
 	if c.done.CompareAndSwap(false, true) {
 		c.s.tcpOpen.Add(-1)
 		c.s.m.tcpOpen.Dec()
+		c.s.tcpLive.Delete(c)
 	}
 	return c.Conn.Close()
+}
+
+// SetReadDeadline cuts the wait for a query to tcpIdle while the surface
+// is more than 3/4 full: the first query of a connection too (the server's
+// ReadTimeout), so that connections that never send anything free their
+// slots within a second under a flood instead of after the full timeout.
+func (c *countedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.s.tcpIdle(); time.Until(t) > d {
+		t = time.Now().Add(d)
+	}
+	c.dl = t
+	return c.Conn.SetReadDeadline(t)
+}
+
+// tightenDeadlines applies tcpIdle to the waits already under way when
+// the surface has just become more than 3/4 full: a deadline is set when a
+// wait starts, and the silent connections of a flood started theirs while
+// there was room.
+func (s *Server) tightenDeadlines() {
+	d := s.tcpIdle()
+	if d >= s.o.TCPIdleTimeout {
+		return
+	}
+	limit := time.Now().Add(d)
+	s.tcpLive.Range(func(k, _ any) bool {
+		c := k.(*countedConn)
+		c.mu.Lock()
+		if c.dl.After(limit) {
+			c.dl = limit
+			c.Conn.SetReadDeadline(limit)
+		}
+		c.mu.Unlock()
+		return true
+	})
 }
 
 // tcpIdle is how long a TCP connection may wait for its next query: the

@@ -80,6 +80,7 @@ var writeClient = &http.Client{Timeout: 10 * time.Second}
 func putNode(base, service, id, addr string, pad int) (int, error) {
 	body := fmt.Sprintf(`{"address":%q,"tags":{"pad":%q}}`, addr, strings.Repeat("x", pad))
 	req, _ := http.NewRequest(http.MethodPut, base+"/v1/services/"+service+"/nodes/"+id, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := writeClient.Do(req)
 	if err != nil {
 		return 0, err
