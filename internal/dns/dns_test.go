@@ -460,3 +460,47 @@ func TestWeightedPolicy(t *testing.T) {
 		t.Fatalf("heavy node first in %d of 1000 draws, want about 800 (%v)", n, first)
 	}
 }
+
+// A weighted service spreads its answers over queries whether or not the
+// answer is cached: a query with an EDNS option the cache does not key on
+// (dig sends a cookie) gets its own draw, not always the first one.
+func TestWeightedSpreadsUncachedQueries(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	svc := api.Service{Name: "w", Port: 3000, Check: api.Check{Type: api.CheckNone}, Answers: api.AnswerPolicy{Policy: api.PolicyWeighted, MaxAnswers: 1}, Source: api.SourceAPI}
+	svc.SetDefaults()
+	if _, err := f.st.PutService(ctx, svc, true); err != nil {
+		t.Fatal(err)
+	}
+	var rev int64
+	for i, w := range []int{10, 20} {
+		n := api.Node{ID: fmt.Sprintf("w%d", i), Service: "w", Address: netip.AddrFrom4([4]byte{127, 0, 4, byte(i + 1)}), Weight: w, Source: api.SourceAPI}
+		n.SetDefaults()
+		r, _, err := f.st.PutNode(ctx, n, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev = r
+	}
+	if _, err := f.w.WaitRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	for _, cookie := range []bool{false, true} {
+		seen := map[string]int{}
+		for range 40 {
+			m := query("w.cluster.test.", dns.TypeA)
+			if cookie {
+				m.SetEdns0(1232, false)
+				m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"})
+			}
+			r := f.ask(t, m, "udp")
+			if len(r.Answer) != 1 {
+				t.Fatalf("cookie %v: got %d answers, want 1", cookie, len(r.Answer))
+			}
+			seen[r.Answer[0].(*dns.A).A.String()]++
+		}
+		if len(seen) != 2 {
+			t.Errorf("cookie %v: 40 queries were answered only %v, want both nodes", cookie, seen)
+		}
+	}
+}

@@ -43,6 +43,9 @@ type worker struct {
 	out   []byte
 	// dirty are the cached answers with pending hits.
 	dirty []*packed
+	// rot picks the variant (rotation or weighted draw) of answers that
+	// are not cached, so they spread like cached ones.
+	rot int
 }
 
 // maxCached bounds one worker's cache; a full cache is dropped and rebuilt
@@ -161,7 +164,12 @@ func (w *worker) respond(pkt []byte) ([]byte, uint64, *dns.Msg) {
 	if req.Opcode != dns.OpcodeQuery || req.IsTsig() != nil || isTransfer(req) {
 		return nil, 0, req
 	}
-	resp, variants := w.table.answer(req, 0, false)
+	variant := 0
+	if !ok { // answered, not cached (an EDNS option, such as dig's cookie): its own draw
+		w.rot++
+		variant = w.rot
+	}
+	resp, variants := w.table.answer(req, variant, false)
 	first, err := resp.Pack()
 	if err != nil {
 		return nil, 0, nil

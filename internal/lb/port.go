@@ -231,11 +231,11 @@ func (s *Server) handle(p *port, client *net.TCPConn) {
 	// drop closes a client that is not proxied, with a reset.
 	drop := func(why string, counter *atomic.Uint64, err error) {
 		counter.Add(1)
-		client.SetLinger(0)
-		client.Close()
-		if spec.Log {
+		if spec.Log { // before the close, so the line is out when the client sees it
 			s.connLog.refused(p.key.name, src, why, err)
 		}
+		client.SetLinger(0)
+		client.Close()
 	}
 	if spec.AcceptProxy {
 		if !trustedUpstream(spec.AcceptProxyFrom, src.Addr()) {
