@@ -28,8 +28,8 @@ func fuzzWorker() *worker {
 		n("db-a", "127.0.0.11"), n("db-b", "::1"),
 		{Key: store.RecordKey("cluster.test.", "alias.cluster.test.", "CNAME"), Value: rec},
 	}, 7)
-	s := &Server{}
-	s.table.Store(buildTable(snap, netip.MustParseAddr("127.0.0.1")))
+	s := New(Options{})
+	s.table.Store(buildTable(snap, netip.MustParseAddr("127.0.0.1"), nil))
 	return &worker{s: s, key: make([]byte, 0, 300), out: make([]byte, 0, 4096)}
 }
 
@@ -56,7 +56,7 @@ func FuzzRespond(f *testing.F) {
 	w := fuzzWorker()
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		for range 2 { // the second time may come from the cache
-			out, req := w.respond(pkt)
+			out, _, req := w.respond(pkt)
 			if out != nil {
 				var m dns.Msg
 				if err := m.Unpack(out); err != nil && len(out) > 12 {
