@@ -456,6 +456,10 @@ type StoreStatus struct {
 	ClusterID   string   `json:"cluster_id"`
 	EtcdVersion string   `json:"etcd_version"`
 	DBSize      int64    `json:"db_size"`
+	// Error says why the store is unavailable (it did not answer, is full,
+	// its embedded etcd is restarting); empty while it answers. DNS and the
+	// balancer serve the last snapshot meanwhile and writes get 503.
+	Error string `json:"error,omitempty"`
 }
 
 // Status is the answer of GET /v1/status.
@@ -531,6 +535,11 @@ type Checker struct {
 	ID      string    `json:"id"`
 	Started time.Time `json:"started"`
 	Version string    `json:"version,omitempty"`
+	// Degraded says why the checker does not trust its own failed probes
+	// now (this machine is out of descriptors, local ports or buffers):
+	// they are not votes, and it keeps its previous verdicts. Empty when
+	// all is well.
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // Event kinds.

@@ -132,6 +132,9 @@ func (v *statusView) table(tw *tabwriter.Writer) {
 	fmt.Fprintf(tw, "version\t%s\n", st.Version)
 	fmt.Fprintf(tw, "up since\t%s (%s)\n", st.StartedAt.Format(time.RFC3339), time.Since(st.StartedAt).Round(time.Second))
 	fmt.Fprintf(tw, "store\t%s %s (etcd %s, leader %s)\n", st.Store.Kind, strings.Join(st.Store.Endpoints, ","), st.Store.EtcdVersion, st.Store.Leader)
+	if st.Store.Error != "" {
+		fmt.Fprintf(tw, "store down\t%s (serving the last snapshot; writes get 503)\n", st.Store.Error)
+	}
 	lag := ""
 	if d := st.Store.Revision - st.SnapshotRevision; d > 0 {
 		lag = fmt.Sprintf(" (%d behind)", d)
@@ -157,6 +160,9 @@ func (v *statusView) table(tw *tabwriter.Writer) {
 	ids := make([]string, len(st.Checkers))
 	for i, c := range st.Checkers {
 		ids[i] = c.ID
+		if c.Degraded != "" {
+			ids[i] += " [degraded: " + c.Degraded + "]"
+		}
 	}
 	checkers := fmt.Sprint(len(ids))
 	if len(ids) > 0 {

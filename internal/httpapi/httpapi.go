@@ -292,6 +292,8 @@ func (h *Handler) toHTTPError(err error) *httpError {
 		return &httpError{status: http.StatusNotFound, msg: err.Error()}
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNoLease):
 		return &httpError{status: http.StatusConflict, msg: err.Error()}
+	case errors.Is(err, store.ErrUnavailable):
+		return &httpError{status: http.StatusServiceUnavailable, msg: "the store is unavailable; try again: " + err.Error()}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return &httpError{status: http.StatusServiceUnavailable, msg: "the store did not answer in time; try again"}
 	}
