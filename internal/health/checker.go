@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/registry"
@@ -48,28 +47,45 @@ var (
 	_ probeStarter = (*NetProber)(nil)
 )
 
-var (
-	metricProbes = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "seamark_health_probes_total", Help: "Health probes by kind and result.",
-	}, []string{"kind", "result"})
-	metricProbeSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "seamark_health_probe_seconds", Help: "Health probe latency by kind.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 3, 12),
-	}, []string{"kind"})
-	metricLateness = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "seamark_health_probe_lateness_seconds", Help: "How late probes start after they were due.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-	})
-	metricLocalErrors = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "seamark_health_local_errors_total", Help: "Probes that failed for this machine's trouble (no descriptor, local port, buffer): not counted as votes.",
-	})
-	metricDegraded = promauto.NewGauge(prometheus.GaugeOpts{
-		Name: "seamark_health_checker_degraded", Help: "1 while the checker keeps its verdicts because its own probes fail for local reasons.",
-	})
-	metricTargets = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "seamark_health_targets", Help: "Targets this checker probes, by its own verdict (healthy, unhealthy, unknown).",
-	}, []string{"state"})
-)
+// checkerMetrics are a Checker's Prometheus metrics, registered with
+// Options.Registerer (never the global registry).
+type checkerMetrics struct {
+	probes       *prometheus.CounterVec
+	probeSeconds *prometheus.HistogramVec
+	lateness     prometheus.Histogram
+	targets      *prometheus.GaugeVec
+	localErrors  prometheus.Counter
+	degraded     prometheus.Gauge
+}
+
+func newCheckerMetrics(reg prometheus.Registerer) *checkerMetrics {
+	m := &checkerMetrics{
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_health_probes_total", Help: "Health probes by kind and result.",
+		}, []string{"kind", "result"}),
+		probeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "seamark_health_probe_seconds", Help: "Health probe latency by kind.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 3, 12),
+		}, []string{"kind"}),
+		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "seamark_health_probe_lateness_seconds", Help: "How late probes start after they were due.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "seamark_health_targets", Help: "Targets this checker probes, by its own verdict (healthy, unhealthy, unknown).",
+		}, []string{"state"}),
+		localErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "seamark_health_local_errors_total", Help: "Probes that failed for this machine's trouble (no descriptor, local port, buffer): not counted as votes.",
+		}),
+		degraded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "seamark_health_checker_degraded", Help: "1 while the checker keeps its verdicts because its own probes fail for local reasons.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.probes, m.probeSeconds, m.lateness, m.targets, m.localErrors, m.degraded)
+	}
+	return m
+}
 
 // launchTick is the shortest time between two rounds of probe starts:
 // probes that come due within it start together, at most that late, so
@@ -91,6 +107,8 @@ type Options struct {
 	// Hooks runs services' on_change hooks; nil runs none.
 	Hooks  *Hooks
 	Logger *slog.Logger
+	// Registerer, when set, gets the checker's metrics.
+	Registerer prometheus.Registerer
 	// LeaseTTL of the checker's lease: a checker that dies stops counting
 	// after it. Default 3s.
 	LeaseTTL time.Duration
@@ -127,6 +145,7 @@ type Checker struct {
 	lastLaunch time.Duration // since epoch
 	spare      []probeDone
 	kinds      map[string]*kindMetrics
+	m          *checkerMetrics
 	w          *writer
 	inflight   sync.WaitGroup // probes running in goroutines
 	// degraded says why probes are not trusted now; lastLocal is the last
@@ -203,6 +222,7 @@ func New(o Options) *Checker {
 		owned:    owned,
 		ready:    make(chan struct{}, 1),
 		kinds:    map[string]*kindMetrics{},
+		m:        newCheckerMetrics(o.Registerer),
 		targets:  map[string]*target{},
 		bySvc:    map[string]map[string]*target{},
 		svcIndex: map[string]int64{},
@@ -346,7 +366,7 @@ func (c *Checker) launchDue(ctx context.Context) {
 		}
 		t.queued = false
 		t.running = true
-		metricLateness.Observe(now.Sub(t.due).Seconds())
+		c.m.lateness.Observe(now.Sub(t.due).Seconds())
 		if c.starter != nil && c.starter.StartProbe(t.Target, t.done) {
 			continue
 		}
@@ -385,9 +405,9 @@ func (c *Checker) metricsOf(kind string) *kindMetrics {
 	m := c.kinds[kind]
 	if m == nil {
 		m = &kindMetrics{
-			ok:      metricProbes.WithLabelValues(kind, "ok"),
-			failed:  metricProbes.WithLabelValues(kind, "failed"),
-			seconds: metricProbeSeconds.WithLabelValues(kind),
+			ok:      c.m.probes.WithLabelValues(kind, "ok"),
+			failed:  c.m.probes.WithLabelValues(kind, "failed"),
+			seconds: c.m.probeSeconds.WithLabelValues(kind),
 		}
 		c.kinds[kind] = m
 	}
@@ -414,11 +434,11 @@ func (c *Checker) handle(d probeDone) {
 	if !d.res.OK && d.res.Local {
 		// This machine's trouble, not the node's: not a vote. The verdict
 		// and the rise/fall counters stand; try again at the fast interval.
-		metricLocalErrors.Inc()
+		c.m.localErrors.Inc()
 		c.lastLocal = now
 		if c.degraded == "" {
 			c.degraded = "probes fail on this machine: " + d.res.Reason
-			metricDegraded.Set(1)
+			c.m.degraded.Set(1)
 			c.log.Warn("checker degraded: its probes fail for local reasons, verdicts kept", "reason", d.res.Reason)
 			c.w.setDegraded(c.degraded)
 		}
@@ -428,7 +448,7 @@ func (c *Checker) handle(d probeDone) {
 	if c.degraded != "" && now.Sub(c.lastLocal) >= degradedHold {
 		c.log.Info("checker recovered: no local probe failure for 10s", "was", c.degraded)
 		c.degraded = ""
-		metricDegraded.Set(0)
+		c.m.degraded.Set(0)
 		c.w.setDegraded("")
 	}
 	t.last = d.res
@@ -507,9 +527,9 @@ func (c *Checker) transition(t *target, old api.NodeState, res Result) {
 // countTargets publishes the targets by this checker's verdict; the counts
 // are kept as targets come, go and change.
 func (c *Checker) countTargets() {
-	metricTargets.WithLabelValues("healthy").Set(float64(c.counts[api.StateHealthy]))
-	metricTargets.WithLabelValues("unhealthy").Set(float64(c.counts[api.StateUnhealthy]))
-	metricTargets.WithLabelValues("unknown").Set(float64(c.counts[""]))
+	c.m.targets.WithLabelValues("healthy").Set(float64(c.counts[api.StateHealthy]))
+	c.m.targets.WithLabelValues("unhealthy").Set(float64(c.counts[api.StateUnhealthy]))
+	c.m.targets.WithLabelValues("unknown").Set(float64(c.counts[""]))
 }
 
 // sync brings the targets in line with the snapshot: services whose view
