@@ -271,17 +271,17 @@ func inZone(name, zone string) bool {
 // rrsetOf is every record the zone holds at name of type typ: static and
 // synthesized sets, and a service's whole answer pool (not one rotation).
 func (z *zone) rrsetOf(name string, typ uint16) []dns.RR {
-	o := z.names[name]
+	o := z.names.get(name)
 	if o == nil {
 		return nil
 	}
-	rrs := o.sets[typ]
+	rrs := o.setsOf()[typ]
 	if o.svc != nil {
 		switch typ {
 		case dns.TypeA:
-			rrs = append(slices.Clip(rrs), o.svc.v4...)
+			rrs = append(slices.Clip(rrs), o.svc.get().v4...)
 		case dns.TypeAAAA:
-			rrs = append(slices.Clip(rrs), o.svc.v6...)
+			rrs = append(slices.Clip(rrs), o.svc.get().v6...)
 		}
 	}
 	return rrs
@@ -290,16 +290,16 @@ func (z *zone) rrsetOf(name string, typ uint16) []dns.RR {
 // inUse reports whether at least one record exists at name (RFC 2136 2.4.4;
 // an empty non-terminal holds none).
 func (z *zone) inUse(name string) bool {
-	o := z.names[name]
+	o := z.names.get(name)
 	if o == nil {
 		return false
 	}
-	for _, rrs := range o.sets {
+	for _, rrs := range o.setsOf() {
 		if len(rrs) > 0 {
 			return true
 		}
 	}
-	return o.svc != nil && len(o.svc.v4)+len(o.svc.v6) > 0
+	return o.svc != nil && len(o.svc.get().v4)+len(o.svc.get().v6) > 0
 }
 
 type setKey struct {
@@ -608,14 +608,14 @@ func dynamicNames(snap *registry.Snapshot, z *zone) func(string) bool {
 		if owned[name] || strings.HasSuffix(name, ".node."+z.name) {
 			return true
 		}
-		o := z.names[name]
+		o := z.names.get(name)
 		if o == nil {
 			return false
 		}
 		if o.svc != nil {
 			return true
 		}
-		for typ, rrs := range o.sets {
+		for typ, rrs := range o.setsOf() {
 			if len(rrs) > 0 && !static[setKey{name, typ}] {
 				return true
 			}
@@ -656,18 +656,18 @@ func staticIndex(snap *registry.Snapshot, z *zone) map[setKey]*api.Record {
 // canonicalValues returns a stored set's values in the form rrValue gives,
 // parsed the way the name table parses them.
 func canonicalValues(zoneName string, r api.Record) []string {
-	scratch := &zone{name: zoneName, names: map[string]*owner{}}
+	scratch := &zone{name: zoneName, names: newNameMap()}
 	scratch.addStatic(r)
 	var out []string
-	for _, o := range scratch.names {
-		for _, rrs := range o.sets {
+	scratch.names.each(func(_ string, o *owner) {
+		for _, rrs := range o.setsOf() {
 			for _, rr := range rrs {
 				if v, ok := rrValue(rr); ok {
 					out = append(out, v)
 				}
 			}
 		}
-	}
+	})
 	return out
 }
 

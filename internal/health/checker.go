@@ -567,7 +567,7 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 	consensus := map[string]bool{}
 	maint := map[string]bool{}
 	if svc.Check.Type != api.CheckNone {
-		for _, n := range v.Nodes {
+		for _, n := range v.Nodes() {
 			consensus[n.ID] = n.Healthy
 			if n.Admin.Maint() {
 				maint[n.ID] = true

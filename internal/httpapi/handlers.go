@@ -345,9 +345,9 @@ func (h *Handler) listNodes(w http.ResponseWriter, r *http.Request) error {
 			return nil, errorf(http.StatusNotFound, "service %q does not exist", name)
 		}
 		if only {
-			return nodeList(v.Healthy), nil
+			return nodeList(v.Healthy()), nil
 		}
-		return nodeList(v.Nodes), nil
+		return nodeList(v.Nodes()), nil
 	})
 }
 
@@ -375,9 +375,9 @@ func (h *Handler) listAllNodes(w http.ResponseWriter, r *http.Request) error {
 		out := []api.Node{}
 		for _, v := range s.Services() {
 			if only {
-				out = append(out, nodeList(v.Healthy)...)
+				out = append(out, nodeList(v.Healthy())...)
 			} else {
-				out = append(out, nodeList(v.Nodes)...)
+				out = append(out, nodeList(v.Nodes())...)
 			}
 		}
 		return out, nil
@@ -391,7 +391,7 @@ func (h *Handler) getNode(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			return nil, errorf(http.StatusNotFound, "service %q does not exist", name)
 		}
-		for _, n := range v.Nodes {
+		for _, n := range v.Nodes() {
 			if n.ID == id {
 				return *n, nil
 			}
