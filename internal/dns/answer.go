@@ -185,7 +185,7 @@ func (z *zone) lookup(name string) (*owner, bool) {
 	}
 	for ce := parent(name); ce != "" && len(ce) >= len(z.name); ce = parent(ce) {
 		if ok := z.names.get(ce) != nil; ok || ce == z.name {
-			return z.names.get("*."+ce), true
+			return z.names.get("*." + ce), true
 		}
 	}
 	return nil, false
