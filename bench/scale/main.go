@@ -6,16 +6,21 @@
 //
 //   - write→DNS p50/p99: a new node registered through the API, then its
 //     <id>.node.<zone> name polled over UDP until it answers;
+//
 //   - registrations/s with 64 clients (while the N nodes are registered);
+//
 //   - RSS per node: the server's resident memory above the empty server,
 //     divided by N;
+//
 //   - snapshot build: the mean of the registry's and the DNS table's build
 //     times during the churn (the servers' own histograms);
+//
 //   - DNS QPS: 8 UDP clients asking node names one after the other;
+//
 //   - restart: the server stopped and started again on the same data:
 //     the time until DNS answers for all N nodes.
 //
-//	go run ./bench/scale [-sizes 1000,10000,100000] [-samples 200]
+//     go run ./bench/scale [-sizes 1000,10000,100000] [-samples 200]
 package main
 
 import (
@@ -382,5 +387,6 @@ func dnsQPS(addr string, n int, d time.Duration) float64 {
 	return float64(total.Load()) / d.Seconds()
 }
 
-func fmtD(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
-
+func fmtD(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}

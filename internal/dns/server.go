@@ -316,13 +316,13 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) follow(ctx context.Context, wg *sync.WaitGroup) {
 	nsAddr := s.addr.Addr()
 	// build makes the table of snap: from the table of prev, changing only
-	// what snap's Delta names, when prev is the snapshot just before snap;
-	// whole otherwise.
+	// what changed since prev (snapshots published meanwhile included), when
+	// prev is one of the last snapshots before snap; whole otherwise.
 	build := func(prev, snap *registry.Snapshot) {
 		t0 := time.Now()
 		var t *table
 		if cur := s.table.Load(); cur != nil && prev != nil {
-			t = cur.update(prev, snap, snap.Delta())
+			t = cur.update(prev, snap, snap.DeltaSince(prev.Revision))
 		}
 		if t == nil {
 			t = buildTable(snap, nsAddr, s.o.Zones)

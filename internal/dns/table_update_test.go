@@ -58,7 +58,8 @@ func zoneText(t *table) []string {
 
 // TestTableUpdateMatchesBuild applies random changes (nodes added, moved,
 // removed; a service redefined) and checks after each that the table made
-// from the previous one answers exactly what a table built whole answers.
+// from an earlier one (the previous snapshot's, or one a few snapshots back)
+// answers exactly what a table built whole answers.
 func TestTableUpdateMatchesBuild(t *testing.T) {
 	const services, nodes = 3, 12
 	b := registry.NewBuilder(updateItems(services, nodes), 1)
@@ -81,7 +82,10 @@ func TestTableUpdateMatchesBuild(t *testing.T) {
 			}
 		}
 		snap := b.Apply(items, int64(rev))
-		next := tb.update(prev, snap, snap.Delta())
+		if rng.IntN(3) == 0 {
+			continue // a reader that falls behind: the next update spans several snapshots
+		}
+		next := tb.update(prev, snap, snap.DeltaSince(prev.Revision))
 		if next == nil {
 			next = buildTable(snap, ns, nil)
 		} else {
@@ -102,8 +106,8 @@ func TestTableUpdateMatchesBuild(t *testing.T) {
 		}
 		prev, tb = snap, next
 	}
-	if updated < 200 {
-		t.Fatalf("only %d of 298 tables were updated in place", updated)
+	if updated < 100 {
+		t.Fatalf("only %d tables were updated in place", updated)
 	}
 }
 

@@ -185,6 +185,13 @@ func (st *state) apply(it store.Item, d *dirty) {
 // With prev nil everything is built.
 func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 	s := &Snapshot{Revision: rev, delta: d.delta(prev)}
+	if prev != nil {
+		h := prev.history
+		if len(h) >= historyMax {
+			h = h[len(h)-historyMax+1:]
+		}
+		s.history = append(slices.Clip(h), s.delta)
+	}
 	if prev == nil {
 		s.services = make(map[string]*ServiceView, len(st.services))
 		s.records = map[string]*ZoneRecords{}

@@ -61,9 +61,15 @@ type Snapshot struct {
 	// deleted one), for blocking reads of whole lists.
 	listIndex map[store.Kind]int64
 	// delta is what changed since the previous snapshot (nil after a full
-	// load).
-	delta *Delta
+	// load); history are the deltas of up to historyMax snapshots before,
+	// oldest first, ending with delta.
+	delta   *Delta
+	history []*Delta
 }
+
+// historyMax is how many deltas back DeltaSince can reach: a reader that
+// falls behind by more rebuilds.
+const historyMax = 64
 
 // Delta is what changed between the snapshot at From and this one.
 type Delta struct {
@@ -91,6 +97,42 @@ type ServiceDelta struct {
 // snapshot came from a full load (a reader must then rebuild). It must not
 // be modified.
 func (s *Snapshot) Delta() *Delta { return s.delta }
+
+// DeltaSince returns what changed from the snapshot at rev to this one,
+// the deltas of every snapshot in between merged, or nil when rev is not
+// one of the last historyMax snapshots (a reader must then rebuild). It
+// is a new value each call.
+func (s *Snapshot) DeltaSince(rev int64) *Delta {
+	i := slices.IndexFunc(s.history, func(d *Delta) bool { return d.From == rev })
+	if i < 0 {
+		return nil
+	}
+	if i == len(s.history)-1 {
+		return s.delta
+	}
+	out := &Delta{From: rev, Services: map[string]ServiceDelta{}}
+	for _, d := range s.history[i:] {
+		for name, sd := range d.Services {
+			cur := out.Services[name]
+			cur.Whole = cur.Whole || sd.Whole
+			if cur.Whole {
+				cur.Nodes = nil
+			} else {
+				cur.Nodes = append(cur.Nodes, sd.Nodes...)
+			}
+			out.Services[name] = cur
+		}
+		out.Other = append(out.Other, d.Other...)
+	}
+	for name, sd := range out.Services {
+		slices.Sort(sd.Nodes)
+		sd.Nodes = slices.Compact(sd.Nodes)
+		out.Services[name] = sd
+	}
+	slices.Sort(out.Other)
+	out.Other = slices.Compact(out.Other)
+	return out
+}
 
 // Node returns one node of the service view by ID.
 func (v *ServiceView) Node(id string) (*api.Node, bool) { return v.nodes.get(id) }
