@@ -120,7 +120,7 @@ func (t *table) resolve(resp *dns.Msg, z *zone, name string, qtype uint16, varia
 			if len(resp.Answer) == 0 {
 				resp.Authoritative = false
 			}
-			ns := z.names.get(cut).setsOf()[dns.TypeNS]
+			ns := z.names.get(cut).rrs(dns.TypeNS)
 			resp.Ns = append(resp.Ns, ns...)
 			return 1, t.referralGlue(resp, z, cut, ns)
 		}
@@ -130,7 +130,7 @@ func (t *table) resolve(resp *dns.Msg, z *zone, name string, qtype uint16, varia
 			resp.Ns = append(resp.Ns, z.negativeSOA())
 			return 1, 0
 		}
-		if cn := o.setsOf()[dns.TypeCNAME]; len(cn) > 0 && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
+		if cn := o.rrs(dns.TypeCNAME); len(cn) > 0 && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
 			rr := synth(cn[:1], wild, name)[0]
 			resp.Answer = append(resp.Answer, rr)
 			target := strings.ToLower(rr.(*dns.CNAME).Target)
@@ -232,7 +232,7 @@ func (t *table) referralGlue(resp *dns.Msg, z *zone, cut string, ns []dns.RR) in
 		}
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 			if below {
-				glue = append(glue, o.setsOf()[qt]...)
+				glue = append(glue, o.rrs(qt)...)
 			} else if tz.cutAbove(target) == "" {
 				other = append(other, o.rrset(qt, 0)...)
 			}
@@ -265,11 +265,11 @@ func (o *owner) rrset(qtype uint16, variant int) []dns.RR {
 		}
 		slices.Sort(types)
 		if len(types) > 0 {
-			return o.setsOf()[types[0]]
+			return o.rrs(types[0])
 		}
 		return nil
 	}
-	return o.setsOf()[qtype]
+	return o.rrs(qtype)
 }
 
 // glue adds the addresses of in-zone targets of SRV, NS and MX answers to the

@@ -93,10 +93,35 @@ type lazySets struct {
 }
 
 // setsOf returns the owner's record sets by type; they must not be modified.
+// For a node name it is a new map each call: queries use rrs.
 func (o *owner) setsOf() map[uint16][]dns.RR {
+	if o.addrs != nil {
+		m := make(map[uint16][]dns.RR, 2)
+		if o.n4 > 0 {
+			m[dns.TypeA] = o.addrs[:o.n4:o.n4]
+		}
+		if o.n4 < len(o.addrs) {
+			m[dns.TypeAAAA] = o.addrs[o.n4:]
+		}
+		return m
+	}
 	if o.lazy != nil {
 		o.lazy.once.Do(func() { o.lazy.sets = o.lazy.fill() })
 		return o.lazy.sets
 	}
 	return o.sets
+}
+
+// rrs returns the owner's record set of type t; it must not be modified.
+func (o *owner) rrs(t uint16) []dns.RR {
+	if o.addrs != nil {
+		switch t {
+		case dns.TypeA:
+			return o.addrs[:o.n4:o.n4]
+		case dns.TypeAAAA:
+			return o.addrs[o.n4:]
+		}
+		return nil
+	}
+	return o.setsOf()[t]
 }

@@ -52,6 +52,10 @@ type owner struct {
 	// nodes are what <id>.node.<zone> answers: each service's address of
 	// the node, sorted by service.
 	nodes []nodeContrib
+	// addrs are a node name's address records: A (the first n4), then
+	// AAAA; sets is nil then (one small slice per node, not a map).
+	addrs []dns.RR
+	n4    int
 	// static: the owner also holds records that are not a node's address
 	// (a static record at a node's name); such a name is rebuilt whole.
 	static bool
@@ -236,6 +240,10 @@ func (z *zone) owner(name string) *owner {
 		z.names.set(name, o)
 	}
 	if o.sets == nil {
+		o.sets = o.setsOf() // a node name: its addresses become sets
+		o.addrs, o.n4 = nil, 0
+	}
+	if o.sets == nil {
 		o.sets = map[uint16][]dns.RR{}
 	}
 	return o
@@ -371,15 +379,21 @@ func (z *zone) changeNode(id string, c nodeContrib, put bool) bool {
 	if old == nil {
 		z.addParents(nn)
 	}
-	o := &owner{nodes: list, sets: make(map[uint16][]dns.RR, 1)}
+	o := &owner{nodes: list}
+	var v6 []dns.RR
 	for j, c := range list {
 		if slices.ContainsFunc(list[:j], func(p nodeContrib) bool { return p.addr == c.addr }) {
 			continue
 		}
 		rr := addrRR(nn, c.addr, c.ttl)
-		t := rr.Header().Rrtype
-		o.sets[t] = append(o.sets[t], rr)
+		if _, ok := rr.(*dns.A); ok {
+			o.addrs = append(o.addrs, rr)
+		} else {
+			v6 = append(v6, rr)
+		}
 	}
+	o.n4 = len(o.addrs)
+	o.addrs = append(o.addrs, v6...)
 	z.names.set(nn, o)
 	return true
 }

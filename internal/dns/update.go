@@ -275,7 +275,7 @@ func (z *zone) rrsetOf(name string, typ uint16) []dns.RR {
 	if o == nil {
 		return nil
 	}
-	rrs := o.setsOf()[typ]
+	rrs := o.rrs(typ)
 	if o.svc != nil {
 		switch typ {
 		case dns.TypeA:

@@ -173,7 +173,7 @@ func zoneRecords(z *zone) []dns.RR {
 			if typ == dns.TypeSOA {
 				continue
 			}
-			set := o.setsOf()[typ]
+			set := o.rrs(typ)
 			if o.svc != nil && (typ == dns.TypeA || typ == dns.TypeAAAA) {
 				// As answers do: the service's pool when it has one.
 				pool := o.svc.get().v4

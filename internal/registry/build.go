@@ -22,8 +22,13 @@ type state struct {
 	members map[string]map[string]*api.Candidacy
 	roles   map[string]*api.Role
 
-	// registered are the nodes as stored: service -> id -> node.
+	// registered are the nodes as stored: service -> id -> node. A node
+	// that judge finds as registered (no verdicts, no admin state) is
+	// served as is, so a node costs one api.Node, not two.
 	registered map[string]map[string]*api.Node
+	// fresh are the registered nodes no snapshot holds yet (judge may set
+	// their Healthy in place); emptied by every build.
+	fresh map[*api.Node]bool
 	// verdicts are the live checkers' judgements: service -> node -> checker -> verdict.
 	verdicts map[string]map[string]map[string]api.Verdict
 	checkers map[string]*api.Checker
@@ -43,6 +48,7 @@ func newState() *state {
 		zones:      map[string]int64{},
 		services:   map[string]store.Item{},
 		registered: map[string]map[string]*api.Node{},
+		fresh:      map[*api.Node]bool{},
 		verdicts:   map[string]map[string]map[string]api.Verdict{},
 		checkers:   map[string]*api.Checker{},
 		events:     map[string]api.Event{},
@@ -124,6 +130,8 @@ func (st *state) apply(it store.Item, d *dirty) {
 		mirror2(st.registered, k.A, k.B, it, func() *api.Node {
 			n := it.Value.(*api.Node)
 			n.ID, n.Service, n.Lease = k.B, k.A, it.Lease
+			n.Healthy, n.Checks, n.Admin, n.RegisteredWeight = false, nil, nil, 0 // decided by judge
+			st.fresh[n] = true
 			return n
 		})
 		st.refresh(k.A, k.B)
@@ -184,6 +192,7 @@ func (st *state) apply(it store.Item, d *dirty) {
 // build makes the Snapshot at rev from st, reusing prev's untouched parts.
 // With prev nil everything is built.
 func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
+	clear(st.fresh)
 	s := &Snapshot{Revision: rev, delta: d.delta(prev)}
 	if prev != nil {
 		h := prev.history
@@ -375,6 +384,16 @@ func (st *state) judge(service, id string) *api.Node {
 	n.Healthy = Healthy(svc, &n)
 	if n.Source == api.SourceCandidate && !n.Healthy {
 		return nil // a candidate is a node only while it passes
+	}
+	if reg := st.registered[service][id]; reg != nil && n.Admin == nil && n.Checks == nil && reg.Checks == nil && reg.Admin == nil && reg.RegisteredWeight == 0 {
+		if n.Healthy == reg.Healthy {
+			return reg // as registered: share it, no copy per node
+		}
+		if st.fresh[reg] {
+			// Not yet in any snapshot: decide it in place.
+			reg.Healthy = n.Healthy
+			return reg
+		}
 	}
 	return &n
 }
