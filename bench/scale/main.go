@@ -59,12 +59,17 @@ func main() {
 	churn := flag.Int("churn", 100, "background changes per second")
 	clients := flag.Int("c", 64, "concurrent registration clients")
 	bin := flag.String("bin", "", "seamark binary (default: built from this tree)")
+	keep := flag.Bool("keep", false, "keep the servers' data directories (printed) for a look at restarts")
 	flag.Parse()
 	tmp, err := os.MkdirTemp("", "seamark-scale-")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(tmp)
+	if *keep {
+		fmt.Println("data under", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
 	if *bin == "" {
 		*bin = filepath.Join(tmp, "seamark")
 		out, err := exec.Command("go", "build", "-o", *bin, "./cmd/seamark").CombinedOutput()

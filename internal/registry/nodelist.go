@@ -93,3 +93,33 @@ func (l nodeList) flat() []*api.Node {
 	}
 	return out
 }
+
+// after returns up to limit nodes with IDs above after, in order, and
+// whether more follow.
+func (l nodeList) after(after string, limit int) ([]*api.Node, bool) {
+	var out []*api.Node
+	if l.n == 0 {
+		return out, false
+	}
+	i := 0
+	if after != "" {
+		i = l.find(after)
+	}
+	for ; i < len(l.chunks); i++ {
+		c := l.chunks[i]
+		j := 0
+		if after != "" {
+			j, _ = slices.BinarySearchFunc(c, after, byID)
+			for j < len(c) && c[j].ID <= after {
+				j++
+			}
+		}
+		for ; j < len(c); j++ {
+			if len(out) == limit {
+				return out, true
+			}
+			out = append(out, c[j])
+		}
+	}
+	return out, false
+}

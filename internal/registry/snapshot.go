@@ -175,6 +175,16 @@ func (v *ServiceView) Nodes() []*api.Node { return v.flatNodes.of(v.nodes) }
 // maint). Shared like Nodes.
 func (v *ServiceView) Healthy() []*api.Node { return v.flatHealthy.of(v.healthy) }
 
+// NodesAfter returns up to limit nodes (healthy ones only, when healthy)
+// whose IDs sort after after, in ID order, and whether more follow: one page
+// of a list, in O(log n + limit), without flattening the view.
+func (v *ServiceView) NodesAfter(after string, limit int, healthy bool) ([]*api.Node, bool) {
+	if healthy {
+		return v.healthy.after(after, limit)
+	}
+	return v.nodes.after(after, limit)
+}
+
 // NodeCount and HealthyCount are len(Nodes()) and len(Healthy()), at no cost.
 func (v *ServiceView) NodeCount() int    { return v.nodes.n }
 func (v *ServiceView) HealthyCount() int { return v.healthy.n }
