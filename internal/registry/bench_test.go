@@ -80,3 +80,22 @@ func TestBuilderDelta(t *testing.T) {
 		t.Fatalf("zone change: %+v", s.Delta())
 	}
 }
+
+// BenchmarkLoad is a full load (a start or a resync) of 100 000 nodes.
+func BenchmarkLoad(b *testing.B) {
+	items := scaleItems(100_000)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		fresh := make([]store.Item, len(items))
+		for i, it := range items {
+			fresh[i] = it
+			if n, ok := it.Value.(*api.Node); ok {
+				c := *n
+				fresh[i].Value = &c
+			}
+		}
+		b.StartTimer()
+		Build(fresh, 1)
+	}
+}

@@ -26,6 +26,8 @@ type state struct {
 	// that judge finds as registered (no verdicts, no admin state) is
 	// served as is, so a node costs one api.Node, not two.
 	registered map[string]map[string]*api.Node
+	// loading: a full load is being applied; lists are made by bulk.
+	loading bool
 	// fresh are the registered nodes no snapshot holds yet (judge may set
 	// their Healthy in place); emptied by every build.
 	fresh map[*api.Node]bool
@@ -324,6 +326,9 @@ func byID(n *api.Node, id string) int { return strings.Compare(n.ID, id) }
 // value, never modified, because older snapshots may be reading the previous
 // one.
 func (st *state) refresh(service, id string) {
+	if st.loading {
+		return // decided by bulk at the end of the load
+	}
 	n := st.judge(service, id)
 	if n == nil {
 		st.setList(st.nodes, service, st.nodes[service].drop(id))
@@ -458,10 +463,42 @@ func Build(items []store.Item, rev int64) *Snapshot {
 
 func (st *state) load(items []store.Item, rev int64) (*Snapshot, *state) {
 	d := newDirty()
+	// A full load decides each node once at the end and builds each
+	// service's lists in one sorted pass, rather than inserting 100 000
+	// nodes one by one.
+	st.loading = true
 	for _, it := range items {
 		st.apply(it, d)
 	}
+	st.loading = false
+	for service := range d.services {
+		st.bulk(service)
+	}
 	return st.build(nil, rev, d), st
+}
+
+// bulk decides every node of a service and builds its lists at once.
+func (st *state) bulk(service string) {
+	ids := map[string]bool{}
+	for id := range st.registered[service] {
+		ids[id] = true
+	}
+	for id := range st.verdicts[service] {
+		ids[id] = true
+	}
+	var nodes, healthy []*api.Node
+	for id := range ids {
+		n := st.judge(service, id)
+		if n == nil {
+			continue
+		}
+		nodes = append(nodes, n)
+		if n.Healthy && !n.Admin.Out() {
+			healthy = append(healthy, n)
+		}
+	}
+	st.setList(st.nodes, service, chunked(nodes))
+	st.setList(st.healthy, service, chunked(healthy))
 }
 
 func newDirty() *dirty {

@@ -123,3 +123,16 @@ func (l nodeList) after(after string, limit int) ([]*api.Node, bool) {
 	}
 	return out, false
 }
+
+// chunked makes a list of nodes (any order, unique IDs) in pieces of half
+// chunkMax, leaving room to grow before a piece splits.
+func chunked(nodes []*api.Node) nodeList {
+	slices.SortFunc(nodes, func(a, b *api.Node) int { return strings.Compare(a.ID, b.ID) })
+	l := nodeList{n: len(nodes)}
+	for len(nodes) > 0 {
+		k := min(len(nodes), chunkMax/2)
+		l.chunks = append(l.chunks, slices.Clip(nodes[:k]))
+		nodes = nodes[k:]
+	}
+	return l
+}
