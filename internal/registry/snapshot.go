@@ -93,6 +93,16 @@ type ServiceDelta struct {
 	Nodes []string
 }
 
+// ServiceOf returns what changed in one service, and whether it changed;
+// on a nil Delta (unknown) it says changed and Whole.
+func (d *Delta) ServiceOf(name string) (ServiceDelta, bool) {
+	if d == nil {
+		return ServiceDelta{Whole: true}, true
+	}
+	sd, ok := d.Services[name]
+	return sd, ok
+}
+
 // Delta returns what changed since the previous snapshot, or nil when the
 // snapshot came from a full load (a reader must then rebuild). It must not
 // be modified.
