@@ -191,3 +191,22 @@ func TestAcceptPausesOnEMFILE(t *testing.T) {
 		t.Fatalf("emfile errors counted %v, want 4", n)
 	}
 }
+
+// TestDefaultNSResolves: listening on every address, the default ns.<zone>
+// gets the machine's own address (when it has one), not none.
+func TestDefaultNSResolves(t *testing.T) {
+	want := hostAddr(true)
+	if !want.IsValid() {
+		t.Skip("this machine has no global unicast address")
+	}
+	s := New(Options{Addr: "0.0.0.0:9453"}) // not bound: 0.0.0.0 binds [::]
+	addr := s.defaultNSAddr(netip.IPv6Unspecified())
+	tb := buildTable(rfcSnapshot(t, 1), addr, nil)
+	r, _ := tb.answer(query("ns.example.test.", dns.TypeA), 0, false)
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != want.String() {
+		t.Fatalf("ns.example.test A: got %v, want %s", r.Answer, want)
+	}
+	if got := s.defaultNSAddr(netip.MustParseAddr("127.0.45.1")); got.String() != "127.0.45.1" {
+		t.Fatalf("bound to 127.0.45.1: got %s", got)
+	}
+}

@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "seamark_dns_queries_total", Help: "DNS queries by query type and response code.",
 		}, []string{"qtype", "rcode"})),
 		seconds: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "seamark_dns_answer_seconds", Help: "Time to answer a DNS query, from read to write.",
+			Name: "seamark_dns_answer_seconds", Help: "Time to answer a DNS query, from read to write (UDP on Linux: once per batch of queries read together).",
 			Buckets: prometheus.ExponentialBuckets(0.000001, 4, 10),
 		})),
 		truncated: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
@@ -314,7 +314,7 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // follow builds a new table for every new snapshot.
 func (s *Server) follow(ctx context.Context, wg *sync.WaitGroup) {
-	nsAddr := s.addr.Addr()
+	nsAddr := s.defaultNSAddr(s.addr.Addr())
 	// build makes the table of snap: from the table of prev, changing only
 	// what changed since prev (snapshots published meanwhile included), when
 	// prev is one of the last snapshots before snap; whole otherwise.
@@ -408,4 +408,42 @@ func (s *Server) queryCounter(req, resp *dns.Msg) prometheus.Counter {
 		}
 	}
 	return s.m.queries.WithLabelValues(qt, dns.RcodeToString[resp.Rcode])
+}
+
+// defaultNSAddr is the address the default ns.<zone> answers: the bound
+// one, or when listening everywhere the machine's first global address, so
+// the default resolves (dns.zones names the real set).
+func (s *Server) defaultNSAddr(bound netip.Addr) netip.Addr {
+	if !bound.IsUnspecified() {
+		return bound
+	}
+	v4 := true // 0.0.0.0 binds [::] too: ask what was configured
+	if ap, err := netip.ParseAddrPort(s.o.Addr); err == nil {
+		v4 = ap.Addr().Is4()
+	}
+	return hostAddr(v4)
+}
+
+// hostAddr is the machine's first global unicast address, IPv4 first when
+// v4 (else IPv6 first); invalid when it has none.
+func hostAddr(v4 bool) netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return netip.Addr{}
+	}
+	var other netip.Addr
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil || !p.Addr().IsGlobalUnicast() {
+			continue
+		}
+		ad := p.Addr().Unmap()
+		if ad.Is4() == v4 {
+			return ad
+		}
+		if !other.IsValid() {
+			other = ad
+		}
+	}
+	return other
 }
