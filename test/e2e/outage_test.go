@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +25,7 @@ import (
 // fast, the store catches up, and nothing acknowledged is lost.
 
 // outageConfig serves db (three trusted nodes) and burst (the writes of the
-// tests) under cluster.test.
+// tests) under cluster.test; more services follow it.
 const outageConfig = `zones: [cluster.test]
 services:
   - name: db
@@ -40,11 +42,12 @@ const writeBound = 2500 * time.Millisecond
 
 var dbAddrs = []string{"127.0.44.11", "127.0.44.12", "127.0.44.13"}
 
-// startOutageServer runs a server with outageConfig and the three db nodes.
-func startOutageServer(t *testing.T, name string, args ...string) *agentServer {
+// startOutageServer runs a server with outageConfig plus extra (more
+// services, listeners).
+func startOutageServer(t *testing.T, name, extra string, args ...string) *agentServer {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "seamark.yaml")
-	if err := os.WriteFile(cfg, []byte(outageConfig), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(outageConfig+extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := startServer(t, name, append([]string{"--config", cfg}, args...)...)
@@ -178,8 +181,19 @@ func TestStoreDiskFull(t *testing.T) {
 	}
 	os.Remove(filepath.Join(fs, "filler"))
 
-	s := startOutageServer(t, "server", "--data-dir", data)
+	backend := greeter(t, "127.0.44.21:0")
+	lbPort := freePort(t)
+	s := startOutageServer(t, "server", webYAML(backend, lbPort), "--data-dir", data)
 	registerDB(t, s)
+	if code, err := putNode(s.url, "web", "web-1", "127.0.44.21", 0); code != 200 {
+		t.Fatalf("register web-1: %d %v", code, err)
+	}
+	lbAddr := fmt.Sprintf("127.0.0.1:%d", lbPort)
+	for deadline := time.Now().Add(10 * time.Second); greeting(lbAddr) != nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the balancer at %s never reached the backend: %v", lbAddr, greeting(lbAddr))
+		}
+	}
 	var acked []string
 	for i := range 5 {
 		id := fmt.Sprintf("before-%d", i)
@@ -217,6 +231,9 @@ func TestStoreDiskFull(t *testing.T) {
 		}
 		if got := sorted(lookup(t, s.dns, "db.cluster.test")); !slices.Equal(got, dbAddrs) {
 			t.Fatalf("db.cluster.test on a full disk: got %v, want %v", got, dbAddrs)
+		}
+		if err := greeting(lbAddr); err != nil {
+			t.Fatalf("the balancer on a full disk: %v", err)
 		}
 	}
 	t.Logf("full disk: %d writes failed, slowest %v", failed, slowest)
@@ -264,7 +281,7 @@ func TestExternalEtcdStopped(t *testing.T) {
 		t.Skip("process test")
 	}
 	etcd, url := startEtcdProc(t)
-	s := startOutageServer(t, "server", "--etcd-endpoints", url)
+	s := startOutageServer(t, "server", "", "--etcd-endpoints", url)
 	registerDB(t, s)
 
 	pid := etcd.cmd.Process.Pid
@@ -337,7 +354,7 @@ func TestKill9InWriteBurst(t *testing.T) {
 		t.Skip("process test")
 	}
 	dir := t.TempDir()
-	s := startOutageServer(t, "server", "--data-dir", dir)
+	s := startOutageServer(t, "server", "", "--data-dir", dir)
 	var mu sync.Mutex
 	var acked []string
 	var wg sync.WaitGroup
@@ -363,6 +380,52 @@ func TestKill9InWriteBurst(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("no write was acknowledged before the kill")
 	}
-	s2 := startOutageServer(t, "server-again", "--data-dir", dir)
+	s2 := startOutageServer(t, "server-again", "", "--data-dir", dir)
 	checkAcked(t, s2, acked)
+}
+
+// webYAML adds service web (one backend) and a listener in front of it.
+func webYAML(backend netip.AddrPort, lbPort int) string {
+	return fmt.Sprintf(`  - name: web
+    port: %d
+    check: {type: none}
+listeners:
+  - {name: web, port: %d, bind: 127.0.0.1, service: web}
+`, backend.Port(), lbPort)
+}
+
+// greeter listens on addr and says "hi" to every connection.
+func greeter(t *testing.T, addr string) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("hi\n"))
+			c.Close()
+		}
+	}()
+	return netip.MustParseAddrPort(l.Addr().String())
+}
+
+// greeting connects through addr and expects the backend's "hi".
+func greeting(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := io.ReadAll(c)
+	if string(b) != "hi\n" {
+		return fmt.Errorf("got %q (%v), want the backend's greeting", b, err)
+	}
+	return nil
 }
