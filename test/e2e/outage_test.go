@@ -181,7 +181,7 @@ func TestStoreDiskFull(t *testing.T) {
 	}
 	os.Remove(filepath.Join(fs, "filler"))
 
-	backend := greeter(t, "127.0.44.21:0")
+	backend := outageGreeter(t, "127.0.44.21:0")
 	lbPort := freePort(t)
 	s := startOutageServer(t, "server", webYAML(backend, lbPort), "--data-dir", data)
 	registerDB(t, s)
@@ -395,7 +395,7 @@ listeners:
 }
 
 // greeter listens on addr and says "hi" to every connection.
-func greeter(t *testing.T, addr string) netip.AddrPort {
+func outageGreeter(t *testing.T, addr string) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

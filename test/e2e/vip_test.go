@@ -126,4 +126,3 @@ func neighbour(t *testing.T, h *labHost, ip string) string {
 	}
 	return ""
 }
-
