@@ -394,7 +394,7 @@ listeners:
 `, backend.Port(), lbPort)
 }
 
-// greeter listens on addr and says "hi" to every connection.
+// outageGreeter listens on addr and says "hi" to every connection.
 func outageGreeter(t *testing.T, addr string) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
