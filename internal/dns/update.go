@@ -115,12 +115,20 @@ func (p *Primary) signedBy(w dns.ResponseWriter, req *dns.Msg) string {
 }
 
 // tableFor returns the name table of snap (the one the server answers from
-// at that snapshot), built once per snapshot.
+// at that snapshot), made once per snapshot: from the last one made, changing
+// only what changed since, when it can (as the Server's own table is).
 func (p *Primary) tableFor(snap *registry.Snapshot, ns netip.Addr) *table {
-	if b := p.built.Load(); b != nil && b.snap == snap && b.ns == ns {
+	b := p.built.Load()
+	if b != nil && b.snap == snap && b.ns == ns {
 		return b.t
 	}
-	t := buildTable(snap, ns, p.o.Zones)
+	var t *table
+	if b != nil && b.ns == ns && b.snap.Revision < snap.Revision {
+		t = b.t.update(b.snap, snap, snap.DeltaSince(b.snap.Revision))
+	}
+	if t == nil {
+		t = buildTable(snap, ns, p.o.Zones)
+	}
 	p.built.Store(&builtTable{snap: snap, ns: ns, t: t})
 	return t
 }
