@@ -546,6 +546,31 @@ type WriteResult struct {
 // until something newer exists (Consul-style blocking reads).
 const IndexHeader = "X-Seamark-Index"
 
+// NextHeader carries the marker of the next page of a paged list
+// (?limit=&after=): pass it back as ?after= for the page that follows. It
+// is absent on the last page.
+const NextHeader = "X-Seamark-Next"
+
+// MaxPageSize is the largest ?limit= of a paged list.
+const MaxPageSize = 10000
+
+// ListenerSummary is one listener of GET /v1/lb?summary=1: its ports'
+// counters summed, without per-port or per-backend lists.
+type ListenerSummary struct {
+	Name    string `json:"name"`
+	Service string `json:"service"`
+	Balance string `json:"balance"`
+	// Ports counts the listener's ports; Listening, Draining and Failed
+	// count them by state.
+	Ports     int `json:"ports"`
+	Listening int `json:"listening"`
+	Draining  int `json:"draining"`
+	Failed    int `json:"failed"`
+	// Backends counts the distinct backends over its ports.
+	Backends int `json:"backends"`
+	ConnStats
+}
+
 // PortBounds returns the first and last port l listens on.
 func (l Listener) PortBounds() (first, last int) {
 	if l.Port != 0 {

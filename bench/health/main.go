@@ -211,7 +211,7 @@ func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile stri
 	if _, err := st.Reconcile(ctx, desired); err != nil {
 		return err
 	}
-	if _, err := waitSnapshot(ctx, w, 2*time.Minute, func(v *registry.ServiceView) bool { return len(v.Nodes) == n }); err != nil {
+	if _, err := waitSnapshot(ctx, w, 2*time.Minute, func(v *registry.ServiceView) bool { return len(v.Nodes()) == n }); err != nil {
 		return fmt.Errorf("nodes written but not all in the snapshot: %w", err)
 	}
 	writeTook := time.Since(t0)
@@ -248,7 +248,7 @@ func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile stri
 	defer stopCheckerWait()
 	log.Printf("seamark checker started; waiting for %d healthy", n)
 	healthyTimeout := time.Minute + time.Duration(n)*10*time.Millisecond
-	if _, err := waitSnapshot(ctx, w, healthyTimeout, func(v *registry.ServiceView) bool { return len(v.Healthy) == n }); err != nil {
+	if _, err := waitSnapshot(ctx, w, healthyTimeout, func(v *registry.ServiceView) bool { return len(v.Healthy()) == n }); err != nil {
 		return fmt.Errorf("seamark: not all %d targets healthy within %v: %w", n, healthyTimeout, err)
 	}
 	seamarkUpTook := time.Since(tc)
@@ -300,7 +300,7 @@ func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile stri
 	}
 	healthyEnd := 0
 	if v, ok := w.Current().Service(serviceName); ok {
-		healthyEnd = len(v.Healthy)
+		healthyEnd = len(v.Healthy())
 	}
 	seamarkChild := cpuPct(childCPU1.total()-childCPU0.total(), sm.wall)
 	seamarkOthers := others(busy0, busy1, sm.wall, sm.cpuPct+seamarkChild)
@@ -540,7 +540,7 @@ func waitSnapshot(ctx context.Context, w *registry.Watcher, timeout time.Duratio
 		case <-w.Next(s):
 		case <-deadline:
 			if v != nil {
-				return s, fmt.Errorf("timed out after %v with %d nodes, %d healthy", timeout, len(v.Nodes), len(v.Healthy))
+				return s, fmt.Errorf("timed out after %v with %d nodes, %d healthy", timeout, len(v.Nodes()), len(v.Healthy()))
 			}
 			return s, fmt.Errorf("timed out after %v", timeout)
 		case <-ctx.Done():

@@ -120,7 +120,7 @@ func (t *table) resolve(resp *dns.Msg, z *zone, name string, qtype uint16, varia
 			if len(resp.Answer) == 0 {
 				resp.Authoritative = false
 			}
-			ns := z.names[cut].sets[dns.TypeNS]
+			ns := z.names.get(cut).rrs(dns.TypeNS)
 			resp.Ns = append(resp.Ns, ns...)
 			return 1, t.referralGlue(resp, z, cut, ns)
 		}
@@ -130,7 +130,7 @@ func (t *table) resolve(resp *dns.Msg, z *zone, name string, qtype uint16, varia
 			resp.Ns = append(resp.Ns, z.negativeSOA())
 			return 1, 0
 		}
-		if cn := o.sets[dns.TypeCNAME]; len(cn) > 0 && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
+		if cn := o.rrs(dns.TypeCNAME); len(cn) > 0 && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
 			rr := synth(cn[:1], wild, name)[0]
 			resp.Answer = append(resp.Answer, rr)
 			target := strings.ToLower(rr.(*dns.CNAME).Target)
@@ -151,7 +151,7 @@ func (t *table) resolve(resp *dns.Msg, z *zone, name string, qtype uint16, varia
 		resp.Answer = append(resp.Answer, synth(rrs, wild, name)...)
 		t.glue(resp, rrs, variant)
 		if o.svc != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA || qtype == dns.TypeANY) {
-			return o.svc.variant, 0
+			return o.svc.get().variant, 0
 		}
 		return 1, 0
 	}
@@ -177,15 +177,15 @@ func synth(rrs []dns.RR, wild bool, name string) []dns.RR {
 // too), or else the wildcard at its closest encloser (RFC 4592 3.3.1), with
 // wild set. nil: the name does not exist.
 func (z *zone) lookup(name string) (*owner, bool) {
-	if o := z.names[name]; o != nil {
+	if o := z.names.get(name); o != nil {
 		return o, false
 	}
 	if !z.hasWildcards {
 		return nil, false
 	}
 	for ce := parent(name); ce != "" && len(ce) >= len(z.name); ce = parent(ce) {
-		if _, ok := z.names[ce]; ok || ce == z.name {
-			return z.names["*."+ce], true
+		if ok := z.names.get(ce) != nil; ok || ce == z.name {
+			return z.names.get("*." + ce), true
 		}
 	}
 	return nil, false
@@ -226,13 +226,13 @@ func (t *table) referralGlue(resp *dns.Msg, z *zone, cut string, ns []dns.RR) in
 				continue
 			}
 		}
-		o := tz.names[target]
+		o := tz.names.get(target)
 		if o == nil {
 			continue
 		}
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 			if below {
-				glue = append(glue, o.sets[qt]...)
+				glue = append(glue, o.rrs(qt)...)
 			} else if tz.cutAbove(target) == "" {
 				other = append(other, o.rrset(qt, 0)...)
 			}
@@ -259,17 +259,17 @@ func (o *owner) rrset(qtype uint16, variant int) []dns.RR {
 				}
 			}
 		}
-		types := make([]uint16, 0, len(o.sets))
-		for t := range o.sets {
+		types := make([]uint16, 0, len(o.setsOf()))
+		for t := range o.setsOf() {
 			types = append(types, t)
 		}
 		slices.Sort(types)
 		if len(types) > 0 {
-			return o.sets[types[0]]
+			return o.rrs(types[0])
 		}
 		return nil
 	}
-	return o.sets[qtype]
+	return o.rrs(qtype)
 }
 
 // glue adds the addresses of in-zone targets of SRV, NS and MX answers to the
@@ -297,7 +297,7 @@ func (t *table) glue(resp *dns.Msg, rrs []dns.RR, variant int) {
 		if z == nil || z.cutAbove(target) != "" {
 			continue
 		}
-		if o := z.names[target]; o != nil {
+		if o := z.names.get(target); o != nil {
 			for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 				resp.Extra = append(resp.Extra, o.rrset(qt, variant)...)
 			}

@@ -148,8 +148,8 @@ func BenchmarkTableBuild(b *testing.B) {
 			snap := benchSnapshot(b, services, nodes, c.node)
 			nsAddr := netip.MustParseAddr("127.0.0.1")
 			t := buildTable(snap, nsAddr, nil)
-			o := t.zones[0].names["svc0000.bench.test."]
-			if o == nil || o.svc == nil || len(o.svc.v4) != nodes {
+			o := t.zones[0].names.get("svc0000.bench.test.")
+			if o == nil || o.svc == nil || len(o.svc.get().v4) != nodes {
 				b.Fatal("table does not answer svc0000 with its nodes")
 			}
 			b.ReportAllocs()

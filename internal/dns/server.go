@@ -316,16 +316,25 @@ func (s *Server) Serve(ctx context.Context) error {
 // follow builds a new table for every new snapshot.
 func (s *Server) follow(ctx context.Context, wg *sync.WaitGroup) {
 	nsAddr := s.defaultNSAddr(s.addr.Addr())
-	build := func(snap *registry.Snapshot) {
+	// build makes the table of snap: from the table of prev, changing only
+	// what changed since prev (snapshots published meanwhile included), when
+	// prev is one of the last snapshots before snap; whole otherwise.
+	build := func(prev, snap *registry.Snapshot) {
 		t0 := time.Now()
-		t := buildTable(snap, nsAddr, s.o.Zones)
+		var t *table
+		if cur := s.table.Load(); cur != nil && prev != nil {
+			t = cur.update(prev, snap, snap.DeltaSince(prev.Revision))
+		}
+		if t == nil {
+			t = buildTable(snap, nsAddr, s.o.Zones)
+		}
 		t.maxUDP = s.o.MaxUDPSize
 		s.table.Store(t)
 		s.m.tableBuild.Observe(time.Since(t0).Seconds())
 	}
 	snap := s.o.Snapshots.Current()
 	if snap != nil {
-		build(snap)
+		build(nil, snap)
 	} else {
 		s.table.Store(&table{maxUDP: s.o.MaxUDPSize})
 	}
@@ -337,8 +346,9 @@ func (s *Server) follow(ctx context.Context, wg *sync.WaitGroup) {
 			case <-ctx.Done():
 				return
 			case <-s.o.Snapshots.Next(snap):
+				prev := snap
 				snap = s.o.Snapshots.Current()
-				build(snap)
+				build(prev, snap)
 			}
 		}
 	}()

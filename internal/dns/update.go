@@ -145,12 +145,20 @@ func (p *Primary) signedBy(w dns.ResponseWriter, req *dns.Msg) string {
 }
 
 // tableFor returns the name table of snap (the one the server answers from
-// at that snapshot), built once per snapshot.
+// at that snapshot), made once per snapshot: from the last one made, changing
+// only what changed since, when it can (as the Server's own table is).
 func (p *Primary) tableFor(snap *registry.Snapshot, ns netip.Addr) *table {
-	if b := p.built.Load(); b != nil && b.snap == snap && b.ns == ns {
+	b := p.built.Load()
+	if b != nil && b.snap == snap && b.ns == ns {
 		return b.t
 	}
-	t := buildTable(snap, ns, p.o.Zones)
+	var t *table
+	if b != nil && b.ns == ns && b.snap.Revision < snap.Revision {
+		t = b.t.update(b.snap, snap, snap.DeltaSince(b.snap.Revision))
+	}
+	if t == nil {
+		t = buildTable(snap, ns, p.o.Zones)
+	}
 	p.built.Store(&builtTable{snap: snap, ns: ns, t: t})
 	return t
 }
@@ -346,17 +354,17 @@ func inZone(name, zone string) bool {
 // rrsetOf is every record the zone holds at name of type typ: static and
 // synthesized sets, and a service's whole answer pool (not one rotation).
 func (z *zone) rrsetOf(name string, typ uint16) []dns.RR {
-	o := z.names[name]
+	o := z.names.get(name)
 	if o == nil {
 		return nil
 	}
-	rrs := o.sets[typ]
+	rrs := o.rrs(typ)
 	if o.svc != nil {
 		switch typ {
 		case dns.TypeA:
-			rrs = append(slices.Clip(rrs), o.svc.v4...)
+			rrs = append(slices.Clip(rrs), o.svc.get().v4...)
 		case dns.TypeAAAA:
-			rrs = append(slices.Clip(rrs), o.svc.v6...)
+			rrs = append(slices.Clip(rrs), o.svc.get().v6...)
 		}
 	}
 	return rrs
@@ -365,16 +373,16 @@ func (z *zone) rrsetOf(name string, typ uint16) []dns.RR {
 // inUse reports whether at least one record exists at name (RFC 2136 2.4.4;
 // an empty non-terminal holds none).
 func (z *zone) inUse(name string) bool {
-	o := z.names[name]
+	o := z.names.get(name)
 	if o == nil {
 		return false
 	}
-	for _, rrs := range o.sets {
+	for _, rrs := range o.setsOf() {
 		if len(rrs) > 0 {
 			return true
 		}
 	}
-	return o.svc != nil && len(o.svc.v4)+len(o.svc.v6) > 0
+	return o.svc != nil && len(o.svc.get().v4)+len(o.svc.get().v6) > 0
 }
 
 type setKey struct {
@@ -683,14 +691,14 @@ func dynamicNames(snap *registry.Snapshot, z *zone) func(string) bool {
 		if owned[name] || strings.HasSuffix(name, ".node."+z.name) {
 			return true
 		}
-		o := z.names[name]
+		o := z.names.get(name)
 		if o == nil {
 			return false
 		}
 		if o.svc != nil {
 			return true
 		}
-		for typ, rrs := range o.sets {
+		for typ, rrs := range o.setsOf() {
 			if len(rrs) > 0 && !static[setKey{name, typ}] {
 				return true
 			}
@@ -731,18 +739,18 @@ func staticIndex(snap *registry.Snapshot, z *zone) map[setKey]*api.Record {
 // canonicalValues returns a stored set's values in the form rrValue gives,
 // parsed the way the name table parses them.
 func canonicalValues(zoneName string, r api.Record) []string {
-	scratch := &zone{name: zoneName, names: map[string]*owner{}}
+	scratch := &zone{name: zoneName, names: newNameMap()}
 	scratch.addStatic(r)
 	var out []string
-	for _, o := range scratch.names {
-		for _, rrs := range o.sets {
+	scratch.names.each(func(_ string, o *owner) {
+		for _, rrs := range o.setsOf() {
 			for _, rr := range rrs {
 				if v, ok := rrValue(rr); ok {
 					out = append(out, v)
 				}
 			}
 		}
-	}
+	})
 	return out
 }
 

@@ -147,22 +147,22 @@ func writeZone(w dns.ResponseWriter, req *dns.Msg, z *zone) (int, error) {
 // the other names in order, the SOA again. A service's A and AAAA are its
 // whole answer pool, as a secondary cannot rotate or draw.
 func zoneRecords(z *zone) []dns.RR {
-	names := make([]string, 0, len(z.names))
-	for n := range z.names {
+	names := make([]string, 0, z.names.len())
+	z.names.each(func(n string, _ *owner) {
 		if n != z.name {
 			names = append(names, n)
 		}
-	}
+	})
 	slices.Sort(names)
 	names = append([]string{z.name}, names...)
 	out := []dns.RR{z.soa}
 	for _, n := range names {
-		o := z.names[n]
+		o := z.names.get(n)
 		if o == nil {
 			continue
 		}
-		types := make([]uint16, 0, len(o.sets)+2)
-		for typ := range o.sets {
+		types := make([]uint16, 0, len(o.setsOf())+2)
+		for typ := range o.setsOf() {
 			types = append(types, typ)
 		}
 		if o.svc != nil {
@@ -174,12 +174,12 @@ func zoneRecords(z *zone) []dns.RR {
 			if typ == dns.TypeSOA {
 				continue
 			}
-			set := o.sets[typ]
+			set := o.rrs(typ)
 			if o.svc != nil && (typ == dns.TypeA || typ == dns.TypeAAAA) {
 				// As answers do: the service's pool when it has one.
-				pool := o.svc.v4
+				pool := o.svc.get().v4
 				if typ == dns.TypeAAAA {
-					pool = o.svc.v6
+					pool = o.svc.get().v6
 				}
 				if len(pool) > 0 {
 					set = pool

@@ -102,7 +102,7 @@ func (w *world) waitNode(service, id, what string, timeout time.Duration, cond f
 	for {
 		s := w.w.Current()
 		if v, ok := s.Service(service); ok {
-			for _, n := range v.Nodes {
+			for _, n := range v.Nodes() {
 				if n.ID == id && cond(n) {
 					return n
 				}
@@ -272,7 +272,7 @@ func TestCandidatePool(t *testing.T) {
 	healthy := func() []string {
 		v, _ := w.w.Current().Service("pool")
 		var out []string
-		for _, n := range v.Healthy {
+		for _, n := range v.Healthy() {
 			out = append(out, n.Address.String())
 		}
 		return out
@@ -528,7 +528,7 @@ func TestCheckerManyTargets(t *testing.T) {
 			healthy := func() string {
 				v, _ := w.w.Current().Service("pool")
 				var out []string
-				for _, n := range v.Healthy {
+				for _, n := range v.Healthy() {
 					out = append(out, n.Address.String())
 				}
 				slices.Sort(out)

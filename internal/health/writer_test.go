@@ -97,7 +97,7 @@ func TestLeaseRegrantBacksOff(t *testing.T) {
 	for {
 		advance(clock, 500*time.Millisecond, 100*time.Millisecond)
 		s := w.w.Current()
-		if v, ok := s.Service("db"); ok && len(v.Nodes) == 1 && len(v.Nodes[0].Checks) == 1 && v.Nodes[0].Healthy {
+		if v, ok := s.Service("db"); ok && len(v.Nodes()) == 1 && len(v.Nodes()[0].Checks) == 1 && v.Nodes()[0].Healthy {
 			break
 		}
 		if time.Now().After(deadline) {

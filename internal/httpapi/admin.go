@@ -42,7 +42,7 @@ func (h *Handler) listAdmin(w http.ResponseWriter, r *http.Request) error {
 		for _, a := range s.AdminStates() {
 			e := api.NodeAdminStatus{Service: a.Service, Node: a.Node, Admin: *a.Admin}
 			if v, ok := s.Service(a.Service); ok {
-				for _, n := range v.Nodes {
+				for _, n := range v.Nodes() {
 					e.Registered = e.Registered || n.ID == a.Node
 				}
 			}
@@ -98,7 +98,7 @@ func (h *Handler) setAdmin(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusNotFound, "service %q does not exist", service)
 		}
 		known := false
-		for _, n := range v.Nodes {
+		for _, n := range v.Nodes() {
 			known = known || n.ID == id
 		}
 		if !known {

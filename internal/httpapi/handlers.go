@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -238,13 +239,48 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) listServices(w http.ResponseWriter, r *http.Request) error {
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	return h.blockingRead(w, r, func(s *registry.Snapshot) int64 { return s.Index(store.KindService) }, func(s *registry.Snapshot) (any, error) {
 		out := []api.Service{}
 		for _, v := range s.Services() {
+			if pg.limit > 0 && v.Service.Name <= pg.after {
+				continue
+			}
+			if pg.limit > 0 && len(out) == pg.limit {
+				w.Header().Set(api.NextHeader, out[len(out)-1].Name)
+				break
+			}
 			out = append(out, v.Service)
 		}
 		return out, nil
 	})
+}
+
+// page is a list's ?limit= and ?after= (Consul and etcd style paging):
+// limit 0 is the whole list.
+type page struct {
+	limit int
+	after string
+}
+
+func pageOf(r *http.Request) (page, error) {
+	q := r.URL.Query()
+	var pg page
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > api.MaxPageSize {
+			return pg, errorf(http.StatusBadRequest, "limit: %q is not a whole number from 1 to %d", v, api.MaxPageSize)
+		}
+		pg.limit = n
+	}
+	pg.after = q.Get("after")
+	if pg.after != "" && pg.limit == 0 {
+		return pg, errorf(http.StatusBadRequest, "after: set limit too (?limit=100&after=...)")
+	}
+	return pg, nil
 }
 
 func serviceIndex(name string) func(*registry.Snapshot) int64 {
@@ -342,15 +378,26 @@ func (h *Handler) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	return h.blockingRead(w, r, serviceIndex(name), func(s *registry.Snapshot) (any, error) {
 		v, ok := s.Service(name)
 		if !ok {
 			return nil, errorf(http.StatusNotFound, "service %q does not exist", name)
 		}
-		if only {
-			return nodeList(v.Healthy), nil
+		if pg.limit > 0 {
+			ns, more := v.NodesAfter(pg.after, pg.limit, only)
+			if more {
+				w.Header().Set(api.NextHeader, ns[len(ns)-1].ID)
+			}
+			return nodeList(ns), nil
 		}
-		return nodeList(v.Nodes), nil
+		if only {
+			return nodeList(v.Healthy()), nil
+		}
+		return nodeList(v.Nodes()), nil
 	})
 }
 
@@ -374,13 +421,41 @@ func (h *Handler) listAllNodes(w http.ResponseWriter, r *http.Request) error {
 	idx := func(s *registry.Snapshot) int64 {
 		return max(s.Index(store.KindNode), s.Index(store.KindService), s.Index(store.KindHealth), s.Index(store.KindAdmin))
 	}
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
+	// The marker of a page of every node is <service>/<id>.
+	afterSvc, afterID, _ := strings.Cut(pg.after, "/")
 	return h.blockingRead(w, r, idx, func(s *registry.Snapshot) (any, error) {
 		out := []api.Node{}
-		for _, v := range s.Services() {
+		services := s.Services()
+		for i, v := range services {
+			if pg.limit > 0 {
+				if v.Service.Name < afterSvc {
+					continue
+				}
+				after := ""
+				if v.Service.Name == afterSvc {
+					after = afterID
+				}
+				ns, more := v.NodesAfter(after, pg.limit-len(out), only)
+				out = append(out, nodeList(ns)...)
+				if len(out) < pg.limit {
+					continue
+				}
+				more = more || slices.ContainsFunc(services[i+1:], func(v *registry.ServiceView) bool {
+					return (only && v.HealthyCount() > 0) || (!only && v.NodeCount() > 0)
+				})
+				if last := out[len(out)-1]; more {
+					w.Header().Set(api.NextHeader, last.Service+"/"+last.ID)
+				}
+				break
+			}
 			if only {
-				out = append(out, nodeList(v.Healthy)...)
+				out = append(out, nodeList(v.Healthy())...)
 			} else {
-				out = append(out, nodeList(v.Nodes)...)
+				out = append(out, nodeList(v.Nodes())...)
 			}
 		}
 		return out, nil
@@ -394,10 +469,8 @@ func (h *Handler) getNode(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			return nil, errorf(http.StatusNotFound, "service %q does not exist", name)
 		}
-		for _, n := range v.Nodes {
-			if n.ID == id {
-				return *n, nil
-			}
+		if n, ok := v.Node(id); ok {
+			return *n, nil
 		}
 		return nil, errorf(http.StatusNotFound, "node %q of service %q does not exist", id, name)
 	})
@@ -658,6 +731,15 @@ func (h *Handler) balancerStats(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+	if v := r.URL.Query().Get("summary"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "summary: %q is not true or false (1 or 0)", v)
+		}
+		if on {
+			return writeJSON(w, http.StatusOK, summarize(out))
+		}
+	}
 	return writeJSON(w, http.StatusOK, out)
 }
 
@@ -689,4 +771,44 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		return out, nil
 	})
+}
+
+// summarize sums each listener's ports (GET /v1/lb?summary=1), in the order
+// the listeners first appear.
+func summarize(ports []api.ListenerStats) []api.ListenerSummary {
+	out := []api.ListenerSummary{}
+	at := map[string]int{}
+	backends := map[string]map[string]bool{}
+	for _, p := range ports {
+		i, ok := at[p.Name]
+		if !ok {
+			i = len(out)
+			at[p.Name] = i
+			out = append(out, api.ListenerSummary{Name: p.Name, Service: p.Service, Balance: p.Balance})
+			backends[p.Name] = map[string]bool{}
+		}
+		sm := &out[i]
+		sm.Ports++
+		switch p.State {
+		case "listening":
+			sm.Listening++
+		case "draining":
+			sm.Draining++
+		case "failed":
+			sm.Failed++
+		}
+		sm.Active += p.Active
+		sm.Total += p.Total
+		sm.BytesIn += p.BytesIn
+		sm.BytesOut += p.BytesOut
+		sm.ConnectErrors += p.ConnectErrors
+		sm.Retries += p.Retries
+		sm.Refused += p.Refused
+		sm.Denied += p.Denied
+		for _, b := range p.Backends {
+			backends[p.Name][b.Node] = true
+		}
+		sm.Backends = len(backends[p.Name])
+	}
+	return out
 }

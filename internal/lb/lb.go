@@ -241,11 +241,11 @@ func (s *Server) updateService(svc *service, snap *registry.Snapshot, now time.T
 	var bs []*backend
 	var weights []int
 	if ok && svc.present {
-		served := make(map[string]bool, len(view.Healthy))
-		for _, n := range view.Healthy {
+		served := make(map[string]bool, len(view.Healthy()))
+		for _, n := range view.Healthy() {
 			served[n.ID] = true
 		}
-		for _, n := range view.Nodes {
+		for _, n := range view.Nodes() {
 			addr := netip.AddrPortFrom(n.Address, uint16(n.PortOf(view.Service)))
 			b := svc.backends[n.ID]
 			if b == nil || b.addr != addr {

@@ -41,13 +41,13 @@ func TestAdminJoin(t *testing.T) {
 			}
 			s := registry.Build(items, 10)
 			v, _ := s.Service("db")
-			if len(v.Nodes) != 1 {
-				t.Fatalf("got %d nodes, want db-a only (an admin state makes no node)", len(v.Nodes))
+			if len(v.Nodes()) != 1 {
+				t.Fatalf("got %d nodes, want db-a only (an admin state makes no node)", len(v.Nodes()))
 			}
-			n := v.Nodes[0]
-			if !n.Healthy || (len(v.Healthy) == 1) != tc.served || n.Weight != tc.weight || n.RegisteredWeight != tc.registered {
+			n := v.Nodes()[0]
+			if !n.Healthy || (len(v.Healthy()) == 1) != tc.served || n.Weight != tc.weight || n.RegisteredWeight != tc.registered {
 				t.Fatalf("got healthy %v served %v weight %d registered %d, want true %v %d %d",
-					n.Healthy, len(v.Healthy) == 1, n.Weight, n.RegisteredWeight, tc.served, tc.weight, tc.registered)
+					n.Healthy, len(v.Healthy()) == 1, n.Weight, n.RegisteredWeight, tc.served, tc.weight, tc.registered)
 			}
 		})
 	}

@@ -24,8 +24,15 @@ type state struct {
 	// observed are the fast-failover observations: group -> observer -> view.
 	observed map[string]map[string]*api.Observation
 
-	// registered are the nodes as stored: service -> id -> node.
+	// registered are the nodes as stored: service -> id -> node. A node
+	// that judge finds as registered (no verdicts, no admin state) is
+	// served as is, so a node costs one api.Node, not two.
 	registered map[string]map[string]*api.Node
+	// loading: a full load is being applied; lists are made by bulk.
+	loading bool
+	// fresh are the registered nodes no snapshot holds yet (judge may set
+	// their Healthy in place); emptied by every build.
+	fresh map[*api.Node]bool
 	// verdicts are the live checkers' judgements: service -> node -> checker -> verdict.
 	verdicts map[string]map[string]map[string]api.Verdict
 	checkers map[string]*api.Checker
@@ -36,8 +43,8 @@ type state struct {
 	// Derived, what snapshots copy: nodes sorted by ID with Service, Lease,
 	// Checks and Healthy filled in (registered nodes, and candidates while
 	// healthy), and the healthy ones.
-	nodes   map[string][]*api.Node
-	healthy map[string][]*api.Node
+	nodes   map[string]nodeList
+	healthy map[string]nodeList
 }
 
 func newState() *state {
@@ -45,11 +52,12 @@ func newState() *state {
 		zones:      map[string]int64{},
 		services:   map[string]store.Item{},
 		registered: map[string]map[string]*api.Node{},
+		fresh:      map[*api.Node]bool{},
 		verdicts:   map[string]map[string]map[string]api.Verdict{},
 		checkers:   map[string]*api.Checker{},
 		events:     map[string]api.Event{},
-		nodes:      map[string][]*api.Node{},
-		healthy:    map[string][]*api.Node{},
+		nodes:      map[string]nodeList{},
+		healthy:    map[string]nodeList{},
 		records:    map[string]map[string]store.Item{},
 		listeners:  map[string]*api.Listener{},
 		groups:     map[string]*api.Group{},
@@ -67,6 +75,21 @@ type dirty struct {
 	zones    bool
 	records  map[string]bool
 	kinds    map[store.Kind]bool
+	// nodes are the node IDs a batch touched, by service (a service whose
+	// definition changed is in specs and services; all its nodes count).
+	nodes map[string]map[string]bool
+	// wholeServices are the services whose definition changed.
+	wholeServices map[string]bool
+}
+
+// touch records that node id of service may have changed.
+func (d *dirty) touch(service, id string) {
+	m := d.nodes[service]
+	if m == nil {
+		m = map[string]bool{}
+		d.nodes[service] = m
+	}
+	m[id] = true
 }
 
 // mirror keeps m[key] in step with a store item: set to value(), or deleted.
@@ -107,14 +130,18 @@ func (st *state) apply(it store.Item, d *dirty) {
 		mirror(st.services, k.A, it, func() store.Item { return it })
 		st.rejudge(k.A)
 		d.services[k.A], d.specs[k.A] = true, true
+		d.whole(k.A)
 	case store.KindNode:
 		mirror2(st.registered, k.A, k.B, it, func() *api.Node {
 			n := it.Value.(*api.Node)
 			n.ID, n.Service, n.Lease = k.B, k.A, it.Lease
+			n.Healthy, n.Checks, n.Admin, n.RegisteredWeight = false, nil, nil, 0 // decided by judge
+			st.fresh[n] = true
 			return n
 		})
 		st.refresh(k.A, k.B)
 		d.services[k.A], d.specs[k.A] = true, true
+		d.touch(k.A, k.B)
 	case store.KindHealth:
 		node, checker, _ := strings.Cut(k.B, "/")
 		byNode := st.verdicts[k.A]
@@ -129,12 +156,14 @@ func (st *state) apply(it store.Item, d *dirty) {
 		})
 		st.refresh(k.A, node)
 		d.services[k.A] = true
+		d.touch(k.A, node)
 	case store.KindAdmin:
 		// An admin change is a change of what the checker probes (maint)
 		// and of what DNS and the balancer serve: a spec change.
 		mirror2(st.admin, k.A, k.B, it, pointerOf[api.NodeAdmin](it))
 		st.refresh(k.A, k.B)
 		d.services[k.A], d.specs[k.A] = true, true
+		d.touch(k.A, k.B)
 	case store.KindChecker:
 		mirror(st.checkers, k.A, it, pointerOf[api.Checker](it))
 	case store.KindEvent:
@@ -174,7 +203,15 @@ func (st *state) apply(it store.Item, d *dirty) {
 // build makes the Snapshot at rev from st, reusing prev's untouched parts.
 // With prev nil everything is built.
 func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
-	s := &Snapshot{Revision: rev}
+	clear(st.fresh)
+	s := &Snapshot{Revision: rev, delta: d.delta(prev)}
+	if prev != nil {
+		h := prev.history
+		if len(h) >= historyMax {
+			h = h[len(h)-historyMax+1:]
+		}
+		s.history = append(slices.Clip(h), s.delta)
+	}
 	if prev == nil {
 		s.services = make(map[string]*ServiceView, len(st.services))
 		s.records = map[string]*ZoneRecords{}
@@ -263,44 +300,74 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 	return s
 }
 
+// whole marks every node of service as changed: its definition changed.
+func (d *dirty) whole(service string) {
+	if d.wholeServices == nil {
+		d.wholeServices = map[string]bool{}
+	}
+	d.wholeServices[service] = true
+}
+
+// delta says what changed from prev's revision to this snapshot's, for
+// readers that keep derived state (the DNS name table) and update only the
+// changed pieces.
+func (d *dirty) delta(prev *Snapshot) *Delta {
+	if prev == nil {
+		return nil
+	}
+	out := &Delta{From: prev.Revision, Services: make(map[string]ServiceDelta, len(d.services))}
+	for name := range d.services {
+		sd := ServiceDelta{Whole: d.wholeServices[name]}
+		if !sd.Whole {
+			sd.Nodes = slices.Sorted(maps.Keys(d.nodes[name]))
+		}
+		out.Services[name] = sd
+	}
+	for k := range d.kinds {
+		switch k {
+		case store.KindService, store.KindNode, store.KindHealth, store.KindAdmin,
+			store.KindChecker, store.KindEvent, store.KindListener:
+		default:
+			out.Other = append(out.Other, k)
+		}
+	}
+	slices.Sort(out.Other)
+	return out
+}
+
 func byID(n *api.Node, id string) int { return strings.Compare(n.ID, id) }
-
-// put inserts or replaces n in a list sorted by ID; drop removes id.
-func put(list []*api.Node, n *api.Node) []*api.Node {
-	i, found := slices.BinarySearchFunc(list, n.ID, byID)
-	if found {
-		list[i] = n
-		return list
-	}
-	return slices.Insert(list, i, n)
-}
-
-func drop(list []*api.Node, id string) []*api.Node {
-	if i, found := slices.BinarySearchFunc(list, id, byID); found {
-		return slices.Delete(list, i, i+1)
-	}
-	return list
-}
 
 // refresh decides one node of a service again after its registration, its
 // verdicts or its service changed, and puts it in (or drops it from) the
-// sorted lists. The lists are private to the builder; snapshots get copies,
-// so a change costs a binary search and a copy of pointers, never a sort or a
-// pass over every node. A node is always a new value, never modified, because
-// older snapshots may be reading the previous one.
+// sorted lists. The lists are persistent (nodeList): snapshots share them,
+// and a change copies one piece of at most chunkMax pointers and the list of
+// pieces, never a sort or a pass over every node. A node is always a new
+// value, never modified, because older snapshots may be reading the previous
+// one.
 func (st *state) refresh(service, id string) {
+	if st.loading {
+		return // decided by bulk at the end of the load
+	}
 	n := st.judge(service, id)
 	if n == nil {
-		st.nodes[service] = drop(st.nodes[service], id)
-		st.healthy[service] = drop(st.healthy[service], id)
+		st.setList(st.nodes, service, st.nodes[service].drop(id))
+		st.setList(st.healthy, service, st.healthy[service].drop(id))
 		return
 	}
-	st.nodes[service] = put(st.nodes[service], n)
+	st.nodes[service] = st.nodes[service].put(n)
 	if n.Healthy && !n.Admin.Out() {
-		st.healthy[service] = put(st.healthy[service], n)
+		st.healthy[service] = st.healthy[service].put(n)
 	} else {
-		st.healthy[service] = drop(st.healthy[service], id)
+		st.setList(st.healthy, service, st.healthy[service].drop(id))
 	}
+}
+
+func (st *state) setList(m map[string]nodeList, service string, l nodeList) {
+	if l.n == 0 {
+		delete(m, service)
+		return
+	}
+	m[service] = l
 }
 
 // judge builds the served node id of service, or nil when there is none: a
@@ -342,6 +409,16 @@ func (st *state) judge(service, id string) *api.Node {
 	if n.Source == api.SourceCandidate && !n.Healthy {
 		return nil // a candidate is a node only while it passes
 	}
+	if reg := st.registered[service][id]; reg != nil && n.Admin == nil && n.Checks == nil && reg.Checks == nil && reg.Admin == nil && reg.RegisteredWeight == 0 {
+		if n.Healthy == reg.Healthy {
+			return reg // as registered: share it, no copy per node
+		}
+		if st.fresh[reg] {
+			// Not yet in any snapshot: decide it in place.
+			reg.Healthy = n.Healthy
+			return reg
+		}
+	}
 	return &n
 }
 
@@ -357,8 +434,10 @@ func (st *state) rejudge(service string) {
 	for id := range st.admin[service] {
 		ids[id] = true
 	}
-	for _, n := range st.nodes[service] {
-		ids[n.ID] = true
+	for _, c := range st.nodes[service].chunks {
+		for _, n := range c {
+			ids[n.ID] = true
+		}
 	}
 	for id := range ids {
 		st.refresh(service, id)
@@ -372,8 +451,8 @@ func (st *state) serviceView(name string, rev int64) *ServiceView {
 	}
 	return &ServiceView{
 		Service: *it.Value.(*api.Service),
-		Nodes:   slices.Clone(st.nodes[name]),
-		Healthy: slices.Clone(st.healthy[name]),
+		nodes:   st.nodes[name],
+		healthy: st.healthy[name],
 		Index:   rev,
 	}
 }
@@ -403,12 +482,74 @@ func Build(items []store.Item, rev int64) *Snapshot {
 
 func (st *state) load(items []store.Item, rev int64) (*Snapshot, *state) {
 	d := newDirty()
+	// A full load decides each node once at the end and builds each
+	// service's lists in one sorted pass, rather than inserting 100 000
+	// nodes one by one.
+	st.loading = true
 	for _, it := range items {
 		st.apply(it, d)
+	}
+	st.loading = false
+	for service := range d.services {
+		st.bulk(service)
 	}
 	return st.build(nil, rev, d), st
 }
 
+// bulk decides every node of a service and builds its lists at once.
+func (st *state) bulk(service string) {
+	ids := map[string]bool{}
+	for id := range st.registered[service] {
+		ids[id] = true
+	}
+	for id := range st.verdicts[service] {
+		ids[id] = true
+	}
+	var nodes, healthy []*api.Node
+	for id := range ids {
+		n := st.judge(service, id)
+		if n == nil {
+			continue
+		}
+		nodes = append(nodes, n)
+		if n.Healthy && !n.Admin.Out() {
+			healthy = append(healthy, n)
+		}
+	}
+	st.setList(st.nodes, service, chunked(nodes))
+	st.setList(st.healthy, service, chunked(healthy))
+}
+
 func newDirty() *dirty {
-	return &dirty{services: map[string]bool{}, specs: map[string]bool{}, records: map[string]bool{}, kinds: map[store.Kind]bool{}}
+	return &dirty{services: map[string]bool{}, specs: map[string]bool{}, records: map[string]bool{}, kinds: map[store.Kind]bool{}, nodes: map[string]map[string]bool{}}
+}
+
+// Builder makes successive snapshots from a full load and then batches of
+// changes, as the Watcher does: each snapshot shares what did not change
+// with the one before and carries its Delta. Tests and benchmarks use it
+// directly. A Builder is not safe for concurrent use; its snapshots are.
+type Builder struct {
+	st   *state
+	snap *Snapshot
+}
+
+// NewBuilder starts from a full load at rev.
+func NewBuilder(items []store.Item, rev int64) *Builder {
+	st := newState()
+	s, _ := st.load(items, rev)
+	return &Builder{st: st, snap: s}
+}
+
+// Snapshot returns the newest snapshot.
+func (b *Builder) Snapshot() *Snapshot { return b.snap }
+
+// Apply applies one batch of changes at rev (newer than the current
+// snapshot's) and returns the new snapshot.
+func (b *Builder) Apply(items []store.Item, rev int64) *Snapshot {
+	d := newDirty()
+	for _, it := range items {
+		b.st.apply(it, d)
+	}
+	b.snap = b.st.build(b.snap, rev, d)
+	return b.snap
 }

@@ -39,10 +39,10 @@ func TestVerdictsVote(t *testing.T) {
 			}, tc.votes...)
 			s := registry.Build(items, 10)
 			v, _ := s.Service("db")
-			if got := len(v.Healthy) == 1; got != tc.want {
+			if got := len(v.Healthy()) == 1; got != tc.want {
 				t.Fatalf("got healthy %v, want %v", got, tc.want)
 			}
-			if got := len(v.Nodes[0].Checks); got != len(tc.votes) {
+			if got := len(v.Nodes()[0].Checks); got != len(tc.votes) {
 				t.Fatalf("got %d checks on the node, want %d", got, len(tc.votes))
 			}
 		})
@@ -65,12 +65,12 @@ func TestCandidatesBecomeNodesWhilePassing(t *testing.T) {
 	}, 5)
 	v, _ := s.Service("pool")
 	var got []string
-	for _, n := range v.Healthy {
+	for _, n := range v.Healthy() {
 		got = append(got, n.Address.String()+"/"+string(n.Source))
 	}
 	want := "[127.0.1.2/candidate 127.0.1.3/candidate]"
-	if g := fmtList(got); g != want || len(v.Nodes) != 2 {
-		t.Fatalf("got healthy %s (of %d nodes), want %s", g, len(v.Nodes), want)
+	if g := fmtList(got); g != want || len(v.Nodes()) != 2 {
+		t.Fatalf("got healthy %s (of %d nodes), want %s", g, len(v.Nodes()), want)
 	}
 }
 

@@ -128,7 +128,7 @@ func nodesOf(s *registry.Snapshot, svc string) int {
 	if !ok {
 		return -1
 	}
-	return len(v.Nodes)
+	return len(v.Nodes())
 }
 
 func TestSnapshotFollowsWrites(t *testing.T) {
@@ -154,8 +154,8 @@ func TestSnapshotFollowsWrites(t *testing.T) {
 		want any
 	}{
 		{"zones", fmt.Sprint(s.Zones()), "[cluster.test.]"},
-		{"check none trusts the registration", len(mustService(t, s, "db").Healthy), 1},
-		{"unchecked tcp node is not advertised", len(mustService(t, s, "app").Healthy), 0},
+		{"check none trusts the registration", len(mustService(t, s, "db").Healthy()), 1},
+		{"unchecked tcp node is not advertised", len(mustService(t, s, "app").Healthy()), 0},
 		{"listeners", len(s.Listeners()), 1},
 	}
 	for _, tc := range tests {

@@ -269,7 +269,7 @@ func (h *Handler) deleteHealthCheck(w http.ResponseWriter, r *http.Request, _ []
 		return err
 	}
 	for _, sv := range snap.Services() {
-		for _, n := range sv.Nodes {
+		for _, n := range sv.Nodes() {
 			if n.Tags[tagHealthCheck] == id {
 				return &apiError{status: http.StatusBadRequest, code: "HealthCheckInUse", msg: fmt.Sprintf("The health check with id %s is still referenced from the resource record set %s (set-identifier %s).", id, n.Tags[tagName], n.Tags[tagSetID])}
 			}
@@ -306,7 +306,7 @@ func (h *Handler) getHealthCheckStatus(w http.ResponseWriter, r *http.Request, _
 	}
 	var obs []observation
 	for _, sv := range snap.Services() {
-		for _, n := range sv.Nodes {
+		for _, n := range sv.Nodes() {
 			if n.Tags[tagHealthCheck] != id {
 				continue
 			}

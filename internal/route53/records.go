@@ -106,7 +106,7 @@ func recordSets(snap *registry.Snapshot, zone string) []*set {
 		}
 	}
 	for _, sv := range snap.Services() {
-		for _, n := range sv.Nodes {
+		for _, n := range sv.Nodes() {
 			if s := nodeSet(sv, n, zone); s != nil {
 				out = append(out, s)
 			}
@@ -333,7 +333,7 @@ func nodeTaken(snap *registry.Snapshot, s *set, zone string) string {
 		return ""
 	}
 	id := nodeID(s.key.id)
-	for _, n := range sv.Nodes {
+	for _, n := range sv.Nodes() {
 		if n.ID != id {
 			continue
 		}
@@ -637,7 +637,7 @@ func (h *Handler) putService(r *http.Request, snap *registry.Snapshot, name stri
 	// service's check and answers are not the record set's to change.
 	others := false
 	if exists {
-		for _, n := range existing.Nodes {
+		for _, n := range existing.Nodes() {
 			others = others || n.Tags[tagSetID] == ""
 		}
 	}

@@ -75,7 +75,7 @@ func setCounts(snap *registry.Snapshot) map[string]int {
 		}
 	}
 	for _, sv := range snap.Services() {
-		for _, n := range sv.Nodes {
+		for _, n := range sv.Nodes() {
 			if n.Tags[tagSetID] != "" {
 				out[n.Tags[tagZone]]++
 			}

@@ -34,8 +34,16 @@ type Item struct {
 // most 32 MiB, far below gRPC's message limit, so a store of any size that
 // the API accepted loads; and a page sent to a member that is cut off fails
 // after loadPageTimeout, so the next load goes elsewhere.
+//
+// Pages then grow to what the objects read so far weigh: up to
+// loadPageBytes per page (at most loadPageMax keys), since every page makes
+// etcd walk the index of the whole rest of the range to count it, and a
+// load of 100 000 small nodes in pages of 500 walked it 200 times. A grown
+// page that fails is read again at loadPage keys.
 const (
 	loadPage        = 500
+	loadPageMax     = 20000
+	loadPageBytes   = 8 << 20
 	loadPageTimeout = 2 * time.Second
 )
 
@@ -52,16 +60,31 @@ func (s *Store) LoadPages(ctx context.Context, page int) ([]Item, int64, error) 
 	end := clientv3.GetPrefixRangeEnd(key)
 	var items []Item
 	var rev int64
+	size := page
 	for n := 1; ; n++ {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(page))}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+		get := func(size int) (*clientv3.GetResponse, error) {
+			opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(size))}
+			if rev != 0 {
+				opts = append(opts, clientv3.WithRev(rev))
+			}
+			pctx, cancel := context.WithTimeout(ctx, loadPageTimeout)
+			defer cancel()
+			return s.cli.Get(pctx, key, opts...)
 		}
-		pctx, cancel := context.WithTimeout(ctx, loadPageTimeout)
-		resp, err := s.cli.Get(pctx, key, opts...)
-		cancel()
+		resp, err := get(size)
+		if err != nil && size > page && ctx.Err() == nil {
+			size = page
+			resp, err = get(size)
+		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("load store: page %d (%d objects read): %w", n, len(items), err)
+		}
+		if page == loadPage && len(resp.Kvs) > 0 {
+			bytes := 0
+			for _, kv := range resp.Kvs {
+				bytes += len(kv.Key) + len(kv.Value)
+			}
+			size = min(loadPageMax, max(page, loadPageBytes/max(1, bytes/len(resp.Kvs))))
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
