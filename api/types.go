@@ -456,6 +456,12 @@ type StoreStatus struct {
 	ClusterID   string   `json:"cluster_id"`
 	EtcdVersion string   `json:"etcd_version"`
 	DBSize      int64    `json:"db_size"`
+	// Available is false while the store does not answer; Error says why.
+	// CheckedAt is when a background probe last asked (status answers
+	// from that, never from a store call of its own).
+	Available bool      `json:"available"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at,omitzero"`
 }
 
 // Status is the answer of GET /v1/status.
@@ -473,6 +479,19 @@ type Status struct {
 	Groups           int      `json:"groups"`
 	// Checkers are the live health checkers (one per server that checks).
 	Checkers []Checker `json:"checkers"`
+	// Config is the outcome of the last config load (servers only).
+	Config *ConfigStatus `json:"config,omitempty"`
+}
+
+// ConfigStatus is the outcome of the server's last config load (at start
+// or on SIGHUP).
+type ConfigStatus struct {
+	File              string    `json:"file,omitempty"`
+	LastReload        time.Time `json:"last_reload"`
+	LastReloadSuccess bool      `json:"last_reload_success"`
+	LastSuccess       time.Time `json:"last_success"`
+	// Error says why the last reload was rejected (nothing changed then).
+	Error string `json:"error,omitempty"`
 }
 
 // Error is the body of every 4xx and 5xx answer.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -8,6 +9,42 @@ import (
 	"strings"
 	"time"
 )
+
+// Limits of what the API and the config file accept (docs/api.md,
+// "Limits"). They keep every stored object small enough that the whole store
+// always loads (it is read in pages) and one write always fits one store
+// request.
+const (
+	// MaxBodySize is the largest request body the API reads (413 beyond).
+	MaxBodySize = 1 << 20
+	// MaxObjectSize is the largest service, node, record set, listener or
+	// group, as JSON.
+	MaxObjectSize = 64 << 10
+	// MaxTags is the most tags of one node; MaxTagKeyLen and
+	// MaxTagValueLen bound each key and value, in bytes.
+	MaxTags        = 64
+	MaxTagKeyLen   = 128
+	MaxTagValueLen = 4 << 10
+	// MaxAlternates is the most alternate addresses of one node.
+	MaxAlternates = 16
+	// MaxRecordValues is the most values of one record set;
+	// MaxRecordValueLen bounds each value, in bytes.
+	MaxRecordValues   = 100
+	MaxRecordValueLen = 4000
+	// MaxBatchChanges is the most changes of one change batch.
+	MaxBatchChanges = 1000
+	// MaxGroupMembers and MaxGroupTracks bound a balancer group.
+	MaxGroupMembers = 64
+	MaxGroupTracks  = 32
+)
+
+// checkSize reports an object whose JSON is larger than MaxObjectSize.
+func (c *collector) checkSize(what string, v any) {
+	b, err := json.Marshal(v)
+	if err == nil && len(b) > MaxObjectSize {
+		c.add("", "the %s is %d bytes as JSON; at most %d (MaxObjectSize, docs/api.md)", what, len(b), MaxObjectSize)
+	}
+}
 
 // FieldError is one problem with one field, named by its path
 // ("check.interval", "members[1].priority").
@@ -295,6 +332,7 @@ func (s Service) Validate() FieldErrors {
 	if total > MaxCandidates {
 		v.add("candidates", "%d addresses in total; at most %d (a /16) may be probed", total, MaxCandidates)
 	}
+	v.checkSize("service", s)
 	return v.errs
 }
 
@@ -340,6 +378,20 @@ func (n Node) Validate() FieldErrors {
 	} else if n.Address.IsUnspecified() || n.Address.IsMulticast() {
 		v.add("address", "%s cannot be dialled; give the node's own address", n.Address)
 	}
+	if len(n.Alternates) > MaxAlternates {
+		v.add("alternates", "%d alternates; at most %d", len(n.Alternates), MaxAlternates)
+	}
+	if len(n.Tags) > MaxTags {
+		v.add("tags", "%d tags; at most %d", len(n.Tags), MaxTags)
+	}
+	for k, val := range n.Tags {
+		if k == "" || len(k) > MaxTagKeyLen {
+			v.add("tags", "key %.40q is %d bytes; a key has 1 to %d", k, len(k), MaxTagKeyLen)
+		}
+		if len(val) > MaxTagValueLen {
+			v.add("tags."+k, "is %d bytes; at most %d", len(val), MaxTagValueLen)
+		}
+	}
 	for i, a := range n.Alternates {
 		p := fmt.Sprintf("alternates[%d]", i)
 		v.name(p+".label", a.Label)
@@ -354,6 +406,9 @@ func (n Node) Validate() FieldErrors {
 	v.oneOf("state", string(n.State), string(StateHealthy), string(StateUnhealthy), string(StateDraining), string(StateMaintenance))
 	if n.TTL != 0 && (n.TTL < Duration(time.Second) || n.TTL > Duration(24*time.Hour)) {
 		v.add("ttl", "%s is out of range (1s to 24h, or unset for no lease)", n.TTL)
+	}
+	if len(v.errs) == 0 {
+		v.checkSize("node", n)
 	}
 	return v.errs
 }
@@ -383,13 +438,23 @@ func (r Record) Validate() FieldErrors {
 	if len(r.Values) == 0 {
 		v.add("values", "is empty; a record set needs at least one value")
 	}
+	if len(r.Values) > MaxRecordValues {
+		v.add("values", "%d values; at most %d in one record set", len(r.Values), MaxRecordValues)
+	}
 	if r.Type == "CNAME" && len(r.Values) > 1 {
 		v.add("values", "a CNAME has exactly one value, got %d", len(r.Values))
 	}
 	for i, val := range r.Values {
+		if len(val) > MaxRecordValueLen {
+			v.add(fmt.Sprintf("values[%d]", i), "is %d bytes; at most %d", len(val), MaxRecordValueLen)
+			continue
+		}
 		if msg := checkRecordValue(r.Type, val); msg != "" {
 			v.add(fmt.Sprintf("values[%d]", i), "%s", msg)
 		}
+	}
+	if len(v.errs) == 0 {
+		v.checkSize("record set", r)
 	}
 	return v.errs
 }
@@ -417,10 +482,6 @@ func checkRecordValue(typ, val string) string {
 		f := strings.Fields(val)
 		if len(f) != 4 || !isUint16(f[0]) || !isUint16(f[1]) || !isUint16(f[2]) || !isHostname(f[3]) {
 			return fmt.Sprintf("%q is not \"PRIORITY WEIGHT PORT TARGET\" like \"0 5 3000 db-a.node.example.com.\"", val)
-		}
-	case "TXT":
-		if len(val) > 4000 {
-			return "is longer than 4000 characters"
 		}
 	}
 	return ""
@@ -456,8 +517,8 @@ func (b ChangeBatch) Validate() FieldErrors {
 	if len(b.Changes) == 0 {
 		v.add("changes", "is empty; nothing to apply")
 	}
-	if len(b.Changes) > 1000 {
-		v.add("changes", "%d changes; at most 1000 in one batch", len(b.Changes))
+	if len(b.Changes) > MaxBatchChanges {
+		v.add("changes", "%d changes; at most %d in one batch", len(b.Changes), MaxBatchChanges)
 	}
 	for i, ch := range b.Changes {
 		p := fmt.Sprintf("changes[%d]", i)
@@ -567,6 +628,7 @@ func (l Listener) Validate() FieldErrors {
 	if len(l.AcceptProxyFrom) > 0 && !l.AcceptProxy {
 		v.add("accept_proxy_from", "is set but accept_proxy is not; set accept_proxy: true or remove it")
 	}
+	v.checkSize("listener", l)
 	return v.errs
 }
 
@@ -610,6 +672,12 @@ func (g Group) Validate() FieldErrors {
 	if len(g.Members) == 0 {
 		v.add("members", "is empty; a group needs at least one member")
 	}
+	if len(g.Members) > MaxGroupMembers {
+		v.add("members", "%d members; at most %d", len(g.Members), MaxGroupMembers)
+	}
+	if len(g.Track) > MaxGroupTracks {
+		v.add("track", "%d tracked checks; at most %d", len(g.Track), MaxGroupTracks)
+	}
 	seen := map[string]int{}
 	for i, m := range g.Members {
 		p := fmt.Sprintf("members[%d]", i)
@@ -648,6 +716,7 @@ func (g Group) Validate() FieldErrors {
 	if g.ReassertInterval < Duration(time.Second) {
 		v.add("reassert_interval", "%s is too short (at least 1s)", g.ReassertInterval)
 	}
+	v.checkSize("group", g)
 	return v.errs
 }
 

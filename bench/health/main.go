@@ -227,7 +227,7 @@ func run(ctx context.Context, n int, dur, baseDur time.Duration, cpuprofile stri
 	np := &health.NetProber{Dial: dial, EpollOnly: epollOnly}
 	defer np.Close()
 	prober := newRecProber(np, n)
-	checker := health.New(health.Options{ID: "bench", Version: "bench", Store: st, Snapshots: w, Prober: prober})
+	checker := health.New(health.Options{ID: "bench", Version: "bench", Store: st, Snapshots: w, Prober: prober, Registerer: benchMetrics})
 	cctx, stopChecker := context.WithCancel(ctx)
 	checkerDone := make(chan error, 1)
 	tc := time.Now()
@@ -698,9 +698,12 @@ func (h hist) quantiles() (p50, p99 time.Duration) {
 	return q(0.5), q(0.99)
 }
 
+// benchMetrics is the checker's registry (never the global one).
+var benchMetrics = prometheus.NewRegistry()
+
 func gather() (metrics, error) {
 	var m metrics
-	mfs, err := prometheus.DefaultGatherer.Gather()
+	mfs, err := benchMetrics.Gather()
 	if err != nil {
 		return m, err
 	}

@@ -164,7 +164,7 @@ func run(conc int, dur time.Duration, rate int) error {
 	} else {
 		fmt.Println()
 	}
-	p50, p99, n, err := commitToSnapshot()
+	p50, p99, n, err := commitToSnapshot(srv.Registry())
 	if err != nil {
 		return err
 	}
@@ -175,8 +175,8 @@ func run(conc int, dur time.Duration, rate int) error {
 // commitToSnapshot reads the server's seamark_write_visible_seconds histogram
 // (time from the store committing an API write to the snapshot showing it)
 // and returns the bucket bounds holding its 50th and 99th percentiles.
-func commitToSnapshot() (p50, p99 time.Duration, n uint64, err error) {
-	mfs, err := prometheus.DefaultGatherer.Gather()
+func commitToSnapshot(reg prometheus.Gatherer) (p50, p99 time.Duration, n uint64, err error) {
+	mfs, err := reg.Gather()
 	if err != nil {
 		return 0, 0, 0, err
 	}

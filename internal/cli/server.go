@@ -153,12 +153,20 @@ its file, line and key path. Exits 1 when the file would be rejected; warnings
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := config.Load(args[0])
+			if err == nil {
+				// As the server does: every secret_file must exist and be
+				// readable.
+				err = f.ReadSecrets()
+			}
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return exitError{code: 1}
 			}
 			for _, w := range f.Warnings() {
 				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
+			if !f.AllowEmpty && len(f.Zones)+len(f.Services)+len(f.Listeners)+len(f.Groups) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning: the file has no zones, services, listeners or groups; a running server refuses it on reload unless it says \"allow_empty: true\"")
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d zones, %d services, %d listeners, %d groups)\n",
 				args[0], len(f.Zones), len(f.Services), len(f.Listeners), len(f.Groups))

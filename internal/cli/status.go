@@ -132,6 +132,12 @@ func (v *statusView) table(tw *tabwriter.Writer) {
 	fmt.Fprintf(tw, "version\t%s\n", st.Version)
 	fmt.Fprintf(tw, "up since\t%s (%s)\n", st.StartedAt.Format(time.RFC3339), time.Since(st.StartedAt).Round(time.Second))
 	fmt.Fprintf(tw, "store\t%s %s (etcd %s, leader %s)\n", st.Store.Kind, strings.Join(st.Store.Endpoints, ","), st.Store.EtcdVersion, st.Store.Leader)
+	if !st.Store.Available && st.Store.Error != "" {
+		fmt.Fprintf(tw, "store unavailable\t%s (writes answer 503; DNS and the balancer serve the last snapshot)\n", st.Store.Error)
+	}
+	if c := st.Config; c != nil && !c.LastReloadSuccess {
+		fmt.Fprintf(tw, "config reload refused\t%s ago: %s\n", time.Since(c.LastReload).Round(time.Second), c.Error)
+	}
 	lag := ""
 	if d := st.Store.Revision - st.SnapshotRevision; d > 0 {
 		lag = fmt.Sprintf(" (%d behind)", d)

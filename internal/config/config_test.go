@@ -38,7 +38,7 @@ var errorCases = []struct {
 colour: blue
 `,
 		want: `t.yaml:1: zone: unknown key; did you mean "zones"?
-t.yaml:2: colour: unknown key; the keys here are server, zones, api, dns, services, listeners, groups`,
+t.yaml:2: colour: unknown key; the keys here are server, zones, api, dns, services, listeners, groups, allow_empty`,
 	},
 	{
 		name: "key set by the server",

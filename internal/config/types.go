@@ -26,6 +26,10 @@ type File struct {
 	Listeners []api.Listener `json:"listeners"`
 	// Groups are balancer groups that fail over by name.
 	Groups []api.Group `json:"groups"`
+	// AllowEmpty lets a reload remove every zone, service, listener or
+	// group the running config has; without it such a file (often an empty
+	// or truncated one) is rejected and nothing changes.
+	AllowEmpty bool `json:"allow_empty"`
 
 	// name is the file name errors are reported against; lines maps a key
 	// path ("services[2].check.interval") to its line in the file.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/registry"
@@ -48,22 +47,37 @@ var (
 	_ probeStarter = (*NetProber)(nil)
 )
 
-var (
-	metricProbes = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "seamark_health_probes_total", Help: "Health probes by kind and result.",
-	}, []string{"kind", "result"})
-	metricProbeSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "seamark_health_probe_seconds", Help: "Health probe latency by kind.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 3, 12),
-	}, []string{"kind"})
-	metricLateness = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "seamark_health_probe_lateness_seconds", Help: "How late probes start after they were due.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-	})
-	metricTargets = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "seamark_health_targets", Help: "Targets this checker probes, by its own verdict (healthy, unhealthy, unknown).",
-	}, []string{"state"})
-)
+// checkerMetrics are a Checker's Prometheus metrics, registered with
+// Options.Registerer (never the global registry).
+type checkerMetrics struct {
+	probes       *prometheus.CounterVec
+	probeSeconds *prometheus.HistogramVec
+	lateness     prometheus.Histogram
+	targets      *prometheus.GaugeVec
+}
+
+func newCheckerMetrics(reg prometheus.Registerer) *checkerMetrics {
+	m := &checkerMetrics{
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_health_probes_total", Help: "Health probes by kind and result.",
+		}, []string{"kind", "result"}),
+		probeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "seamark_health_probe_seconds", Help: "Health probe latency by kind.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 3, 12),
+		}, []string{"kind"}),
+		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "seamark_health_probe_lateness_seconds", Help: "How late probes start after they were due.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "seamark_health_targets", Help: "Targets this checker probes, by its own verdict (healthy, unhealthy, unknown).",
+		}, []string{"state"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.probes, m.probeSeconds, m.lateness, m.targets)
+	}
+	return m
+}
 
 // launchTick is the shortest time between two rounds of probe starts:
 // probes that come due within it start together, at most that late, so
@@ -85,6 +99,8 @@ type Options struct {
 	// Hooks runs services' on_change hooks; nil runs none.
 	Hooks  *Hooks
 	Logger *slog.Logger
+	// Registerer, when set, gets the checker's metrics.
+	Registerer prometheus.Registerer
 	// LeaseTTL of the checker's lease: a checker that dies stops counting
 	// after it. Default 3s.
 	LeaseTTL time.Duration
@@ -121,6 +137,7 @@ type Checker struct {
 	lastLaunch time.Duration // since epoch
 	spare      []probeDone
 	kinds      map[string]*kindMetrics
+	m          *checkerMetrics
 	w          *writer
 	inflight   sync.WaitGroup // probes running in goroutines
 }
@@ -188,6 +205,7 @@ func New(o Options) *Checker {
 		owned:    owned,
 		ready:    make(chan struct{}, 1),
 		kinds:    map[string]*kindMetrics{},
+		m:        newCheckerMetrics(o.Registerer),
 		targets:  map[string]*target{},
 		bySvc:    map[string]map[string]*target{},
 		svcIndex: map[string]int64{},
@@ -342,7 +360,7 @@ func (c *Checker) launchDue(ctx context.Context) {
 		}
 		t.queued = false
 		t.running = true
-		metricLateness.Observe(now.Sub(t.due).Seconds())
+		c.m.lateness.Observe(now.Sub(t.due).Seconds())
 		if c.starter != nil && c.starter.StartProbe(t.Target, t.done) {
 			continue
 		}
@@ -381,9 +399,9 @@ func (c *Checker) metricsOf(kind string) *kindMetrics {
 	m := c.kinds[kind]
 	if m == nil {
 		m = &kindMetrics{
-			ok:      metricProbes.WithLabelValues(kind, "ok"),
-			failed:  metricProbes.WithLabelValues(kind, "failed"),
-			seconds: metricProbeSeconds.WithLabelValues(kind),
+			ok:      c.m.probes.WithLabelValues(kind, "ok"),
+			failed:  c.m.probes.WithLabelValues(kind, "failed"),
+			seconds: c.m.probeSeconds.WithLabelValues(kind),
 		}
 		c.kinds[kind] = m
 	}
@@ -482,9 +500,9 @@ func (c *Checker) transition(t *target, old api.NodeState, res Result) {
 // countTargets publishes the targets by this checker's verdict; the counts
 // are kept as targets come, go and change.
 func (c *Checker) countTargets() {
-	metricTargets.WithLabelValues("healthy").Set(float64(c.counts[api.StateHealthy]))
-	metricTargets.WithLabelValues("unhealthy").Set(float64(c.counts[api.StateUnhealthy]))
-	metricTargets.WithLabelValues("unknown").Set(float64(c.counts[""]))
+	c.m.targets.WithLabelValues("healthy").Set(float64(c.counts[api.StateHealthy]))
+	c.m.targets.WithLabelValues("unhealthy").Set(float64(c.counts[api.StateUnhealthy]))
+	c.m.targets.WithLabelValues("unknown").Set(float64(c.counts[""]))
 }
 
 // sync brings the targets in line with the snapshot: services whose view

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/api"
 )
@@ -46,10 +45,16 @@ const (
 	hookDropWarnEvery = 10 * time.Second
 )
 
-var metricHookRuns = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "seamark_hook_runs_total",
-	Help: "on_change hook runs by result: ok and failed count every attempt (retries included); dropped counts events never delivered (queue full, or seamark stopping).",
-}, []string{"result"})
+func newHookRuns(reg prometheus.Registerer) *prometheus.CounterVec {
+	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "seamark_hook_runs_total",
+		Help: "on_change hook runs by result: ok and failed count every attempt (retries included); dropped counts events never delivered (queue full, or seamark stopping).",
+	}, []string{"result"})
+	if reg != nil {
+		reg.MustRegister(runs)
+	}
+	return runs
+}
 
 // Hooks runs on_change hooks in the background: a command (sh -c) with the
 // event as JSON on stdin, or an http(s) URL POSTed the event as JSON. A failure
@@ -62,6 +67,7 @@ type Hooks struct {
 	o      HookOptions
 	log    *slog.Logger
 	client *http.Client
+	runs   *prometheus.CounterVec
 	// slots holds a token for every running attempt.
 	slots chan struct{}
 	// wake tells Run that an event was queued or a slot was freed.
@@ -94,6 +100,8 @@ type HookOptions struct {
 	QueueSize int
 	// HTTPClient posts to URL hooks. Default: a client of its own.
 	HTTPClient *http.Client
+	// Registerer, when set, gets seamark_hook_runs_total.
+	Registerer prometheus.Registerer
 }
 
 type hookDelivery struct {
@@ -132,6 +140,7 @@ func NewHooks(o HookOptions) *Hooks {
 		o:      o,
 		log:    o.Logger.With("component", "hooks"),
 		client: client,
+		runs:   newHookRuns(o.Registerer),
 		slots:  make(chan struct{}, hookWorkers),
 		wake:   make(chan struct{}, 1),
 		busy:   make(map[string]bool),
@@ -161,7 +170,7 @@ func (h *Hooks) Fire(hook string, e api.Event) {
 	h.queue = append(h.queue, hookDelivery{hook: hook, event: e})
 	h.mu.Unlock()
 	if full {
-		metricHookRuns.WithLabelValues("dropped").Inc()
+		h.runs.WithLabelValues("dropped").Inc()
 	}
 	if warn {
 		h.log.Warn("hook queue full, dropped the oldest events",
@@ -232,7 +241,7 @@ func (h *Hooks) deliver(ctx context.Context, d hookDelivery) {
 	body, err := json.Marshal(d.event)
 	if err != nil {
 		<-h.slots
-		metricHookRuns.WithLabelValues("failed").Inc()
+		h.runs.WithLabelValues("failed").Inc()
 		log.Error("hook not run: encode event", "err", err)
 		return
 	}
@@ -250,7 +259,7 @@ func (h *Hooks) deliver(ctx context.Context, d hookDelivery) {
 		<-h.slots
 		h.poke()
 		if err == nil {
-			metricHookRuns.WithLabelValues("ok").Inc()
+			h.runs.WithLabelValues("ok").Inc()
 			log.Debug("hook ran", append(attrs, "attempt", attempt, "took", time.Since(start))...)
 			return
 		}
@@ -258,7 +267,7 @@ func (h *Hooks) deliver(ctx context.Context, d hookDelivery) {
 			h.abandon(log, attempt)
 			return
 		}
-		metricHookRuns.WithLabelValues("failed").Inc()
+		h.runs.WithLabelValues("failed").Inc()
 		attrs = append(attrs, "attempt", attempt, "err", err)
 		if attempt > h.o.Retries {
 			log.Error("hook failed, giving up", attrs...)
@@ -278,7 +287,7 @@ func (h *Hooks) deliver(ctx context.Context, d hookDelivery) {
 }
 
 func (h *Hooks) abandon(log *slog.Logger, attempt int) {
-	metricHookRuns.WithLabelValues("dropped").Inc()
+	h.runs.WithLabelValues("dropped").Inc()
 	log.Warn("hook abandoned: stopping", "attempt", attempt)
 }
 

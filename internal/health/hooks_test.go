@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/seamark/seamark/api"
@@ -409,18 +410,20 @@ func TestHookConcurrencyIsBounded(t *testing.T) {
 	waitFor(t, 3*time.Second, "every hook to be delivered", func() bool { return delivered.Load() == hooks })
 }
 
-// Not parallel: it reads the dropped counter.
+// Its own registry: the counter is this Hooks' alone, so it may run in
+// parallel with the other tests.
 func TestHookFireFullQueue(t *testing.T) {
+	t.Parallel()
 	rec := &recorder{}
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
 	var logs syncBuffer
-	h := NewHooks(HookOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), QueueSize: 3})
+	h := NewHooks(HookOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), QueueSize: 3, Registerer: prometheus.NewRegistry()})
 	var nilHooks *Hooks
 	nilHooks.Fire(srv.URL, hookEvent(0)) // a nil Hooks ignores events
 	h.Fire("", hookEvent(0))             // so does an empty hook
 
-	droppedBefore := hookRuns(t, "dropped")
+	droppedBefore := hookRuns(t, h, "dropped")
 	const n = 1000
 	start := time.Now()
 	for i := range n {
@@ -429,7 +432,7 @@ func TestHookFireFullQueue(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("got %d Fire calls on a full queue taking %s, want them not to block", n, took)
 	}
-	if got := hookRuns(t, "dropped") - droppedBefore; got != n-3 {
+	if got := hookRuns(t, h, "dropped") - droppedBefore; got != n-3 {
 		t.Errorf("got %v dropped, want %d", got, n-3)
 	}
 	if got := strings.Count(logs.String(), "hook queue full"); got != 1 {
@@ -503,10 +506,10 @@ func TestHookRunStopsAndKills(t *testing.T) {
 }
 
 // hookRuns reads seamark_hook_runs_total{result=result}.
-func hookRuns(t *testing.T, result string) float64 {
+func hookRuns(t *testing.T, h *Hooks, result string) float64 {
 	t.Helper()
 	var m dto.Metric
-	if err := metricHookRuns.WithLabelValues(result).Write(&m); err != nil {
+	if err := h.runs.WithLabelValues(result).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()

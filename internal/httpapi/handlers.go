@@ -19,8 +19,11 @@ import (
 	"github.com/seamark/seamark/internal/store"
 )
 
-// maxBody bounds request bodies; a 1000-change batch fits easily.
-const maxBody = 4 << 20
+// maxBody bounds request bodies (api.MaxBodySize): a larger one is a 413.
+const maxBody = api.MaxBodySize
+
+// bodyTimeout bounds reading a request body: a client that trickles it is cut.
+const bodyTimeout = 30 * time.Second
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	var buf bytes.Buffer
@@ -39,6 +42,9 @@ func writeError(w http.ResponseWriter, e *httpError) {
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="seamark"`)
 	}
+	if e.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
 	_ = writeJSON(w, e.status, api.Error{Status: e.status, Message: e.msg})
 }
 
@@ -46,11 +52,15 @@ func writeError(w http.ResponseWriter, e *httpError) {
 // and trailing data, with messages that say what to change.
 func DecodeBody(r io.Reader, v any) error {
 	data, err := io.ReadAll(io.LimitReader(r, maxBody+1))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return errorf(http.StatusRequestEntityTooLarge, "body: larger than %d bytes (the limit of one request; see docs/api.md, Limits)", maxBody)
+	}
 	if err != nil {
 		return errorf(http.StatusBadRequest, "body: %v", err)
 	}
 	if len(data) > maxBody {
-		return errorf(http.StatusRequestEntityTooLarge, "body: larger than %d bytes", maxBody)
+		return errorf(http.StatusRequestEntityTooLarge, "body: larger than %d bytes (the limit of one request; see docs/api.md, Limits)", maxBody)
 	}
 	if err := decodeStrict(data, v); err != nil {
 		return errorf(http.StatusBadRequest, "%s", describeJSONError(err, data, v))
@@ -195,24 +205,20 @@ done:
 // written waits until the local snapshot shows rev, then answers the write.
 func (h *Handler) written(w http.ResponseWriter, r *http.Request, status int, res api.WriteResult) error {
 	t0 := time.Now()
-	ctx, cancel := context.WithTimeout(r.Context(), h.o.WriteVisibleTimeout)
+	// The write is committed: its own deadline (the store's) is over.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.o.WriteVisibleTimeout)
 	defer cancel()
 	if _, err := h.o.Snapshots.WaitRevision(ctx, res.Revision); err != nil {
 		h.log.Warn("write committed but not yet visible locally", "revision", res.Revision, "err", err)
 	} else {
-		metricWriteVisible.Observe(time.Since(t0).Seconds())
+		h.m.writeVisible.Observe(time.Since(t0).Seconds())
 	}
 	w.Header().Set(api.IndexHeader, strconv.FormatInt(res.Revision, 10))
 	return writeJSON(w, status, res)
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	st, err := h.o.Store.Status(ctx)
-	if err != nil {
-		h.log.Warn("store status", "err", err)
-	}
+	st := h.storeStatus(r.Context())
 	snap := h.o.Snapshots.Current()
 	out := api.Status{Version: h.o.Version, StartedAt: h.started, Store: st, Zones: []string{}, Checkers: []api.Checker{}}
 	if snap != nil {
@@ -223,6 +229,10 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
 		out.Listeners = len(snap.Listeners())
 		out.Groups = len(snap.Groups())
 		out.Checkers = snap.Checkers()
+	}
+	if h.o.Config != nil {
+		cs := h.o.Config()
+		out.Config = &cs
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/seamark/seamark/api"
@@ -94,6 +93,12 @@ type Options struct {
 	// WriteVisibleTimeout bounds how long a write waits for the local
 	// snapshot to show it; default 2s.
 	WriteVisibleTimeout time.Duration
+	// StoreTimeout bounds the store calls of one write (a 503 with
+	// Retry-After beyond); default 1.5s.
+	StoreTimeout time.Duration
+	// StoreProbeEvery is how often Run asks the store for its status,
+	// which /v1/status answers from; default 1s.
+	StoreProbeEvery time.Duration
 	// UI, when set, serves the dashboard under /ui/ (without a token: its
 	// files hold no data, and the page reads the API with the user's), and
 	// GET / redirects there.
@@ -101,6 +106,13 @@ type Options struct {
 	// Route53, when set, serves Amazon Route 53's API under /2013-04-01/
 	// (it authenticates its own requests with AWS Signature Version 4).
 	Route53 http.Handler
+	// Registerer gets the API's metrics and Gatherer is served at
+	// /metrics; both default to one new registry of the Handler's own
+	// (never the global one).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Config, when set, reports the last config load for /v1/status.
+	Config func() api.ConfigStatus
 }
 
 // Handler is the API's http.Handler.
@@ -112,6 +124,8 @@ type Handler struct {
 	// stopping is closed by Close: blocking reads answer at once.
 	stopping  chan struct{}
 	closeOnce sync.Once
+	m         *metrics
+	health    storeHealth
 }
 
 // Close makes every blocking read in flight answer now, so that a server
@@ -120,19 +134,30 @@ func (h *Handler) Close() {
 	h.closeOnce.Do(func() { close(h.stopping) })
 }
 
-var (
-	metricRequests = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "seamark_http_requests_total", Help: "HTTP API requests by route and status code.",
-	}, []string{"route", "code"})
-	metricLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "seamark_http_request_seconds", Help: "HTTP API request latency (blocking reads excluded).",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
-	}, []string{"route"})
-	metricWriteVisible = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "seamark_write_visible_seconds", Help: "Time from an API write being committed to the local snapshot showing it.",
-		Buckets: prometheus.ExponentialBuckets(0.00005, 1.25, 48),
-	})
-)
+// metrics are a Handler's own (registered with Options.Registerer).
+type metrics struct {
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	writeVisible prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_http_requests_total", Help: "HTTP API requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "seamark_http_request_seconds", Help: "HTTP API request latency (blocking reads excluded).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"route"}),
+		writeVisible: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "seamark_write_visible_seconds", Help: "Time from an API write being committed to the local snapshot showing it.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 1.25, 48),
+		}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.writeVisible)
+	return m
+}
 
 // New returns the API handler.
 func New(o Options) *Handler {
@@ -145,7 +170,23 @@ func New(o Options) *Handler {
 	if o.WriteVisibleTimeout == 0 {
 		o.WriteVisibleTimeout = 2 * time.Second
 	}
-	h := &Handler{o: o, log: o.Logger.With("component", "httpapi"), mux: http.NewServeMux(), started: time.Now(), stopping: make(chan struct{})}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = 1500 * time.Millisecond
+	}
+	if o.StoreProbeEvery == 0 {
+		o.StoreProbeEvery = time.Second
+	}
+	if o.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		o.Registerer = reg
+		if o.Gatherer == nil {
+			o.Gatherer = reg
+		}
+	}
+	if o.Gatherer == nil {
+		o.Gatherer = prometheus.NewRegistry()
+	}
+	h := &Handler{o: o, log: o.Logger.With("component", "httpapi"), mux: http.NewServeMux(), started: time.Now(), stopping: make(chan struct{}), m: newMetrics(o.Registerer)}
 	h.routes()
 	return h
 }
@@ -189,7 +230,7 @@ func (h *Handler) routes() {
 	if h.o.Route53 != nil {
 		h.mux.Handle("/2013-04-01/", h.o.Route53)
 	}
-	metrics := promhttp.Handler()
+	metrics := promhttp.HandlerFor(h.o.Gatherer, promhttp.HandlerOpts{})
 	read("GET /metrics", func(w http.ResponseWriter, r *http.Request) error { metrics.ServeHTTP(w, r); return nil })
 	h.mux.Handle("/", h.wrap("/", AccessRead, func(w http.ResponseWriter, r *http.Request) error {
 		if allowed := h.allowedMethods(r); len(allowed) > 0 {
@@ -257,6 +298,23 @@ func (h *Handler) wrap(route string, need string, fn func(http.ResponseWriter, *
 		t0 := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		err := h.authorize(r, need)
+		if err == nil && r.Body != nil && r.Body != http.NoBody {
+			// A body is read within bodyTimeout and up to maxBody (413
+			// beyond); no server-wide ReadTimeout, which would cut blocking
+			// reads.
+			if r.ContentLength > maxBody {
+				err = errorf(http.StatusRequestEntityTooLarge, "body: %d bytes is larger than %d (the limit of one request; see docs/api.md, Limits)", r.ContentLength, maxBody)
+			}
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
+		if err == nil && need == AccessWrite {
+			// Every store call of a write carries a deadline: a store that
+			// is away makes it a 503 within storeWriteTimeout.
+			ctx, cancel := context.WithTimeout(r.Context(), h.o.StoreTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		if err == nil {
 			err = fn(rec, r)
 		}
@@ -269,9 +327,9 @@ func (h *Handler) wrap(route string, need string, fn func(http.ResponseWriter, *
 				writeError(rec, he)
 			}
 		}
-		metricRequests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+		h.m.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
 		if r.URL.Query().Get("index") == "" {
-			metricLatency.WithLabelValues(route).Observe(time.Since(t0).Seconds())
+			h.m.latency.WithLabelValues(route).Observe(time.Since(t0).Seconds())
 		}
 	})
 }
@@ -292,8 +350,8 @@ func (h *Handler) toHTTPError(err error) *httpError {
 		return &httpError{status: http.StatusNotFound, msg: err.Error()}
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNoLease):
 		return &httpError{status: http.StatusConflict, msg: err.Error()}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return &httpError{status: http.StatusServiceUnavailable, msg: "the store did not answer in time; try again"}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), storeUnavailable(err):
+		return &httpError{status: http.StatusServiceUnavailable, msg: "the store is unavailable (it did not answer within " + h.o.StoreTimeout.String() + "); nothing was written, try again: " + err.Error()}
 	}
 	return &httpError{status: http.StatusInternalServerError, msg: "internal error: " + err.Error()}
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/httpapi"
 	"github.com/seamark/seamark/internal/registry"
@@ -46,12 +48,17 @@ func newFixture(t *testing.T, tokens bool) *fixture {
 		t.Fatal(err)
 	}
 	w := registry.NewWatcher(st, nil)
+	// Each fixture owns its registry: fixtures in one process never collide.
+	reg := prometheus.NewRegistry()
+	if err := w.Register(reg); err != nil {
+		t.Fatal(err)
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(wctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-w.Ready()
-	o := httpapi.Options{Store: st, Snapshots: w, Version: "test", AnonymousRead: true}
+	o := httpapi.Options{Store: st, Snapshots: w, Version: "test", AnonymousRead: true, Registerer: reg, Gatherer: reg}
 	if tokens {
 		o.Tokens = []httpapi.Token{{Name: "ro", Secret: readSecret, Access: "read"}, {Name: "ops", Secret: writeSecret, Access: "write"}}
 	}
@@ -152,6 +159,13 @@ func TestAPIErrors(t *testing.T) {
 		{"listener port and ports", "POST", "/v1/listeners", `{"name":"l","port":9001,"ports":"9100-9101","service":"db"}`, 400, "set either port or ports, not both"},
 		{"listener bad range", "POST", "/v1/listeners", `{"name":"l","ports":"9200-9100","service":"db"}`, 400, `"9200-9100" is not a port range`},
 		{"missing listener", "DELETE", "/v1/listeners/nope", "", 404, `listener "nope": not found`},
+		// Limits (docs/api.md, Limits).
+		{"body over the limit", "POST", "/v1/services", `{"name":"x","port":80,"pad":"` + strings.Repeat("x", api.MaxBodySize) + `"}`, 413, "body: 1048607 bytes is larger than 1048576"},
+		{"tag value over the limit", "PUT", "/v1/services/db/nodes/a", `{"id":"a","address":"127.0.0.1","tags":{"k":"` + strings.Repeat("v", api.MaxTagValueLen+1) + `"}}`, 400, "tags.k: is 4097 bytes; at most 4096"},
+		{"too many tags", "PUT", "/v1/services/db/nodes/a", `{"id":"a","address":"127.0.0.1","tags":{` + manyTags(api.MaxTags+1, 1) + `}}`, 400, "tags: 65 tags; at most 64"},
+		{"node over the object limit", "PUT", "/v1/services/db/nodes/a", `{"id":"a","address":"127.0.0.1","tags":{` + manyTags(api.MaxTags, 1100) + `}}`, 400, "at most 65536 (MaxObjectSize"},
+		{"record value over the limit", "POST", "/v1/zones/cluster.test/changes", `{"changes":[{"action":"CREATE","record":{"name":"t","type":"TXT","values":["` + strings.Repeat("t", api.MaxRecordValueLen+1) + `"]}}]}`, 400, "changes[0].record.values[0]: is 4001 bytes; at most 4000"},
+		{"batch over the limit", "POST", "/v1/zones/cluster.test/changes", `{"changes":[` + strings.TrimSuffix(strings.Repeat(`{"action":"DELETE","record":{"name":"a","type":"A"}},`, api.MaxBatchChanges+1), ",") + `]}`, 400, "changes: 1001 changes; at most 1000 in one batch"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -304,6 +318,15 @@ func TestReadYourWrites(t *testing.T) {
 			t.Fatalf("right after registering %d nodes, a read shows %d", i+1, len(nodes))
 		}
 	}
+}
+
+// manyTags returns n JSON members "tN":"vvv..." with values of size bytes.
+func manyTags(n, size int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf("%q:%q", fmt.Sprintf("t%d", i), strings.Repeat("v", size))
+	}
+	return strings.Join(parts, ",")
 }
 
 func TestMetrics(t *testing.T) {

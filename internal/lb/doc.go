@@ -28,4 +28,10 @@
 // Byte counters and the idle timeout come from the kernel's TCP_INFO of the
 // client socket, sampled by one reaper, not from a counting reader in the
 // relay.
+//
+// Connections of every port together are one netlimit.Surface (surface "lb",
+// two descriptors each) of the server's descriptor budget, with an optional
+// global cap (Options.MaxConns) beside each listener's max_conns. At a cap a
+// port stops accepting (clients wait in the kernel's backlog); it takes
+// nothing while it waits, so an idle port never holds a slot.
 package lb

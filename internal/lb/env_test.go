@@ -130,13 +130,17 @@ type env struct {
 	fails *failures
 	// logger, when set before startLB, is the balancer's.
 	logger *slog.Logger
+	tweak  func(*Options)
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the balancer's options changed by tweak.
+func newEnvWith(t testing.TB, tweak func(*Options)) *env {
 	t.Helper()
 	st := storetest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, ctx: ctx, st: st, w: registry.NewWatcher(st, slog.New(slog.DiscardHandler)), fails: &failures{}}
+	e := &env{t: t, ctx: ctx, st: st, w: registry.NewWatcher(st, slog.New(slog.DiscardHandler)), fails: &failures{}, tweak: tweak}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); e.w.Run(ctx) }()
@@ -153,7 +157,11 @@ func (e *env) startLB() {
 	if lg == nil {
 		lg = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	e.lb = New(Options{Snapshots: e.w, Failures: e.fails, Logger: lg})
+	o := Options{Snapshots: e.w, Failures: e.fails, Logger: lg}
+	if e.tweak != nil {
+		e.tweak(&o)
+	}
+	e.lb = New(o)
 	done := make(chan struct{})
 	go func() { defer close(done); e.lb.Run(ctx) }()
 	e.stop = func() { cancel(); <-done }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/netlimit"
 	"github.com/seamark/seamark/internal/registry"
 )
 
@@ -40,6 +41,13 @@ type Options struct {
 	Logger   *slog.Logger
 	// Registerer, when set, gets the balancer's Prometheus collector.
 	Registerer prometheus.Registerer
+	// MaxConns caps client connections over every listener together (0:
+	// only Budget bounds them). At the cap every port stops accepting until
+	// a connection ends: clients wait in the kernel's backlog.
+	MaxConns int
+	// Budget is the process's descriptor budget; each proxied connection
+	// takes two (client and backend). Nil: no budget.
+	Budget *netlimit.Budget
 }
 
 // reapEvery is how often the reaper samples connections (idle timeouts,
@@ -47,6 +55,9 @@ type Options struct {
 const (
 	reapEvery  = 250 * time.Millisecond
 	rebindWait = 2 * time.Second
+	// recutEvery spaces further cuts of a port whose drain timed out (a
+	// connection registered while it was being cut).
+	recutEvery = 5 * time.Second
 )
 
 // Server runs the balancer's listeners. Run applies every snapshot until its
@@ -61,10 +72,14 @@ type Server struct {
 	services map[string]*service
 
 	revision atomic.Int64
+	cuts     atomic.Int64  // drain-timeout cuts started (tests)
 	applied  chan struct{} // closed and replaced after every apply
 	wg       sync.WaitGroup
 	ctx      context.Context // Run's, for dials
 	connLog  connLog
+	// conns is every listener's connections together: the global cap and
+	// the descriptor budget.
+	conns *netlimit.Surface
 }
 
 // service is the balancer's state for one service, stable across snapshots.
@@ -85,11 +100,15 @@ func New(o Options) *Server {
 		o: o, log: o.Logger.With("component", "lb"),
 		ports: map[portKey]*port{}, draining: map[*port]struct{}{}, services: map[string]*service{},
 		applied: make(chan struct{}),
+		conns:   netlimit.NewSurface("lb", o.MaxConns, 2, o.Budget),
 	}
 	s.connLog.log = o.Logger.With("component", "lb.conn")
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(collector{s}); err != nil {
 			s.log.Warn("lb metrics not registered", "err", err)
+		}
+		if err := s.conns.Register(o.Registerer); err != nil {
+			s.log.Warn("lb connection cap metrics not registered", "err", err)
 		}
 	}
 	return s
@@ -176,6 +195,7 @@ func (s *Server) apply(snap *registry.Snapshot, now time.Time) {
 			continue
 		}
 		p := newPort(k, l, s.services[l.Service])
+		p.limit = s.conns
 		s.ports[k] = p
 		if err := s.listenLocked(p); err != nil {
 			failed++

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/netlimit"
 )
 
 // portKey names one listening port: a listener and one address of its range.
@@ -35,6 +36,9 @@ type port struct {
 	retryAt    time.Time
 	closing    bool
 	drainUntil time.Time
+	recutAt    time.Time // when a timed-out drain may be cut again
+
+	limit *netlimit.Surface // the balancer's cap, over every port
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -76,6 +80,9 @@ func (p *port) cutAll() {
 // release counts a connection of p as ended.
 func (p *port) release() {
 	p.stats.active.Add(-1)
+	if p.limit != nil {
+		p.limit.Release()
+	}
 	select {
 	case p.freed <- struct{}{}:
 	default:
@@ -88,14 +95,32 @@ func (s *Server) accept(p *port) {
 	var backoff time.Duration
 	for {
 		// max_conns: leave further clients in the kernel's backlog.
-		for spec := p.spec.Load(); spec.MaxConns > 0 && p.stats.active.Load() >= int64(spec.MaxConns); spec = p.spec.Load() {
+		for spec, paused := p.spec.Load(), false; spec.MaxConns > 0 && p.stats.active.Load() >= int64(spec.MaxConns); spec = p.spec.Load() {
+			if !paused && p.limit != nil {
+				paused = true
+				p.limit.Count(netlimit.ReasonPaused)
+			}
 			select {
 			case <-p.freed:
 			case <-p.stop:
 				return
 			}
 		}
+		// The global cap and the descriptor budget: wait for room.
+		if !s.waitRoom(p) {
+			return
+		}
 		c, err := p.ln.AcceptTCP()
+		if err == nil && p.limit != nil {
+			// Another port may have taken the room meanwhile.
+			if ok, why := p.limit.TryAcquire(); !ok {
+				p.limit.Count(why)
+				p.stats.refused.Add(1)
+				c.SetLinger(0)
+				c.Close()
+				continue
+			}
+		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -117,6 +142,28 @@ func (s *Server) accept(p *port) {
 		p.stats.total.Add(1)
 		s.wg.Add(1)
 		go s.handle(p, c)
+	}
+}
+
+// waitRoom waits, not accepting, while the balancer's connection cap or the
+// descriptor budget has no room; false when p stops. It takes nothing, so an
+// idle port holds no slot.
+func (s *Server) waitRoom(p *port) bool {
+	if p.limit == nil {
+		return true
+	}
+	paused := false
+	for {
+		if p.limit.Room() {
+			return true
+		}
+		if !paused {
+			paused = true
+			p.limit.Count(netlimit.ReasonPaused)
+		}
+		if !p.limit.Wait(p.stop) {
+			return false
+		}
 	}
 }
 
@@ -366,9 +413,16 @@ func (s *Server) reap(now time.Time) {
 			delete(s.draining, p)
 			continue
 		}
-		if now.After(p.drainUntil) {
-			s.log.Info("drain timeout: cutting connections", "listener", p.key.name, "addr", p.key.addr.String(), "connections", p.stats.active.Load())
-			go p.cutAll()
+		if now.After(p.drainUntil) && now.After(p.recutAt) {
+			// Once per port at the info level; a cut is owned by s.wg,
+			// and the next comes only recutEvery later.
+			if p.recutAt.IsZero() {
+				s.log.Info("drain timeout: cutting connections", "listener", p.key.name, "addr", p.key.addr.String(), "connections", p.stats.active.Load())
+			}
+			p.recutAt = now.Add(recutEvery)
+			s.cuts.Add(1)
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); p.cutAll() }()
 		}
 		ports = append(ports, p)
 	}

@@ -45,6 +45,9 @@ var (
 	}
 )
 
+// descMaxConns is each listener's max_conns (per port; 0: none).
+var descMaxConns = prometheus.NewDesc("seamark_lb_listener_max_conns", "A listener's cap of connections per port (max_conns; 0: none). At it the port stops accepting.", []string{"listener"}, nil)
+
 func init() {
 	for _, m := range metricNames {
 		descListener[m.name] = prometheus.NewDesc("seamark_lb_listener_"+m.name, m.help, []string{"listener"}, nil)
@@ -59,6 +62,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range descBackend {
 		ch <- d
 	}
+	ch <- descMaxConns
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -73,6 +77,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, s := range byName {
 		emit(ch, descListener, *s, name)
+	}
+	c.s.mu.Lock()
+	caps := map[string]int{}
+	for _, p := range c.s.ports {
+		caps[p.key.name] = p.spec.Load().MaxConns
+	}
+	c.s.mu.Unlock()
+	for name, n := range caps {
+		ch <- prometheus.MustNewConstMetric(descMaxConns, prometheus.GaugeValue, float64(n), name)
 	}
 	for _, b := range c.s.backendList() {
 		emit(ch, descBackend, b.stats.snapshot(), b.service, b.node)

@@ -3,12 +3,12 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/internal/store"
 )
@@ -22,23 +22,43 @@ type Source interface {
 
 var _ Source = (*store.Store)(nil)
 
-var (
-	metricRevision = promauto.NewGauge(prometheus.GaugeOpts{
-		Name: "seamark_snapshot_revision", Help: "Store revision of the snapshot answers are served from.",
-	})
-	metricResyncs = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "seamark_snapshot_resyncs_total", Help: "Full re-reads of the store, by reason.",
-	}, []string{"reason"})
-	metricBuild = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "seamark_snapshot_build_seconds", Help: "Time to build a new snapshot from a watch batch or a full load.",
-		Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
-	})
-)
+// watcherMetrics are a Watcher's own metrics (see Register).
+type watcherMetrics struct {
+	revision prometheus.Gauge
+	resyncs  *prometheus.CounterVec
+	build    prometheus.Histogram
+}
+
+func newWatcherMetrics() watcherMetrics {
+	return watcherMetrics{
+		revision: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "seamark_snapshot_revision", Help: "Store revision of the snapshot answers are served from.",
+		}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_snapshot_resyncs_total", Help: "Full re-reads of the store, by reason.",
+		}, []string{"reason"}),
+		build: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "seamark_snapshot_build_seconds", Help: "Time to build a new snapshot from a watch batch or a full load.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		}),
+	}
+}
+
+// Register adds the watcher's metrics to reg (a registry the server owns).
+func (w *Watcher) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{w.m.revision, w.m.resyncs, w.m.build} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register snapshot metrics: %w", err)
+		}
+	}
+	return nil
+}
 
 // Watcher keeps the current Snapshot up to date with the store.
 type Watcher struct {
 	src Source
 	log *slog.Logger
+	m   watcherMetrics
 
 	mu    sync.Mutex
 	cur   *Snapshot
@@ -52,7 +72,7 @@ func NewWatcher(src Source, log *slog.Logger) *Watcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{src: src, log: log.With("component", "registry"), next: make(chan struct{}), ready: make(chan struct{})}
+	return &Watcher{src: src, log: log.With("component", "registry"), m: newWatcherMetrics(), next: make(chan struct{}), ready: make(chan struct{})}
 }
 
 // Current returns the newest snapshot, or nil before the first load.
@@ -99,13 +119,9 @@ func (w *Watcher) publish(s *Snapshot) {
 	close(w.next)
 	w.next = make(chan struct{})
 	w.mu.Unlock()
-	metricRevision.Set(float64(s.Revision))
+	w.m.revision.Set(float64(s.Revision))
 	w.once.Do(func() { close(w.ready) })
 }
-
-// loadTimeout bounds one full read of the store: a read sent to a member
-// that is cut off fails after it and the next goes elsewhere.
-const loadTimeout = 2 * time.Second
 
 // Run loads, publishes and follows the store until ctx ends. Every break of
 // the stream (compaction, lost connection, lost leader) leads to a full
@@ -121,7 +137,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if errors.Is(err, store.ErrCompacted) {
 			reason = "compacted"
 		}
-		metricResyncs.WithLabelValues(reason).Inc()
+		w.m.resyncs.WithLabelValues(reason).Inc()
 		w.log.Warn("store watch broke; reading everything again", "err", err, "reason", reason)
 		select {
 		case <-time.After(backoff):
@@ -138,17 +154,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 // follow does one full load and then applies watch batches until the stream
 // breaks.
 func (w *Watcher) follow(ctx context.Context) error {
-	// A load sent to a member that is cut off would wait for ever.
-	lctx, lcancel := context.WithTimeout(ctx, loadTimeout)
-	items, rev, err := w.src.Load(lctx)
-	lcancel()
+	// The store loads in pages, each bounded in time (a page sent to a
+	// member that is cut off fails, and the next load goes elsewhere), so a
+	// large store is never cut short by one deadline over the whole load.
+	items, rev, err := w.src.Load(ctx)
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
 	st := newState()
 	snap, _ := st.load(items, rev)
-	metricBuild.Observe(time.Since(t0).Seconds())
+	w.m.build.Observe(time.Since(t0).Seconds())
 	if cur := w.Current(); cur == nil || cur.Revision != rev {
 		w.publish(snap)
 	}
@@ -179,7 +195,7 @@ func (w *Watcher) follow(ctx context.Context) error {
 			continue
 		}
 		snap = st.build(snap, rev, d)
-		metricBuild.Observe(time.Since(t0).Seconds())
+		w.m.build.Observe(time.Since(t0).Seconds())
 		w.publish(snap)
 	}
 	cancel()

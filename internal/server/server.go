@@ -6,6 +6,13 @@
 // watcher that keeps the snapshot current, and serves the HTTP API. Roles
 // never talk to each other: each reads the snapshot and writes the store.
 // Everything it starts it stops in Close, in reverse order.
+//
+// It owns the process's resources shared by the roles: the Prometheus
+// registry every role registers with (served at /metrics with the Go and
+// process collectors), and the descriptor budget (internal/netlimit) the
+// network surfaces share, with a reserve for the store and the checker and
+// the HTTP API's share set aside. A reload that would empty the config is
+// refused unless the file says allow_empty: true (reload.go).
 package server
 
 import (
@@ -23,6 +30,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/config"
@@ -31,6 +40,7 @@ import (
 	"github.com/seamark/seamark/internal/health"
 	"github.com/seamark/seamark/internal/httpapi"
 	"github.com/seamark/seamark/internal/lb"
+	"github.com/seamark/seamark/internal/netlimit"
 	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/route53"
 	"github.com/seamark/seamark/internal/store"
@@ -63,9 +73,16 @@ type Server struct {
 	httpLn  net.Listener
 	httpSrv *http.Server
 	api     *httpapi.Handler
+	// reg is this server's own metrics registry (served at /metrics);
+	// budget the descriptors its network surfaces share.
+	reg    *prometheus.Registry
+	budget *netlimit.Budget
+	apiCap *netlimit.Surface
+	apiMax int
 
 	reloadMu sync.Mutex
 	cfg      *config.File
+	reloads  *reloads
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -88,6 +105,8 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 			started.Close()
 		}
 	}()
+	s.limits()
+	s.reloads = newReloads(o.ConfigPath, s.reg)
 	sc := o.Config.Server
 	s.st, err = store.Open(ctx, store.Options{
 		Endpoints:  sc.EtcdEndpoints,
@@ -106,6 +125,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.watcher = registry.NewWatcher(s.st, o.Logger)
+	if err := s.watcher.Register(s.reg); err != nil {
+		return nil, fmt.Errorf("start server: %w", err)
+	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.watcher.Run(runCtx) }()
 	select {
@@ -123,10 +145,57 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := s.startHTTP(o.Config); err != nil {
 		return nil, err
 	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.api.Run(runCtx) }() // the store prober /v1/status answers from
 	if sc.Member != "" {
 		s.startMember(runCtx, sc.Member)
 	}
 	return s, nil
+}
+
+// limits raises the open-file limit, sets up the descriptor budget every
+// network surface shares (keeping a reserve for the store and the checker)
+// and this server's own metrics registry.
+func (s *Server) limits() {
+	soft0 := netlimit.FileLimit()
+	soft, hard, err := netlimit.RaiseFileLimit()
+	if err != nil {
+		s.log.Warn("open-file limit not raised", "err", err)
+	}
+	s.budget = netlimit.ProcessBudget()
+	s.apiMax = apiMaxConns(s.budget)
+	s.budget.SetAside(s.apiMax)
+	s.log.Info("open-file limit", "soft_at_start", soft0, "soft", soft, "hard", hard, "reserve", s.budget.Reserve(), "api_max_conns", s.apiMax)
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.budget.Register(s.reg)
+}
+
+// apiMaxConns is the HTTP API's connection cap for a descriptor budget: a
+// quarter of what surfaces may use, between 64 and 4096. It is set aside
+// from the budget on top of its reserve.
+func apiMaxConns(b *netlimit.Budget) int {
+	return min(max((b.Limit()-b.Reserve())/4, 64), 4096)
+}
+
+// Registry is this server's Prometheus registry (served at /metrics).
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// gatherer is what /metrics serves: this server's registry, plus the
+// seamark_ families still registered globally (DNS, until it takes a
+// Registerer).
+func (s *Server) gatherer() prometheus.Gatherer {
+	global := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs, err := prometheus.DefaultGatherer.Gather()
+		out := mfs[:0]
+		for _, mf := range mfs {
+			if strings.HasPrefix(mf.GetName(), "seamark_dns_") {
+				out = append(out, mf)
+			}
+		}
+		return out, err
+	})
+	return prometheus.Gatherers{s.reg, global}
 }
 
 // startChecker runs the health checker and the hooks it fires.
@@ -136,10 +205,10 @@ func (s *Server) startChecker(ctx context.Context, name string) {
 		name = fmt.Sprintf("%s-%04x", strings.ToLower(strings.ReplaceAll(host, ".", "-")), rand.N(1<<16))
 	}
 	s.name = name
-	hooks := health.NewHooks(health.HookOptions{Logger: s.o.Logger})
+	hooks := health.NewHooks(health.HookOptions{Logger: s.o.Logger, Registerer: s.reg})
 	s.hooks = hooks
 	s.checker = health.New(health.Options{
-		ID: name, Version: s.o.Version, Store: s.st, Snapshots: s.watcher, Hooks: hooks, Logger: s.o.Logger,
+		ID: name, Version: s.o.Version, Store: s.st, Snapshots: s.watcher, Hooks: hooks, Logger: s.o.Logger, Registerer: s.reg,
 	})
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); hooks.Run(ctx) }()
@@ -154,7 +223,7 @@ func (s *Server) startChecker(ctx context.Context, name string) {
 // startBalancer runs the TCP load balancer; its failed connects feed the
 // health checker's passive input.
 func (s *Server) startBalancer(ctx context.Context) {
-	s.lb = lb.New(lb.Options{Snapshots: s.watcher, Failures: s.checker, Logger: s.o.Logger, Registerer: prometheus.DefaultRegisterer})
+	s.lb = lb.New(lb.Options{Snapshots: s.watcher, Failures: s.checker, Logger: s.o.Logger, Registerer: s.reg, Budget: s.budget})
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.lb.Run(ctx) }()
 }
@@ -231,6 +300,21 @@ func (s *Server) startHTTP(f *config.File) error {
 	if err != nil {
 		return fmt.Errorf("start server: listen for the HTTP API on %s: %w (change server.http_addr or --http-addr)", f.Server.HTTPAddr, err)
 	}
+	// The API's descriptors are set aside from the budget (which was made
+	// in limits, before any surface used it): a full balancer or DNS never
+	// takes them.
+	s.apiCap = netlimit.NewSurface("api", s.apiMax, 1, nil)
+	if err := s.apiCap.Register(s.reg); err != nil {
+		ln.Close()
+		return fmt.Errorf("start server: %w", err)
+	}
+	// Full: the connection idle longest (a client that sent nothing yet,
+	// or a kept-alive one between requests) makes room.
+	capped := netlimit.NewListener(ln, netlimit.ListenerOptions{
+		Surface: s.apiCap, Mode: netlimit.Evict, Logger: s.o.Logger,
+		Refusal: []byte("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+	})
+	ln = capped
 	s.httpLn = ln
 	tokens := make([]httpapi.Token, 0, len(f.API.Tokens))
 	for _, t := range f.API.Tokens {
@@ -248,8 +332,14 @@ func (s *Server) startHTTP(f *config.File) error {
 			Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger,
 			Credentials: route53Credentials(tokens), InsecureUnsigned: f.API.Route53.InsecureUnsigned,
 		}),
+		Registerer: s.reg, Gatherer: s.gatherer(), Config: s.reloads.status,
 	})
-	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	// No ReadTimeout or WriteTimeout: blocking reads (?wait=) last minutes.
+	// Request bodies get their own read deadline in the handler.
+	s.httpSrv = &http.Server{
+		Handler: s.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ConnState: capped.ConnState, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -299,9 +389,10 @@ func (s *Server) apply(ctx context.Context, f *config.File) error {
 // Reload re-reads the config file and applies it. A file with any error is
 // rejected whole and the running state stays as it was. Addresses and store
 // settings take effect only on restart; a change to them is logged.
-func (s *Server) Reload(ctx context.Context) error {
+func (s *Server) Reload(ctx context.Context) (err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	defer func() { s.reloads.record(time.Now(), err) }()
 	if s.o.ConfigPath == "" {
 		return errors.New("reload: the server was started without --config; nothing to re-read")
 	}
@@ -317,6 +408,9 @@ func (s *Server) Reload(ctx context.Context) error {
 		s.log.Warn("reload: server addresses and store settings change only on restart")
 	}
 	f.Server = s.cfg.Server
+	if err := emptyGuard(s.cfg, f); err != nil {
+		return fmt.Errorf("reload rejected, nothing changed: %w", err)
+	}
 	if err := s.apply(ctx, f); err != nil {
 		return err
 	}

@@ -27,20 +27,54 @@ type Item struct {
 	Lease       int64
 }
 
+// A full load reads loadPage keys per request, each request bounded by
+// loadPageTimeout: with objects of at most api.MaxObjectSize a page is at
+// most 32 MiB, far below gRPC's message limit, so a store of any size that
+// the API accepted loads; and a page sent to a member that is cut off fails
+// after loadPageTimeout, so the next load goes elsewhere.
+const (
+	loadPage        = 500
+	loadPageTimeout = 2 * time.Second
+)
+
 // Load reads every object at one revision, so the result is never half of a
-// change.
+// change. It reads in pages (see loadPage), all at the first page's
+// revision.
 func (s *Store) Load(ctx context.Context) ([]Item, int64, error) {
-	resp, err := s.cli.Get(ctx, s.prefix+version, clientv3.WithPrefix())
-	if err != nil {
-		return nil, 0, fmt.Errorf("load store: %w", err)
-	}
-	items := make([]Item, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		if it, ok := s.item(kv, false); ok {
-			items = append(items, it)
+	return s.LoadPages(ctx, loadPage)
+}
+
+// LoadPages is Load with pages of page keys.
+func (s *Store) LoadPages(ctx context.Context, page int) ([]Item, int64, error) {
+	key := s.prefix + version
+	end := clientv3.GetPrefixRangeEnd(key)
+	var items []Item
+	var rev int64
+	for n := 1; ; n++ {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(page))}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
 		}
+		pctx, cancel := context.WithTimeout(ctx, loadPageTimeout)
+		resp, err := s.cli.Get(pctx, key, opts...)
+		cancel()
+		if err != nil {
+			return nil, 0, fmt.Errorf("load store: page %d (%d objects read): %w", n, len(items), err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+			items = make([]Item, 0, resp.Count)
+		}
+		for _, kv := range resp.Kvs {
+			if it, ok := s.item(kv, false); ok {
+				items = append(items, it)
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return items, rev, nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	return items, resp.Header.Revision, nil
 }
 
 func (s *Store) item(kv *mvccpb.KeyValue, deleted bool) (Item, bool) {

@@ -285,3 +285,34 @@ func TestEventLogIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// A load in pages reads every object once, at the first page's revision:
+// writes made between pages do not show.
+func TestLoadInPages(t *testing.T) {
+	s := storetest.New(t)
+	ctx := context.Background()
+	if _, err := s.PutService(ctx, svc("db"), true); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 23 {
+		if _, _, err := s.PutNode(ctx, node("db", fmt.Sprintf("n%02d", i), "127.0.0.1"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole, rev, err := s.LoadPages(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paged, prev, err := s.LoadPages(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(whole) != 24 || len(paged) != len(whole) || prev != rev {
+		t.Fatalf("got %d objects at %d in pages of 5, %d at %d in one; want 24 at the same revision", len(paged), prev, len(whole), rev)
+	}
+	for i := range whole {
+		if whole[i].Key != paged[i].Key {
+			t.Fatalf("object %d: got %s in pages, %s in one read", i, paged[i].Key, whole[i].Key)
+		}
+	}
+}

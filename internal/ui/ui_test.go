@@ -35,6 +35,8 @@ func TestHandlerServesFiles(t *testing.T) {
 	}{
 		{"/ui/", "text/html", `<script src="app.js"`, 200},
 		{"/ui/app.js", "javascript", "blocking", 200},
+		{"/ui/app.js", "javascript", "config reload refused", 200}, // status.config shown when a reload failed
+		{"/ui/app.js", "javascript", "store unavailable", 200},     // status.store.available false shown
 		{"/ui/style.css", "text/css", "prefers-color-scheme", 200},
 		{"/ui/favicon.svg", "image/svg+xml", "<svg", 200},
 		{"/ui/nope.js", "", "", 404},

@@ -386,6 +386,13 @@
       `revision ${num(st.snapshot_revision)}${lag > 0 ? ` (${num(lag)} behind the store)` : ''}`,
       `up ${since(st.started_at)}`,
     ];
+    // Trouble first: a store that does not answer, a reload that was refused.
+    if (st.store.available === false) {
+      parts.unshift(`<b class="bad" title="${esc(st.store.error || '')}">store unavailable: ${esc(st.store.error || 'no answer')}</b>`);
+    }
+    if (st.config && st.config.last_reload_success === false) {
+      parts.unshift(`<b class="bad" title="${esc(st.config.error || '')}">config reload refused ${since(st.config.last_reload)} ago: ${esc(st.config.error || '')}</b>`);
+    }
     setHTML('server', parts.join(' · '));
   }
 
