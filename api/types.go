@@ -550,6 +550,11 @@ type Checker struct {
 	ID      string    `json:"id"`
 	Started time.Time `json:"started"`
 	Version string    `json:"version,omitempty"`
+	// Degraded says why the checker does not trust its own failed probes
+	// now (this machine is out of descriptors, local ports or buffers):
+	// they are not votes, and it keeps its previous verdicts. Empty when
+	// all is well.
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // Event kinds.

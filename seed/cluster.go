@@ -79,6 +79,10 @@ type Config struct {
 	Trace func(Event)
 	// Logger receives the cluster's logs. Default: none.
 	Logger *slog.Logger
+
+	// tendTicks, when set (by tests), starts a tend round on each value
+	// instead of the TendInterval ticker.
+	tendTicks <-chan time.Time
 }
 
 // Validate checks the config without side effects and reports every problem.
@@ -389,13 +393,17 @@ func (c *Cluster) kickTend() {
 
 func (c *Cluster) run(ctx context.Context) {
 	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.TendInterval)
-	defer t.Stop()
+	ticks := c.cfg.tendTicks
+	if ticks == nil {
+		t := time.NewTicker(c.cfg.TendInterval)
+		defer t.Stop()
+		ticks = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-ticks:
 		case <-c.kick:
 		}
 		c.tend(ctx)

@@ -4,16 +4,15 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/seamark/seamark/internal/testenv"
 )
 
 // Importing seed pulls in no server code: its (non-test) dependencies are
 // the standard library and seamark's public api package only, so neither
 // etcd's server, nor miekg/dns, nor any internal package comes along.
 func TestNoServerDependencies(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("needs the go command on PATH to list dependencies")
-	}
+	gobin := testenv.LookPath(t, "go", "golang-go")
 	out, err := exec.Command(gobin, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)

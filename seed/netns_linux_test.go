@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/seamark/seamark/internal/seedtest"
+
+	"github.com/seamark/seamark/internal/testenv"
 )
 
 const netnsChildEnv = "SEED_TEST_NETNS_CHILD"
@@ -55,9 +57,7 @@ func TestDialBlackholedNetns(t *testing.T) {
 // missing.
 func runInNetns(t *testing.T, test string) {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip(8): install the iproute2 package")
-	}
+	testenv.LookPath(t, "ip", "iproute2")
 	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	if os.Geteuid() != 0 {
 		attr.Cloneflags |= syscall.CLONE_NEWUSER
@@ -74,7 +74,7 @@ func runInNetns(t *testing.T, test string) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {
-			t.Skipf("cannot start a process in a new network namespace (needs root or user namespaces): %v", err)
+			testenv.Skip(t, "cannot start a process in a new network namespace (needs root or user namespaces): %v", err)
 		}
 		t.Fatalf("in a network namespace: %v\n%s", err, out)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/store"
 )
 
 // Version is the seamark version, set at build time with
@@ -70,6 +71,10 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "__etcd" {
+		// The server's embedded etcd, run as its supervised child.
+		return store.RunChild(args[1:], os.Stdin, stdout, stderr)
+	}
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.Execute()

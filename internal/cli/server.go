@@ -58,7 +58,13 @@ and the running state stays. Flags override the file's server: section.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			srv, err := server.Start(startCtx, server.Options{Config: f, ConfigPath: configPath, Logger: log, Version: Version})
+			// The embedded etcd runs as a child of this binary, so its
+			// fatal exits cannot take the serving roles down.
+			var etcdCmd []string
+			if exe, err := os.Executable(); err == nil {
+				etcdCmd = []string{exe, "__etcd", "--log-format", logFormat}
+			}
+			srv, err := server.Start(startCtx, server.Options{Config: f, ConfigPath: configPath, Logger: log, Version: Version, EtcdCommand: etcdCmd})
 			cancel()
 			if err != nil {
 				return err

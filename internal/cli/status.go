@@ -163,6 +163,9 @@ func (v *statusView) table(tw *tabwriter.Writer) {
 	ids := make([]string, len(st.Checkers))
 	for i, c := range st.Checkers {
 		ids[i] = c.ID
+		if c.Degraded != "" {
+			ids[i] += " [degraded: " + c.Degraded + "]"
+		}
 	}
 	checkers := fmt.Sprint(len(ids))
 	if len(ids) > 0 {

@@ -42,6 +42,7 @@ type campaign struct {
 	tracks    *trackSet
 	wake      chan struct{}
 	writes    sync.WaitGroup // event log appends under way
+	closes    sync.WaitGroup // lost leases being revoked
 }
 
 func newCampaign(m *Member, g *api.Group) *campaign {
@@ -64,6 +65,7 @@ func (c *campaign) run(ctx context.Context) {
 		}
 		c.stepDown()
 		c.writes.Wait()
+		c.closes.Wait()
 	}()
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
@@ -86,8 +88,17 @@ func (c *campaign) run(ctx context.Context) {
 }
 
 // leaseMargin is how long before the store could expire the lease a member
-// already assumes it lost: the round trip of the last renewal, bounded.
-func leaseMargin(ttl time.Duration) time.Duration { return min(ttl/5, 200*time.Millisecond) }
+// already assumes it lost. The lease is renewed when the store receives the
+// keep-alive, up to a round trip before the member hears of it, so the
+// margin is the store's measured round trip (a high, decaying estimate),
+// doubled, at least minLeaseMargin and at most half the ttl. A fixed margin
+// made a member on a busy machine, whose renewals merely arrived late, fault
+// although the store still held its lease.
+func leaseMargin(ttl, rtt time.Duration) time.Duration {
+	return min(max(2*rtt, minLeaseMargin), ttl/2)
+}
+
+const minLeaseMargin = 20 * time.Millisecond
 
 // step brings the campaign in line with snap: lease, candidacy, role, hooks.
 func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.Time) {
@@ -122,14 +133,17 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 		case <-c.lease.Done():
 			lost = "the store ended the lease"
 		default:
-			if silent := now.Sub(c.lease.Renewed()); silent > c.lease.TTL()-leaseMargin(c.lease.TTL()) {
+			if silent := now.Sub(c.lease.Renewed()); silent > c.lease.TTL()-leaseMargin(c.lease.TTL(), c.lease.RoundTrip()) {
 				lost = fmt.Sprintf("the store has not confirmed the lease for %v", silent.Round(time.Millisecond))
 			}
 		}
 		if lost != "" {
 			c.log.Warn("lease lost: stepping down", "reason", lost)
 			old := c.lease
-			go old.Close()                        // revoking may wait for an unreachable store
+			// Revoking may wait for an unreachable store (2 s at most):
+			// not here, but run waits for it before it returns.
+			c.closes.Add(1)
+			go func() { defer c.closes.Done(); old.Close() }()
 			c.setRole(g, me, api.RoleFault, lost) // the hook sees the fencing revision given up
 			c.lease, c.fencing, c.written = nil, 0, false
 		}

@@ -54,6 +54,8 @@ type checkerMetrics struct {
 	probeSeconds *prometheus.HistogramVec
 	lateness     prometheus.Histogram
 	targets      *prometheus.GaugeVec
+	localErrors  prometheus.Counter
+	degraded     prometheus.Gauge
 }
 
 func newCheckerMetrics(reg prometheus.Registerer) *checkerMetrics {
@@ -72,9 +74,15 @@ func newCheckerMetrics(reg prometheus.Registerer) *checkerMetrics {
 		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "seamark_health_targets", Help: "Targets this checker probes, by its own verdict (healthy, unhealthy, unknown).",
 		}, []string{"state"}),
+		localErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "seamark_health_local_errors_total", Help: "Probes that failed for this machine's trouble (no descriptor, local port, buffer): not counted as votes.",
+		}),
+		degraded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "seamark_health_checker_degraded", Help: "1 while the checker keeps its verdicts because its own probes fail for local reasons.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.probes, m.probeSeconds, m.lateness, m.targets)
+		reg.MustRegister(m.probes, m.probeSeconds, m.lateness, m.targets, m.localErrors, m.degraded)
 	}
 	return m
 }
@@ -140,7 +148,16 @@ type Checker struct {
 	m          *checkerMetrics
 	w          *writer
 	inflight   sync.WaitGroup // probes running in goroutines
+	// degraded says why probes are not trusted now; lastLocal is the last
+	// local failure. It clears degradedHold after the last one.
+	degraded  string
+	lastLocal time.Time
 }
+
+// degradedHold is how long after its last local failure a checker stays
+// degraded: long enough that a flood of refused sockets does not toggle it
+// with every probe that happens to get a descriptor.
+const degradedHold = 10 * time.Second
 
 // kindMetrics are the metrics of one probe kind, looked up once.
 type kindMetrics struct {
@@ -228,8 +245,8 @@ func (c *Checker) ConnectFailed(service, node string) {
 // Run probes until ctx ends. On the way out it revokes its lease, so its
 // verdicts stop counting at once rather than after the lease's ttl.
 func (c *Checker) Run(ctx context.Context) error {
-	c.w = newWriter(c.o.Store, c.o.ID, c.log)
-	if err := c.w.register(ctx, c.o.LeaseTTL, api.Checker{ID: c.o.ID, Started: time.Now().UTC(), Version: c.o.Version}); err != nil {
+	c.w = newWriter(c.o.Store, c.o.ID, c.log, c.o.Clock, c.o.LeaseTTL)
+	if err := c.w.register(ctx, api.Checker{ID: c.o.ID, Started: time.Now().UTC(), Version: c.o.Version}); err != nil {
 		return err
 	}
 	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
@@ -271,17 +288,6 @@ func (c *Checker) Run(ctx context.Context) error {
 				t.hurry = true
 				if !t.running {
 					c.schedule(t, c.o.Clock.Now())
-				}
-			}
-		case <-c.w.lost():
-			c.log.Warn("checker lease lost; registering again and rewriting verdicts")
-			if err := c.w.reregister(ctx, c.o.LeaseTTL); err != nil {
-				c.log.Error("register checker", "err", err)
-				continue
-			}
-			for _, t := range c.targets {
-				if t.written != "" {
-					c.w.verdict(t, t.written)
 				}
 			}
 		}
@@ -424,6 +430,27 @@ func (c *Checker) handle(d probeDone) {
 	if t.gone || t.paused {
 		return // a probe that ended after its node went into maint counts for nothing
 	}
+	now := c.o.Clock.Now()
+	if !d.res.OK && d.res.Local {
+		// This machine's trouble, not the node's: not a vote. The verdict
+		// and the rise/fall counters stand; try again at the fast interval.
+		c.m.localErrors.Inc()
+		c.lastLocal = now
+		if c.degraded == "" {
+			c.degraded = "probes fail on this machine: " + d.res.Reason
+			c.m.degraded.Set(1)
+			c.log.Warn("checker degraded: its probes fail for local reasons, verdicts kept", "reason", d.res.Reason)
+			c.w.setDegraded(c.degraded)
+		}
+		c.schedule(t, now.Add(t.Check.FastInterval.D()))
+		return
+	}
+	if c.degraded != "" && now.Sub(c.lastLocal) >= degradedHold {
+		c.log.Info("checker recovered: no local probe failure for 10s", "was", c.degraded)
+		c.degraded = ""
+		c.m.degraded.Set(0)
+		c.w.setDegraded("")
+	}
 	t.last = d.res
 	if d.res.OK {
 		t.passes, t.fails = t.passes+1, 0
@@ -447,7 +474,6 @@ func (c *Checker) handle(d probeDone) {
 	if sure && t.state != t.written {
 		c.transition(t, t.written, d.res)
 	}
-	now := c.o.Clock.Now()
 	changing := (t.state == api.StateHealthy && t.fails > 0) || (t.state == api.StateUnhealthy && t.passes > 0)
 	every := t.Check.Interval.D()
 	switch {
@@ -459,6 +485,7 @@ func (c *Checker) handle(d probeDone) {
 	if t.state == t.written && !changing {
 		t.hurry = false
 	}
+	now = c.o.Clock.Now()
 	// The next probe is due one interval after this one was due, not after
 	// it ended: a probe's own duration and any wait for this goroutine never
 	// stretch the schedule. A checker that fell more than an interval behind

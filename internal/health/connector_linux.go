@@ -140,7 +140,7 @@ func (c *connector) start(addr netip.AddrPort, timeout time.Duration, epollOnly 
 		}
 	}
 	if err != nil {
-		done(Result{Reason: connectReason(err), Latency: time.Duration(mono() - begin)})
+		done(Result{Reason: connectReason(err), Local: localError(err), Latency: time.Duration(mono() - begin)})
 		return probeID{}, false
 	}
 	deadline := int64(math.MaxInt64)
@@ -151,7 +151,7 @@ func (c *connector) start(addr netip.AddrPort, timeout time.Duration, epollOnly 
 	if err := c.ensureLoop(); err != nil {
 		c.mu.Unlock()
 		rawClose(fd)
-		done(Result{Reason: "tcp connect: " + err.Error(), Latency: time.Duration(mono() - begin)})
+		done(Result{Reason: "tcp connect: " + err.Error(), Local: true, Latency: time.Duration(mono() - begin)}) // no epoll: this machine's trouble
 		return probeID{}, false
 	}
 	i := c.alloc()
@@ -180,7 +180,7 @@ func (c *connector) start(addr netip.AddrPort, timeout time.Duration, epollOnly 
 		c.release(i)
 		c.mu.Unlock()
 		rawClose(fd)
-		done(Result{Reason: "tcp connect: epoll: " + err.Error(), Latency: time.Duration(mono() - begin)})
+		done(Result{Reason: "tcp connect: epoll: " + err.Error(), Local: true, Latency: time.Duration(mono() - begin)})
 		return probeID{}, false
 	}
 	c.dl.push(c.slots, i)
@@ -403,7 +403,7 @@ func finish(out []finished, now int64) {
 			if err == nil {
 				res = Result{Reason: "tcp connect: connection closed by the server", Latency: res.Latency}
 			} else {
-				res = Result{Reason: connectReason(err), Latency: res.Latency}
+				res = Result{Reason: connectReason(err), Local: localError(err), Latency: res.Latency}
 			}
 		}
 		rawClose(int(f.fd))

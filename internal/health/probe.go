@@ -139,6 +139,7 @@ func (p *NetProber) Probe(ctx context.Context, t Target) Result {
 	res := Result{OK: err == nil, Reason: "ok"}
 	if err != nil {
 		res.Reason = reason(ctx, t, start, err)
+		res.Local = localError(err)
 	}
 	res.Latency = time.Since(start)
 	return res

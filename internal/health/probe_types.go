@@ -32,6 +32,11 @@ type Result struct {
 	// "http: status 503, want 200-399", "ok".
 	Reason  string
 	Latency time.Duration
+	// Local marks a failure of this machine's, not the target's: no
+	// descriptor, no local port, no buffer or memory for the socket. Such a
+	// result is not a vote: the checker keeps its verdict and says it is
+	// degraded.
+	Local bool
 }
 
 // Prober runs one probe. It must return by ctx's deadline (the check's

@@ -3,8 +3,12 @@ package health
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/store"
@@ -13,18 +17,26 @@ import (
 // writer owns the checker's lease and writes verdicts and events to the store
 // off the scheduler's goroutine, so a slow or unreachable store never delays a
 // probe. Pending verdicts are kept per target, newest wins; a failed write is
-// retried with backoff.
+// retried with backoff. A lost lease is granted again here too, each attempt
+// bounded by grantTimeout and spaced by exponential backoff with jitter,
+// while the scheduler goes on probing; once granted, every current verdict is
+// written again on the new lease.
 type writer struct {
-	st  Store
-	id  string
-	log *slog.Logger
+	st    Store
+	id    string
+	log   *slog.Logger
+	clock Clock
+	ttl   time.Duration
 
 	mu      sync.Mutex
 	lease   *store.Lease
 	info    api.Checker
 	pending map[string]pendingVerdict // target key -> newest wanted
+	current map[string]pendingVerdict // target key -> the verdict that stands
 	events  []api.Event
 	wake    chan struct{}
+	// infoDirty: info changed (degraded or not) and is to be written again.
+	infoDirty bool
 }
 
 type pendingVerdict struct {
@@ -36,22 +48,39 @@ type pendingVerdict struct {
 // maxPendingEvents bounds the events kept while the store is out of reach.
 const maxPendingEvents = 1000
 
-func newWriter(st Store, id string, log *slog.Logger) *writer {
-	return &writer{st: st, id: id, log: log, pending: map[string]pendingVerdict{}, wake: make(chan struct{}, 1)}
+// Pacing of the writer's retries and lease grants.
+const (
+	grantTimeout = 2 * time.Second
+	retryFirst   = 100 * time.Millisecond
+	retryMax     = 5 * time.Second
+)
+
+var metricGrants = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "seamark_health_lease_grants_total", Help: "Attempts of the checker to grant its lease again after it was lost, by result.",
+}, []string{"result"})
+
+func newWriter(st Store, id string, log *slog.Logger, clock Clock, ttl time.Duration) *writer {
+	return &writer{st: st, id: id, log: log, clock: clock, ttl: ttl,
+		pending: map[string]pendingVerdict{}, current: map[string]pendingVerdict{}, wake: make(chan struct{}, 1)}
 }
 
 // register grants the checker's lease and announces the checker on it.
-func (w *writer) register(ctx context.Context, ttl time.Duration, info api.Checker) error {
+func (w *writer) register(ctx context.Context, info api.Checker) error {
 	w.info = info
-	return w.reregister(ctx, ttl)
+	return w.reregister(ctx)
 }
 
-func (w *writer) reregister(ctx context.Context, ttl time.Duration) error {
-	l, err := w.st.GrantLease(ctx, ttl)
+func (w *writer) reregister(ctx context.Context) error {
+	ctx, cancel := withClockTimeout(ctx, w.clock, grantTimeout)
+	defer cancel()
+	l, err := w.st.GrantLease(ctx, w.ttl)
 	if err != nil {
 		return err
 	}
-	if err := w.st.PutChecker(ctx, w.info, l); err != nil {
+	w.mu.Lock()
+	info := w.info
+	w.mu.Unlock()
+	if err := w.st.PutChecker(ctx, info, l); err != nil {
 		l.Close()
 		return err
 	}
@@ -65,10 +94,85 @@ func (w *writer) reregister(ctx context.Context, ttl time.Duration) error {
 	return nil
 }
 
+// regrant grants a new lease after the last was lost, until it succeeds or
+// ctx ends, and then queues every standing verdict to be written on it.
+func (w *writer) regrant(ctx context.Context) {
+	w.log.Warn("checker lease lost; granting a new one (probing goes on)")
+	backoff := retryFirst
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		err := w.reregister(ctx)
+		if err == nil {
+			metricGrants.WithLabelValues("ok").Inc()
+			w.mu.Lock()
+			for k, v := range w.current {
+				if _, newer := w.pending[k]; !newer {
+					w.pending[k] = v
+				}
+			}
+			n := len(w.current)
+			w.mu.Unlock()
+			w.log.Info("checker lease granted again; rewriting verdicts", "attempts", attempt, "verdicts", n)
+			w.poke()
+			return
+		}
+		metricGrants.WithLabelValues("failed").Inc()
+		if attempt == 1 || attempt%10 == 0 {
+			w.log.Error("grant checker lease", "attempt", attempt, "err", err, "next_in", backoff)
+		}
+		if !w.sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+			return
+		}
+		backoff = min(backoff*2, retryMax)
+	}
+}
+
+// sleep waits d on the writer's clock; false when ctx ended first.
+func (w *writer) sleep(ctx context.Context, d time.Duration) bool {
+	t := w.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// withClockTimeout is context.WithTimeout on clock.
+func withClockTimeout(ctx context.Context, clock Clock, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, real := clock.(RealClock); real {
+		return context.WithTimeout(ctx, d)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	t := clock.NewTimer(d)
+	go func() {
+		defer t.Stop()
+		select {
+		case <-t.C():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// setDegraded records why the checker does not trust its probes ("" when it
+// does again) and has the checker's record written again.
+func (w *writer) setDegraded(why string) {
+	w.mu.Lock()
+	w.info.Degraded = why
+	w.infoDirty = true
+	w.mu.Unlock()
+	w.poke()
+}
+
 // lost is closed when the current lease is lost.
 func (w *writer) lost() <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.lease == nil {
+		return nil
+	}
 	return w.lease.Done()
 }
 
@@ -91,8 +195,10 @@ func (w *writer) poke() {
 
 func (w *writer) verdict(t *target, st api.NodeState) {
 	v := api.Verdict{Checker: w.id, State: st, Reason: t.last.Reason, Since: t.since.UTC(), Latency: api.Duration(t.last.Latency)}
+	p := pendingVerdict{service: t.Service, node: t.Node, verdict: v}
 	w.mu.Lock()
-	w.pending[t.Key()] = pendingVerdict{service: t.Service, node: t.Node, verdict: v}
+	w.pending[t.Key()] = p
+	w.current[t.Key()] = p
 	w.mu.Unlock()
 	w.poke()
 }
@@ -100,6 +206,7 @@ func (w *writer) verdict(t *target, st api.NodeState) {
 func (w *writer) forget(t *target) {
 	w.mu.Lock()
 	w.pending[t.Key()] = pendingVerdict{service: t.Service, node: t.Node, delete: true}
+	delete(w.current, t.Key())
 	w.mu.Unlock()
 	w.poke()
 }
@@ -114,26 +221,34 @@ func (w *writer) event(e api.Event) {
 	w.poke()
 }
 
-// run writes until ctx ends.
+// run writes until ctx ends, and grants the lease again whenever it is lost.
 func (w *writer) run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	backoff := retryFirst
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-w.lost():
+			w.regrant(ctx)
+			continue
 		case <-w.wake:
 		}
 		for ctx.Err() == nil {
 			if ok := w.flush(ctx); ok {
-				backoff = 100 * time.Millisecond
+				backoff = retryFirst
 				break
 			}
 			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return
+			case <-w.lost():
+				// A write failed for the lost lease: grant first.
+			default:
+				if !w.sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+					return
+				}
+				backoff = min(backoff*2, retryMax)
+				continue
 			}
-			backoff = min(backoff*2, 5*time.Second)
+			break
 		}
 	}
 }
@@ -144,9 +259,21 @@ func (w *writer) run(ctx context.Context) {
 func (w *writer) flush(ctx context.Context) bool {
 	w.mu.Lock()
 	pending, events, lease := w.pending, w.events, w.lease
-	w.pending, w.events = map[string]pendingVerdict{}, nil
+	info, infoDirty := w.info, w.infoDirty
+	w.pending, w.events, w.infoDirty = map[string]pendingVerdict{}, nil, false
 	w.mu.Unlock()
 	ok := true
+	if infoDirty {
+		wctx, cancel := withClockTimeout(ctx, w.clock, grantTimeout)
+		err := w.st.PutChecker(wctx, info, lease)
+		cancel()
+		if err != nil {
+			ok = false
+			w.mu.Lock()
+			w.infoDirty = true
+			w.mu.Unlock()
+		}
+	}
 	if len(pending) > 0 {
 		batch := make([]store.VerdictWrite, 0, len(pending))
 		for _, p := range pending {

@@ -42,7 +42,7 @@ func writeError(w http.ResponseWriter, e *httpError) {
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="seamark"`)
 	}
-	if e.status == http.StatusServiceUnavailable {
+	if e.status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
 	}
 	_ = writeJSON(w, e.status, api.Error{Status: e.status, Message: e.msg})

@@ -350,6 +350,8 @@ func (h *Handler) toHTTPError(err error) *httpError {
 		return &httpError{status: http.StatusNotFound, msg: err.Error()}
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNoLease):
 		return &httpError{status: http.StatusConflict, msg: err.Error()}
+	case errors.Is(err, store.ErrUnavailable):
+		return &httpError{status: http.StatusServiceUnavailable, msg: "the store is unavailable; try again: " + err.Error()}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), storeUnavailable(err):
 		return &httpError{status: http.StatusServiceUnavailable, msg: "the store is unavailable (it did not answer within " + h.o.StoreTimeout.String() + "); nothing was written, try again: " + err.Error()}
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/seamark/seamark/api"
+
+	"github.com/seamark/seamark/internal/testenv"
 )
 
 // startNginx runs Debian's nginx in the foreground on a free loopback port
@@ -20,10 +22,8 @@ import (
 // server addresses the PROXY header gave it.
 func startNginx(t *testing.T) netip.AddrPort {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		t.Skip("nginx is not installed (apt-get install -y nginx-light): it is the real PROXY protocol consumer of this test")
-	}
+	// nginx is the real PROXY protocol consumer of this test.
+	bin := testenv.LookPath(t, "nginx", "nginx-light")
 	dir := t.TempDir()
 	port := freePorts(t, 1)[0]
 	conf := fmt.Sprintf(`daemon off;

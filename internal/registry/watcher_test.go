@@ -40,6 +40,16 @@ type breakable struct {
 
 func (b *breakable) Load(ctx context.Context) ([]store.Item, int64, error) {
 	b.loads.Add(1)
+	b.mu.Lock()
+	held := b.held
+	b.mu.Unlock()
+	if held != nil { // the store is away: a load fails at its deadline
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
 	return b.Store.Load(ctx)
 }
 
@@ -67,13 +77,16 @@ func (b *breakable) cut(hold bool) (release func()) {
 		b.held = held
 	}
 	b.cancel()
+	var once sync.Once
 	return func() {
-		b.mu.Lock()
-		b.held = nil
-		b.mu.Unlock()
-		if held != nil {
-			close(held)
-		}
+		once.Do(func() {
+			b.mu.Lock()
+			b.held = nil
+			b.mu.Unlock()
+			if held != nil {
+				close(held)
+			}
+		})
 	}
 }
 
@@ -226,6 +239,7 @@ func TestSnapshotResyncsAfterLostWatch(t *testing.T) {
 	before := w.Current().Revision
 
 	release := src.cut(true) // the stream is lost and cannot come back yet
+	t.Cleanup(release)       // a failure below must not leave the watcher held
 	var last int64
 	for i := range 5 {
 		n := node("db", fmt.Sprintf("n%d", i), i+1)

@@ -55,6 +55,9 @@ type Options struct {
 	ConfigPath string
 	Logger     *slog.Logger
 	Version    string
+	// EtcdCommand, when set, runs the embedded etcd as a supervised child
+	// process (store.Options.EtcdCommand); `seamark server` sets it.
+	EtcdCommand []string
 }
 
 // Server is a running `seamark server`.
@@ -109,12 +112,13 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	s.reloads = newReloads(o.ConfigPath, s.reg)
 	sc := o.Config.Server
 	s.st, err = store.Open(ctx, store.Options{
-		Endpoints:  sc.EtcdEndpoints,
-		DataDir:    sc.DataDir,
-		ClientAddr: sc.EtcdClientAddr,
-		PeerAddr:   sc.EtcdPeerAddr,
-		Prefix:     sc.StorePrefix,
-		Logger:     o.Logger,
+		Endpoints:   sc.EtcdEndpoints,
+		DataDir:     sc.DataDir,
+		ClientAddr:  sc.EtcdClientAddr,
+		PeerAddr:    sc.EtcdPeerAddr,
+		Prefix:      sc.StorePrefix,
+		Logger:      o.Logger,
+		EtcdCommand: o.EtcdCommand,
 	})
 	if err != nil {
 		return nil, err

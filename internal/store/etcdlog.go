@@ -17,8 +17,19 @@ import (
 // seamark operator acts on). Messages etcd prints as errors while it is being
 // stopped on purpose, or that a fresh single member always prints, are
 // dropped.
-func etcdLogger(log *slog.Logger, closing *atomic.Bool) *zap.Logger {
-	return zap.New(&slogCore{log: log, closing: closing, level: zapcore.WarnLevel})
+//
+// contain turns etcd's Fatal (a failed WAL write, a failed file purge: "too
+// many open files", "no space left on device") into the exit of the
+// goroutine that logged it instead of os.Exit, so an etcd running inside the
+// server process cannot end it that way. The store is then stuck, not gone:
+// the readers keep the last snapshot. A child etcd (the server's default, see
+// supervise.go) is not contained: it exits and its supervisor restarts it.
+func etcdLogger(log *slog.Logger, closing *atomic.Bool, contain bool) *zap.Logger {
+	core := &slogCore{log: log, closing: closing, level: zapcore.WarnLevel}
+	if contain {
+		return zap.New(core, zap.WithFatalHook(zapcore.WriteThenGoexit))
+	}
+	return zap.New(core)
 }
 
 type slogCore struct {

@@ -127,9 +127,13 @@ func (s *Store) Watch(ctx context.Context, from int64) (<-chan Batch, func() err
 		// Ask the member for progress every watchProgressEvery; a stream
 		// that answers nothing for watchSilentAfter is treated as broken,
 		// and the reader loads again (through a member that answers).
-		var heard atomic.Int64
+		// The limit follows the store's measured round trip (progress
+		// answers included): a busy machine answers late, not never, and
+		// breaking its stream would only add a full re-read to its load.
+		var heard, asked atomic.Int64
 		heard.Store(time.Now().UnixNano())
 		silent := make(chan struct{})
+		var limit time.Duration
 		go func() {
 			tick := time.NewTicker(watchProgressEvery)
 			defer tick.Stop()
@@ -139,7 +143,8 @@ func (s *Store) Watch(ctx context.Context, from int64) (<-chan Batch, func() err
 					return
 				case <-tick.C:
 				}
-				if time.Since(time.Unix(0, heard.Load())) > watchSilentAfter {
+				limit = silentLimit(s.rtt.get())
+				if time.Since(time.Unix(0, heard.Load())) > limit {
 					if s.recheck != nil {
 						s.checkEndpointsNow()
 					}
@@ -147,18 +152,23 @@ func (s *Store) Watch(ctx context.Context, from int64) (<-chan Batch, func() err
 					cancel()
 					return
 				}
+				asked.CompareAndSwap(0, time.Now().UnixNano())
 				s.cli.RequestProgress(wctx)
 			}
 		}()
 		defer func() {
 			select {
 			case <-silent:
-				werr = fmt.Errorf("watch store: the stream answered nothing for %v (its member is probably cut off)", watchSilentAfter)
+				werr = fmt.Errorf("watch store: the stream answered nothing for %v (its member is probably cut off)", limit)
 			default:
 			}
 		}()
 		for resp := range wch {
-			heard.Store(time.Now().UnixNano())
+			now := time.Now().UnixNano()
+			heard.Store(now)
+			if a := asked.Swap(0); a != 0 {
+				s.rtt.observe(time.Duration(now - a))
+			}
 			if err := resp.Err(); err != nil {
 				if errors.Is(err, rpctypes.ErrCompacted) || resp.CompactRevision != 0 {
 					werr = fmt.Errorf("%w: asked for %d, compacted at %d", ErrCompacted, from+1, resp.CompactRevision)

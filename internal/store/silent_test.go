@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -21,6 +22,7 @@ type freezer struct {
 	ln     net.Listener
 	target string
 	frozen atomic.Bool
+	delay  atomic.Int64 // ns each chunk waits before it is passed on
 	mu     sync.Mutex
 	conns  []net.Conn
 }
@@ -66,6 +68,9 @@ func (f *freezer) pipe(dst, src net.Conn) {
 		n, err := src.Read(buf)
 		for f.frozen.Load() {
 			time.Sleep(10 * time.Millisecond) // hold the bytes: nothing passes
+		}
+		if d := f.delay.Load(); d > 0 && n > 0 {
+			time.Sleep(time.Duration(d)) // a slow path: late, not lost
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -122,4 +127,49 @@ func TestSilentWatchBreaks(t *testing.T) {
 		t.Errorf("silent stream found out after %v, want about 1s", d)
 	}
 	t.Logf("silent stream broken after %v", d)
+}
+
+// TestSlowWatchDoesNotBreak: a store that answers, but slowly (every chunk
+// 600 ms late each way, as on a machine at load 15), is not taken for a cut
+// off one: the silent limit follows the measured round trip, so the stream
+// stays and delivers, and no full re-read is added to the load.
+func TestSlowWatchDoesNotBreak(t *testing.T) {
+	direct := storetest.New(t)
+	ep := strings.TrimPrefix(direct.Endpoints()[0], "http://")
+	f := newFreezer(t, ep)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	viaProxy, err := store.Open(ctx, store.Options{Endpoints: []string{"http://" + f.ln.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close()
+	f.delay.Store(int64(600 * time.Millisecond))
+	_, rev, err := viaProxy.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("measured round trip %v", viaProxy.RoundTrip())
+	wctx, stop := context.WithCancel(ctx)
+	batches, errf := viaProxy.Watch(wctx, rev)
+	deadline := time.After(5 * time.Second)
+	for i := 0; ; i++ {
+		if i < 3 {
+			if _, err := direct.PutService(ctx, api.Service{Name: fmt.Sprintf("s%d", i), Port: 1, Source: api.SourceAPI}, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case _, ok := <-batches:
+			if !ok {
+				t.Fatalf("a slow stream was broken: %v", errf())
+			}
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	stop()
+	for range batches {
+	}
 }

@@ -24,6 +24,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/seamark/seamark/api"
 )
@@ -49,17 +51,28 @@ type Options struct {
 	Prefix string
 	// DialTimeout bounds connecting to an external cluster; default 5s.
 	DialTimeout time.Duration
+	// CallTimeout bounds every store call whose context has no deadline;
+	// default DefaultCallTimeout. Past it the call fails with ErrUnavailable.
+	CallTimeout time.Duration
+	// EtcdCommand runs the embedded etcd as a supervised child process (see
+	// supervise.go): the command and its leading arguments, which end up in
+	// RunChild (cmd/seamark passes itself and "__etcd"). Empty runs etcd in
+	// this process with its fatal logs contained (tests).
+	EtcdCommand []string
 	Logger      *slog.Logger
 }
 
 // Store is an open etcd, embedded or external.
 type Store struct {
 	cli    *clientv3.Client
-	etcd   *embed.Etcd // nil when external
+	etcd   *embed.Etcd // nil when external or supervised
+	sup    *supervisor // the embedded etcd's supervisor, when it is a child
 	prefix string
 	kind   string
 	eps    []string
 	log    *slog.Logger
+	// rtt is the store's recent round trip, measured on every call.
+	rtt *roundTrips
 	// closing silences the embedded etcd's logs while it is stopped on purpose.
 	closing atomic.Bool
 	// The endpoint tender of an external cluster with several members.
@@ -90,12 +103,21 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 5 * time.Second
 	}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store")}
-	if len(o.Endpoints) == 0 {
-		e, ep, err := startEmbedded(ctx, o, s.log, &s.closing)
+	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store"), rtt: newRoundTrips(nil)}
+	if len(o.Endpoints) == 0 && len(o.EtcdCommand) > 0 {
+		sv, ep, err := startSupervised(ctx, o, s.log)
+		if err != nil {
+			return nil, err
+		}
+		s.sup, s.kind, s.eps = sv, "embedded", []string{ep}
+	} else if len(o.Endpoints) == 0 {
+		e, ep, err := startEmbedded(ctx, o, s.log, &s.closing, true)
 		if err != nil {
 			return nil, err
 		}
@@ -112,12 +134,24 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		Context:              context.WithoutCancel(ctx),
 		MaxCallSendMsgSize:   8 << 20,
 		MaxCallRecvMsgSize:   256 << 20,
+		// gRPC's own reconnect backoff grows to 2 minutes: a store back
+		// after an outage would stay unused that long. Cap it.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
 	})
 	if err != nil {
 		s.stopEmbedded()
 		return nil, fmt.Errorf("open store: connect to etcd at %s: %w", strings.Join(s.eps, ","), err)
 	}
+	cli.KV = boundedKV{KV: cli.KV, d: o.CallTimeout, rtt: s.rtt}
+	cli.Lease = boundedLease{Lease: cli.Lease, d: o.CallTimeout}
 	s.cli = cli
+	if s.sup != nil {
+		// A restarted child serves at once: reconnect now.
+		s.sup.setOnRestart(func() { cli.ActiveConnection().ResetConnectBackoff() })
+	}
 	// Prove the cluster answers before anyone relies on it.
 	sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
@@ -134,12 +168,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool) (*embed.Etcd, string, error) {
+func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool, contain bool) (*embed.Etcd, string, error) {
 	if o.DataDir == "" {
 		return nil, "", errors.New("open store: embedded etcd needs a data directory")
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("open store: create data directory: %w", err)
+	}
+	if err := checkSpace(o.DataDir); err != nil {
+		return nil, "", err
 	}
 	clientURL, err := loopbackURL(o.ClientAddr, "127.0.0.1:9479", false)
 	if err != nil {
@@ -162,7 +199,7 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *at
 	cfg.MaxTxnOps = embeddedMaxTxnOps
 	cfg.AutoCompactionMode = embed.CompactorModeRevision
 	cfg.AutoCompactionRetention = "100000"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing, contain))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, "", fmt.Errorf("open store: start embedded etcd in %s: %w", cfg.Dir, err)
@@ -219,12 +256,25 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) stopEmbedded() {
+	if s.sup != nil {
+		s.sup.Close()
+		s.sup = nil
+	}
 	if s.etcd != nil {
 		s.closing.Store(true)
 		s.etcd.Close()
 		<-s.etcd.Server.StopNotify()
 		s.etcd = nil
 	}
+}
+
+// Down says why the embedded etcd child is not serving (it exited and is
+// being restarted), or "" when it serves or the store is not a child.
+func (s *Store) Down() string {
+	if s.sup == nil {
+		return ""
+	}
+	return s.sup.Down()
 }
 
 // Kind is "embedded" or "external".
@@ -239,6 +289,10 @@ func (s *Store) Prefix() string { return s.prefix }
 // Status asks etcd who leads, its version and the current revision.
 func (s *Store) Status(ctx context.Context) (api.StoreStatus, error) {
 	st := api.StoreStatus{Kind: s.kind, Endpoints: s.eps}
+	if down := s.Down(); down != "" {
+		st.Error = down
+		return st, fmt.Errorf("store status: %w: %s", ErrUnavailable, down)
+	}
 	var lastErr error
 	for _, ep := range s.eps {
 		r, err := s.cli.Status(ctx, ep)
@@ -260,5 +314,7 @@ func (s *Store) Status(ctx context.Context) (api.StoreStatus, error) {
 		}
 		return st, nil
 	}
-	return st, fmt.Errorf("store status: %w", lastErr)
+	err := unavailable(ctx, lastErr)
+	st.Error = err.Error()
+	return st, fmt.Errorf("store status: %w", err)
 }

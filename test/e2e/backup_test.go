@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/seamark/seamark/api"
+
+	"github.com/seamark/seamark/internal/testenv"
 )
 
 // The backup and restore of docs/operations.md, as written there: a hot
@@ -19,10 +21,7 @@ func TestBackupRestore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test")
 	}
-	etcdctl, err := exec.LookPath("etcdctl")
-	if err != nil {
-		t.Skip("etcdctl not installed: apt-get install etcd-client (CI installs it)")
-	}
+	etcdctl := testenv.LookPath(t, "etcdctl", "etcd-client")
 	dir := t.TempDir()
 	client, peer := freePort(t), freePort(t)
 	clientAddr, peerURL := fmt.Sprintf("127.0.0.1:%d", client), fmt.Sprintf("http://127.0.0.1:%d", peer)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+
+	"github.com/seamark/seamark/internal/testenv"
 )
 
 // browser is a headless Chromium driven over the DevTools protocol: one
@@ -51,7 +53,7 @@ func chromiumPath(t testing.TB) string {
 			return p
 		}
 	}
-	t.Skip("chromium not installed: apt-get install chromium fonts-dejavu-core (CI installs it)")
+	testenv.Skip(t, "chromium not installed: apt-get install chromium fonts-dejavu-core (CI installs it)")
 	return ""
 }
 

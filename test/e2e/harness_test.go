@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/testenv"
 )
 
 var seamarkBin, binDir string
@@ -207,13 +208,17 @@ func freePort(t testing.TB) int {
 }
 
 // startEtcd runs Debian's etcd as an external store; it skips the test when
-// the etcd-server package is not installed.
+// the etcd-server package is not installed (and fails in CI).
 func startEtcd(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		t.Skip("etcd not installed: apt-get install etcd-server (CI installs it)")
-	}
+	_, url := startEtcdProc(t)
+	return url
+}
+
+// startEtcdProc is startEtcd that also returns the etcd process.
+func startEtcdProc(t testing.TB) (*proc, string) {
+	t.Helper()
+	bin := testenv.LookPath(t, "etcd", "etcd-server")
 	client, peer := freePort(t), freePort(t)
 	cu, pu := fmt.Sprintf("http://127.0.0.1:%d", client), fmt.Sprintf("http://127.0.0.1:%d", peer)
 	p := startProc(t, "etcd", bin,
@@ -227,7 +232,7 @@ func startEtcd(t testing.TB) string {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return cu
+				return p, cu
 			}
 		}
 		select {
@@ -237,7 +242,7 @@ func startEtcd(t testing.TB) string {
 		}
 	}
 	t.Fatalf("etcd not healthy after 20s:\n%s", p.output())
-	return ""
+	return nil, ""
 }
 
 func ctxTimeout(t testing.TB, d time.Duration) context.Context {

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamark/seamark/api"
+
+	"github.com/seamark/seamark/internal/testenv"
 )
 
 // netLab is a set of hosts made of Linux network namespaces, each with one
@@ -51,16 +53,14 @@ var labSeq atomic.Int32
 func newNetLab(t *testing.T, n int) *netLab {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root (CI runs as root)")
+		testenv.Skip(t, "network namespaces need root (CI runs as root)")
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("the ip command is missing: apt-get install iproute2")
-	}
+	testenv.LookPath(t, "ip", "iproute2")
 	lab := &netLab{t: t, prefix: fmt.Sprintf("sm%d%d", os.Getpid()%1000, labSeq.Add(1))}
 	lab.sw = lab.prefix + "sw"
 	t.Cleanup(lab.remove)
 	if err := lab.ip("netns", "add", lab.sw); err != nil {
-		t.Skipf("cannot create a network namespace: %v", err)
+		testenv.Skip(t, "cannot create a network namespace: %v", err)
 	}
 	lab.must("-n", lab.sw, "link", "add", "br0", "type", "bridge")
 	lab.must("-n", lab.sw, "link", "set", "br0", "up")
@@ -156,10 +156,7 @@ func (h *labHost) client(url string) *api.Client {
 // startEtcdCluster runs one Debian etcd member on each host.
 func (lab *netLab) startEtcdCluster(hosts []*labHost) []string {
 	lab.t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		lab.t.Skip("etcd not installed: apt-get install etcd-server (CI installs it)")
-	}
+	bin := testenv.LookPath(lab.t, "etcd", "etcd-server")
 	var peers, clients []string
 	for _, h := range hosts {
 		peers = append(peers, fmt.Sprintf("e%d=http://%s:2380", h.n, h.addr))

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/seamark/seamark/internal/testenv"
 )
 
 // The quickstart as a newcomer runs it: every shell command of the README's
@@ -122,9 +124,7 @@ func runQuickstart(t *testing.T, cmds []qsCommand) {
 		t.Skip("process test")
 	}
 	for _, tool := range []struct{ bin, pkg string }{{"curl", "curl"}, {"dig", "bind9-dnsutils"}} {
-		if _, err := exec.LookPath(tool.bin); err != nil {
-			t.Skipf("%s not installed: apt-get install %s (CI installs it)", tool.bin, tool.pkg)
-		}
+		testenv.LookPath(t, tool.bin, tool.pkg)
 	}
 	work := t.TempDir()
 	// Registered first, so it runs after every process the test started

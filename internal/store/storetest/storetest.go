@@ -22,7 +22,9 @@ func NewAt(t testing.TB, dir string) *store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := store.Open(ctx, store.Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0"})
+	// A test's etcd runs in the test process (under -race, several times
+	// slower): calls without a deadline get 10 s, not the server's 1.5 s.
+	s, err := store.Open(ctx, store.Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0", CallTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatalf("start embedded etcd: %v", err)
 	}

@@ -1,0 +1,136 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/seamark/seamark/api"
+)
+
+// TestMain lets this test binary be the embedded etcd child, as
+// `seamark __etcd` is for the server.
+func TestMain(m *testing.M) {
+	if os.Getenv("SEAMARK_TEST_ETCD_CHILD") == "1" {
+		os.Exit(RunChild(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func openSupervised(t *testing.T, dir string) *Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0", CallTimeout: testCallTimeout,
+		EtcdCommand: []string{"/usr/bin/env", "SEAMARK_TEST_ETCD_CHILD=1", os.Args[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// testCallTimeout: the child is this test binary, several times slower
+// under -race.
+const testCallTimeout = 3 * time.Second
+
+func testService(name string) api.Service {
+	s := api.Service{Name: name, Port: 3000, Source: api.SourceAPI}
+	s.SetDefaults()
+	return s
+}
+
+// The embedded etcd child dies (kill -9) and comes back by itself on the
+// same ports and data; while it is away a write fails with ErrUnavailable
+// within the call timeout, and Down says why.
+func TestSupervisedChildRestarts(t *testing.T) {
+	s := openSupervised(t, t.TempDir())
+	ctx := context.Background()
+	if _, err := s.PutService(ctx, testService("before"), true); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.sup.pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, err := s.PutService(ctx, testService("stopped"), true)
+	took := time.Since(t0)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write to a stopped store: got %v, want ErrUnavailable", err)
+	}
+	if took > testCallTimeout+time.Second {
+		t.Fatalf("write to a stopped store failed after %v, want about %v", took, testCallTimeout)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Down() == "" && s.sup.pid() == pid {
+		if time.Now().After(deadline) {
+			t.Fatal("the supervisor did not notice its child died")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		_, err := s.PutService(ctx, testService("after"), true)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write accepted 20s after the child died: %v (down: %q)", err, s.Down())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s.Down() != "" || s.sup.pid() == pid {
+		t.Fatalf("after the restart: down %q, pid %d (was %d)", s.Down(), s.sup.pid(), pid)
+	}
+	items, _, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The write that timed out may or may not have been applied (its
+	// outcome is unknown, as a 503's is); the acknowledged ones are there.
+	have := map[string]bool{}
+	for _, it := range items {
+		if sv, ok := it.Value.(*api.Service); ok {
+			have[sv.Name] = true
+		}
+	}
+	if !have["before"] || !have["after"] {
+		t.Fatalf("got services %v, want before and after", have)
+	}
+}
+
+// Store errors that mean "could not answer" are ErrUnavailable; a caller's
+// own cancellation and a plain "not found" are not.
+func TestUnavailableClassifies(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	bg := context.Background()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want bool
+	}{
+		{"deadline", bg, context.DeadlineExceeded, true},
+		{"no space", bg, rpctypes.ErrNoSpace, true},
+		{"no leader", bg, rpctypes.ErrNoLeader, true},
+		{"caller canceled", canceled, context.Canceled, false},
+		{"not found", bg, ErrNotFound, false},
+		{"nil", bg, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := errors.Is(unavailable(tc.ctx, tc.err), ErrUnavailable); got != tc.want {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
