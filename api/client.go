@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ type Client struct {
 	servers []*url.URL
 	token   string
 	hc      *http.Client
+	tls     *tls.Config  // set by WithTLSConfig
 	next    atomic.Int32 // index of the server to try first
 }
 
@@ -53,6 +55,11 @@ func NewClient(servers []string, opts ...ClientOption) (*Client, error) {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.tls != nil && c.hc.Transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = c.tls
+		c.hc = &http.Client{Transport: t, CheckRedirect: c.hc.CheckRedirect, Jar: c.hc.Jar, Timeout: c.hc.Timeout}
 	}
 	return c, nil
 }

@@ -3,6 +3,7 @@ package seed
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,16 @@ type Config struct {
 	Service string
 	// Token is the API bearer token, when the API wants one.
 	Token string
+	// TLS configures https to the Servers: RootCAs verifies them (default:
+	// the system's roots) and Certificates holds a client certificate for
+	// servers that ask for one. api.TLSFiles{...}.Config() loads PEM files.
+	TLS *tls.Config
+	// IdentityTLS, when set, speaks TLS to the identity endpoints (agents
+	// started with --identity-cert-file): RootCAs verifies them. Without a
+	// ServerName each node's certificate must name the address dialled (an
+	// IP address SAN); through a load balancer set ServerName to a name every
+	// node's certificate carries.
+	IdentityTLS *tls.Config
 	// Alternate selects the nodes' alternate address with this label
 	// ("public") instead of their access address; UseAlternate changes it
 	// later. A node without that label is reached at its access address.
@@ -269,6 +280,7 @@ func NewCluster(ctx context.Context, cfg Config) (*Cluster, error) {
 			DialContext:         (&net.Dialer{Timeout: c.opts.attemptTimeout}).DialContext,
 			MaxIdleConnsPerHost: 1,
 			IdleConnTimeout:     time.Minute,
+			TLSClientConfig:     cfg.TLS,
 		}
 		opts := []api.ClientOption{api.WithHTTPClient(&http.Client{Transport: c.transport})}
 		if cfg.Token != "" {
@@ -433,8 +445,22 @@ func (c *Cluster) contact(ctx context.Context, addr netip.AddrPort, timeout time
 		return contactResult{addr: addr, err: err}
 	}
 	defer conn.Close()
-	id, err := askIdentity(ctx, conn, addr.String(), timeout)
+	id, err := askIdentity(ctx, c.identityConn(conn, addr), addr.String(), timeout)
 	return contactResult{addr: addr, id: id, err: err}
+}
+
+// identityConn wraps a connection to an identity endpoint in TLS when
+// IdentityTLS is set; without a ServerName the certificate must name addr.
+func (c *Cluster) identityConn(conn net.Conn, addr netip.AddrPort) net.Conn {
+	if c.cfg.IdentityTLS == nil {
+		return conn
+	}
+	tc := c.cfg.IdentityTLS
+	if tc.ServerName == "" {
+		tc = tc.Clone()
+		tc.ServerName = addr.Addr().Unmap().String()
+	}
+	return tls.Client(conn, tc)
 }
 
 // contactAll asks every address at once (at most the dial concurrency cap
@@ -520,8 +546,9 @@ func (c *Cluster) seedIdentity(ctx context.Context) error {
 			errs = append(errs, err)
 			break
 		}
-		id, err := askIdentity(ctx, conn, dialled.String(), c.opts.attemptTimeout)
-		conn.Close()
+		ic := c.identityConn(conn, dialled)
+		id, err := askIdentity(ctx, ic, dialled.String(), c.opts.attemptTimeout)
+		ic.Close()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", dialled, err))
 			addrs = slices.DeleteFunc(addrs, func(a netip.AddrPort) bool { return a == dialled })

@@ -1,7 +1,9 @@
 // Command registrations measures node registrations per second through
 // seamark's HTTP API and the latency from an API write to the snapshot that
 // every reader answers from, side by side with the floor underneath: raw etcd
-// puts from the same number of concurrent clients to the same embedded store.
+// puts from the same number of concurrent clients to the same embedded store,
+// and the same registrations over https (a CA made at run time) on a second
+// server of its own.
 //
 //	go run ./bench/registrations [-c 64] [-d 5s]
 package main
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -27,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/certs/certstest"
 	"github.com/seamark/seamark/internal/config"
 	"github.com/seamark/seamark/internal/registry"
 	"github.com/seamark/seamark/internal/server"
@@ -92,32 +96,78 @@ func (s *snapTimes) visible(rev int64) (time.Time, bool) {
 	return s.at[i], true
 }
 
+// startServer starts a server in its own data directory under dir, serving
+// https with pki's server certificate when pki is set, and returns it with a
+// client of conc connections.
+func startServer(ctx context.Context, dir string, conc int, pki *benchPKI) (*server.Server, *api.Client, error) {
+	f := &config.File{}
+	f.SetDefaults()
+	f.Server.DataDir, f.Server.HTTPAddr = dir, "127.0.0.1:0"
+	f.Server.EtcdClientAddr, f.Server.EtcdPeerAddr, f.Server.DNSAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	scheme := "http://"
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
+	if pki != nil {
+		f.Server.TLS = config.TLS{CertFile: pki.server.CertFile, KeyFile: pki.server.KeyFile}
+		scheme = "https://"
+		tc, err := api.TLSFiles{CAFile: pki.ca.CAFile}.Config()
+		if err != nil {
+			return nil, nil, err
+		}
+		tr.TLSClientConfig = tc
+	}
+	srv, err := server.Start(ctx, server.Options{Config: f, Version: "bench"})
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := api.NewClient([]string{scheme + srv.HTTPAddr().String()}, api.WithHTTPClient(&http.Client{Transport: tr}))
+	if err == nil {
+		_, err = c.CreateService(ctx, api.Service{Name: "bench", Port: 3000, Check: api.Check{Type: api.CheckNone}})
+	}
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	return srv, c, nil
+}
+
+// benchPKI is a CA made at run time and a server certificate for 127.0.0.1.
+type benchPKI struct {
+	ca     *certstest.CA
+	server certstest.Pair
+}
+
+func newPKI(dir string) (*benchPKI, error) {
+	ca, err := certstest.NewCA(dir, "bench")
+	if err != nil {
+		return nil, err
+	}
+	p, err := ca.Issue("server", "127.0.0.1")
+	return &benchPKI{ca: ca, server: p}, err
+}
+
+// registering returns a phase op that registers nodes through c.
+func registering(ctx context.Context, c *api.Client, ttl time.Duration, tag string) func(w, i int) (int64, error) {
+	return func(w, i int) (int64, error) {
+		n := api.Node{ID: fmt.Sprintf("%s-%d-%d", tag, w, i), Service: "bench", Address: netip.AddrFrom4([4]byte{10, byte(w), byte(i >> 8), byte(i)}), TTL: api.Duration(ttl)}
+		res, err := c.Register(ctx, n)
+		return res.Revision, err
+	}
+}
+
 func run(conc int, dur time.Duration, rate int) error {
 	dir, err := os.MkdirTemp("", "seamark-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	f := &config.File{}
-	f.SetDefaults()
-	f.Server.DataDir, f.Server.HTTPAddr = dir, "127.0.0.1:0"
-	f.Server.EtcdClientAddr, f.Server.EtcdPeerAddr, f.Server.DNSAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	ctx := context.Background()
-	srv, err := server.Start(ctx, server.Options{Config: f, Version: "bench"})
+	srv, c, err := startServer(ctx, filepath.Join(dir, "http"), conc, nil)
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-
-	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
-	c, err := api.NewClient([]string{"http://" + srv.HTTPAddr().String()}, api.WithHTTPClient(&http.Client{Transport: tr}))
-	if err != nil {
-		return err
-	}
-	if _, err := c.CreateService(ctx, api.Service{Name: "bench", Port: 3000, Check: api.Check{Type: api.CheckNone}}); err != nil {
-		return err
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Store().Endpoints(), Logger: zap.NewNop()})
+	defer func() { srv.Close() }()
+	user, pw := srv.Store().Credentials()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Store().Endpoints(), Logger: zap.NewNop(), Username: user, Password: pw})
 	if err != nil {
 		return err
 	}
@@ -143,15 +193,26 @@ func run(conc int, dur time.Duration, rate int) error {
 	snaps := &snapTimes{}
 	fctx, stop := context.WithCancel(ctx)
 	go snaps.follow(fctx, srv.Snapshots())
-	reg := func(ttl time.Duration, tag string) func(w, i int) (int64, error) {
-		return func(w, i int) (int64, error) {
-			n := api.Node{ID: fmt.Sprintf("%s-%d-%d", tag, w, i), Service: "bench", Address: netip.AddrFrom4([4]byte{10, byte(w), byte(i >> 8), byte(i)}), TTL: api.Duration(ttl)}
-			res, err := c.Register(ctx, n)
-			return res.Revision, err
-		}
+	plain := phase(conc, dur, rate, registering(ctx, c, 0, "p"))
+	leased := phase(conc, dur, rate, registering(ctx, c, 30*time.Second, "l"))
+	stop()
+	cli.Close()
+	srv.Close()
+
+	// The same over https, on a server of its own with a CA made now.
+	pki, err := newPKI(dir)
+	if err != nil {
+		return err
 	}
-	plain := phase(conc, dur, rate, reg(0, "p"))
-	leased := phase(conc, dur, rate, reg(30*time.Second, "l"))
+	srv, c, err = startServer(ctx, filepath.Join(dir, "https"), conc, pki)
+	if err != nil {
+		return err
+	}
+	tlsSnaps := &snapTimes{}
+	fctx, stop = context.WithCancel(ctx)
+	go tlsSnaps.follow(fctx, srv.Snapshots())
+	tlsPlain := phase(conc, dur, rate, registering(ctx, c, 0, "p"))
+	tlsLeased := phase(conc, dur, rate, registering(ctx, c, 30*time.Second, "l"))
 	stop()
 
 	fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 |")
@@ -159,10 +220,15 @@ func run(conc int, dur time.Duration, rate int) error {
 	floor.print("etcd Put (floor, same store)", nil)
 	plain.print("seamark register (no ttl)", snaps)
 	leased.print("seamark register (ttl 30s, own lease)", snaps)
+	tlsPlain.print("seamark register over https (no ttl)", tlsSnaps)
+	tlsLeased.print("seamark register over https (ttl 30s, own lease)", tlsSnaps)
 	if rate == 0 {
 		fmt.Printf("\nratio seamark/etcd: %.2f (no ttl), %.2f (ttl)\n", plain.rate()/floor.rate(), leased.rate()/floor.rate())
+		fmt.Printf("ratio https/http: %.2f (no ttl), %.2f (ttl); response p99 %s vs %s (no ttl)\n",
+			tlsPlain.rate()/plain.rate(), tlsLeased.rate()/leased.rate(), fmtD(tlsPlain.p99()), fmtD(plain.p99()))
 	} else {
-		fmt.Println()
+		fmt.Printf("\nresponse p99 https %s vs http %s (no ttl), %s vs %s (ttl)\n",
+			fmtD(tlsPlain.p99()), fmtD(plain.p99()), fmtD(tlsLeased.p99()), fmtD(leased.p99()))
 	}
 	p50, p99, n, err := commitToSnapshot(srv.Registry())
 	if err != nil {
@@ -206,6 +272,15 @@ type result struct {
 }
 
 func (r *result) rate() float64 { return float64(len(r.samples)) / r.elapsed.Seconds() }
+
+// p99 is the 99th percentile of response times.
+func (r *result) p99() time.Duration {
+	var resp []time.Duration
+	for _, s := range r.samples {
+		resp = append(resp, s.done.Sub(s.start))
+	}
+	return pct(resp, 0.99)
+}
 
 func pct(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/certs"
 )
 
 // Agent keeps one node registered while its port answers. Build it with New,
@@ -75,6 +77,11 @@ func newAgent(cfg Config, log *slog.Logger, hostname func() (string, error)) (*A
 		DialContext:       (&net.Dialer{Timeout: dialTimeout}).DialContext,
 		DisableKeepAlives: true,
 	}
+	if files := (api.TLSFiles{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}); !files.IsZero() {
+		if a.apiTr.TLSClientConfig, err = files.Config(); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
 	opts := []api.ClientOption{api.WithHTTPClient(&http.Client{Transport: a.apiTr})}
 	if cfg.Token != "" {
 		opts = append(opts, api.WithToken(cfg.Token))
@@ -103,6 +110,14 @@ func (a *Agent) Listen() error {
 	ln, err := net.Listen("tcp", a.cfg.IdentityAddr)
 	if err != nil {
 		return fmt.Errorf("identity endpoint: listen on %s: %w (change --identity-addr)", a.cfg.IdentityAddr, err)
+	}
+	if a.cfg.IdentityCertFile != "" {
+		cs, err := certs.NewServer(certs.Files{CertFile: a.cfg.IdentityCertFile, KeyFile: a.cfg.IdentityKeyFile})
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("identity endpoint: %w", err)
+		}
+		ln = tls.NewListener(ln, cs.TLSConfig())
 	}
 	a.ln = ln
 	return nil

@@ -25,6 +25,13 @@ type Config struct {
 	// Token is the API bearer token; TokenFile names a file that holds it.
 	Token     string `yaml:"-"`
 	TokenFile string `yaml:"token_file"`
+	// CAFile holds the PEM CA certificates the servers' https certificates
+	// are verified against (default: the system's roots). CertFile and
+	// KeyFile are the client certificate presented when a server asks for
+	// one (mutual TLS).
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 	// Service is the service the node joins; it must exist on the server.
 	Service string `yaml:"service"`
 	// Port is the port the local service listens on and clients connect to.
@@ -73,6 +80,11 @@ type Config struct {
 	// IdentityAddr, when set, serves the identity endpoint (GET
 	// /v1/identity) on this host:port.
 	IdentityAddr string `yaml:"identity_addr"`
+	// IdentityCertFile and IdentityKeyFile, when set, serve the identity
+	// endpoint over TLS with this PEM certificate and key (both or neither;
+	// read at start).
+	IdentityCertFile string `yaml:"identity_cert_file"`
+	IdentityKeyFile  string `yaml:"identity_key_file"`
 	// Command, when set, is run as the agent's child (wrap mode).
 	Command []string `yaml:"command"`
 
@@ -155,6 +167,8 @@ func flagOf(key string) string {
 		return "the command after --"
 	case "token_file":
 		return "token_file"
+	case "ca_file", "cert_file", "key_file":
+		return "--" + strings.ReplaceAll(key, "_", "-")
 	}
 	return "--" + strings.ReplaceAll(key, "_", "-")
 }
@@ -205,6 +219,22 @@ func (c *Config) Validate() error {
 	for i, s := range c.Servers {
 		if err := checkServerURL(s); err != nil {
 			p.add("servers", fmt.Sprintf("[%d]", i), "%v", err)
+		}
+	}
+	if (c.IdentityCertFile == "") != (c.IdentityKeyFile == "") {
+		if c.IdentityCertFile == "" {
+			p.add("identity_cert_file", "", "is missing; identity_key_file needs its certificate")
+		} else {
+			p.add("identity_key_file", "", "is missing; give the PEM key of identity_cert_file")
+		}
+	} else if c.IdentityCertFile != "" && c.IdentityAddr == "" {
+		p.add("identity_cert_file", "", "serves the identity endpoint over TLS; set identity_addr too")
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		if c.CertFile == "" {
+			p.add("cert_file", "", "is missing; key_file needs its certificate")
+		} else {
+			p.add("key_file", "", "is missing; give the PEM key of cert_file")
 		}
 	}
 	if msg := api.CheckName(c.Service); msg != "" {

@@ -38,7 +38,7 @@ func FuzzParseAddrText(f *testing.F) {
 // Config files are written by hand.
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(goodFile))
-	for _, s := range []string{"", "service: db\n", "tll: 5s", "- x", "a: &a [*a]", "ttl: 1x\nport: x\n", "service: db\n---\n", "alternates: [{label: 1}]"} {
+	for _, s := range []string{"", "service: db\n", "tll: 5s", "- x", "a: &a [*a]", "ttl: 1x\nport: x\n", "service: db\n---\n", "alternates: [{label: 1}]", "ca_file: /etc/ca.pem\ncert_file: a.pem\n", "key_file: k.pem\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

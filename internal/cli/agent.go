@@ -36,6 +36,9 @@ type agentFlags struct {
 	backoffMax          time.Duration
 	identityAddr        string
 	logLevel, logFormat string
+
+	// TLS of the identity endpoint.
+	identityCertFile, identityKeyFile string
 }
 
 func newAgentCmd(cf *clientFlags) *cobra.Command {
@@ -139,6 +142,8 @@ win over it. See docs/agent.md.`,
 	fl.DurationVar(&af.waitTimeout, "wait-timeout", 0, "give up when the port has not accepted a connection this long after start (0: wait for ever)")
 	fl.DurationVar(&af.backoffMin, "backoff-min", agent.DefaultBackoffMin, "first retry delay while no server answers")
 	fl.DurationVar(&af.backoffMax, "backoff-max", agent.DefaultBackoffMax, "longest retry delay while no server answers")
+	fl.StringVar(&af.identityCertFile, "identity-cert-file", "", "serve the identity endpoint over TLS with this PEM certificate (with --identity-key-file)")
+	fl.StringVar(&af.identityKeyFile, "identity-key-file", "", "PEM key of --identity-cert-file")
 	fl.StringVar(&af.identityAddr, "identity-addr", "", "serve the identity endpoint (GET "+api.IdentityPath+") on host:port (default: off)")
 	fl.StringVar(&af.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&af.logFormat, "log-format", "text", "log format: text or json")
@@ -223,6 +228,18 @@ func (af *agentFlags) config(fs *pflag.FlagSet, cf *clientFlags, args []string) 
 			errs = append(errs, fmt.Sprintf("token_file: %v", err))
 		}
 		cfg.Token = strings.TrimSpace(string(data))
+	}
+	for _, f := range []struct {
+		key, v string
+		dst    *string
+	}{
+		{"ca_file", cf.tls.CAFile, &cfg.CAFile}, {"cert_file", cf.tls.CertFile, &cfg.CertFile}, {"key_file", cf.tls.KeyFile, &cfg.KeyFile},
+		{"identity_cert_file", af.identityCertFile, &cfg.IdentityCertFile}, {"identity_key_file", af.identityKeyFile, &cfg.IdentityKeyFile},
+	} {
+		if f.v != "" { // TLS flags (and the env of the client ones) win over the file
+			*f.dst = f.v
+			cfg.SetByFlag(f.key)
+		}
 	}
 	if len(args) > 0 {
 		cfg.Command = args

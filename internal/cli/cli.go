@@ -94,12 +94,20 @@ type clientFlags struct {
 	servers string
 	token   string
 	output  string
+	tls     api.TLSFiles // --ca-file, --cert-file, --key-file
 }
 
 func (c *clientFlags) client() (*api.Client, error) {
 	var opts []api.ClientOption
 	if c.token != "" {
 		opts = append(opts, api.WithToken(c.token))
+	}
+	if !c.tls.IsZero() {
+		tc, err := c.tls.Config()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, api.WithTLSConfig(tc))
 	}
 	return api.NewClient(strings.Split(c.servers, ","), opts...)
 }
@@ -134,6 +142,9 @@ in one binary.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&cf.servers, "server", envOr("SEAMARK_SERVER", "http://127.0.0.1:9400"), "seamark server URL(s), comma separated (env SEAMARK_SERVER)")
 	pf.StringVar(&cf.token, "token", os.Getenv("SEAMARK_TOKEN"), "API bearer token (env SEAMARK_TOKEN)")
+	pf.StringVar(&cf.tls.CAFile, "ca-file", os.Getenv("SEAMARK_CACERT"), "PEM CA certificates that verify an https server (env SEAMARK_CACERT; default: the system's roots)")
+	pf.StringVar(&cf.tls.CertFile, "cert-file", os.Getenv("SEAMARK_CERT"), "PEM client certificate presented when the server asks for one (env SEAMARK_CERT)")
+	pf.StringVar(&cf.tls.KeyFile, "key-file", os.Getenv("SEAMARK_KEY"), "PEM key of --cert-file (env SEAMARK_KEY)")
 	pf.StringVarP(&cf.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(
 		newServerCmd(),

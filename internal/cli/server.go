@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +51,7 @@ and the running state stays. Flags override the file's server: section.`,
 				f.SetDefaults()
 			}
 			overrideServer(cmd.Flags(), &f.Server, flagSrv)
+			f.SetDefaults() // defaults that hang on overridden keys (tls.client_auth)
 			if err := f.Validate(); err != nil {
 				return fmt.Errorf("config rejected:\n%w", err)
 			}
@@ -121,6 +124,16 @@ and the running state stays. Flags override the file's server: section.`,
 	fl.StringVar(&flagSrv.StorePrefix, "store-prefix", "/seamark/", "key prefix in etcd")
 	fl.StringVar(&flagSrv.Name, "name", "", "this server's name among servers sharing a store (default: host name and a random suffix)")
 	fl.StringVar(&flagSrv.Member, "member", "", "campaign as this member of every balancer group that lists it (e.g. lb1)")
+	fl.StringVar(&flagSrv.TLS.CertFile, "tls-cert-file", "", "serve the HTTP API over https with this PEM certificate (chain); re-read on SIGHUP")
+	fl.StringVar(&flagSrv.TLS.KeyFile, "tls-key-file", "", "PEM key of --tls-cert-file")
+	fl.StringVar(&flagSrv.TLS.ClientCAFile, "tls-client-ca-file", "", "verify API client certificates against these PEM CA certificates (mutual TLS)")
+	fl.StringVar(&flagSrv.TLS.ClientAuth, "tls-client-auth", "", "client certificates: none, request or require (default require with --tls-client-ca-file)")
+	fl.StringVar(&flagSrv.EtcdTLS.CAFile, "etcd-ca-file", "", "PEM CA certificates of the external etcd cluster")
+	fl.StringVar(&flagSrv.EtcdTLS.CertFile, "etcd-cert-file", "", "PEM client certificate presented to the external etcd cluster")
+	fl.StringVar(&flagSrv.EtcdTLS.KeyFile, "etcd-key-file", "", "PEM key of --etcd-cert-file")
+	fl.StringVar(&flagSrv.EtcdUsername, "etcd-username", "", "user of the external etcd cluster (with --etcd-password-file)")
+	fl.StringVar(&flagSrv.EtcdPasswordFile, "etcd-password-file", "", "file holding --etcd-username's password")
+	fl.BoolVar(&flagSrv.InsecureExpose, "insecure-expose", false, "start even when the API or the embedded store listens on a non-loopback address without TLS and a token")
 	flagBalancer := fl.Bool("balancer", true, "run the listeners (TCP load balancer) on this server")
 	flagSrv.Balancer = flagBalancer
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -142,6 +155,7 @@ func overrideServer(fs *pflag.FlagSet, dst *config.Server, src config.Server) {
 		"balancer":         func() { dst.Balancer = src.Balancer },
 		"member":           func() { dst.Member = src.Member },
 	}
+	maps.Copy(set, securityOverrides(dst, src))
 	fs.Visit(func(f *pflag.Flag) {
 		if fn, ok := set[f.Name]; ok {
 			fn()
@@ -187,4 +201,32 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// securityOverrides copy the TLS, store credential and exposure flags.
+func securityOverrides(dst *config.Server, src config.Server) map[string]func() {
+	return map[string]func(){
+		"tls-cert-file":      func() { dst.TLS.CertFile = absPath(src.TLS.CertFile) },
+		"tls-key-file":       func() { dst.TLS.KeyFile = absPath(src.TLS.KeyFile) },
+		"tls-client-ca-file": func() { dst.TLS.ClientCAFile = absPath(src.TLS.ClientCAFile) },
+		"tls-client-auth":    func() { dst.TLS.ClientAuth = src.TLS.ClientAuth },
+		"etcd-ca-file":       func() { dst.EtcdTLS.CAFile = absPath(src.EtcdTLS.CAFile) },
+		"etcd-cert-file":     func() { dst.EtcdTLS.CertFile = absPath(src.EtcdTLS.CertFile) },
+		"etcd-key-file":      func() { dst.EtcdTLS.KeyFile = absPath(src.EtcdTLS.KeyFile) },
+		"etcd-username":      func() { dst.EtcdUsername = src.EtcdUsername },
+		"etcd-password-file": func() { dst.EtcdPasswordFile = absPath(src.EtcdPasswordFile) },
+		"insecure-expose":    func() { dst.InsecureExpose = src.InsecureExpose },
+	}
+}
+
+// absPath makes a file named on the command line independent of the working
+// directory the server may later change to ("" stays "").
+func absPath(p string) string {
+	if p == "" {
+		return p
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

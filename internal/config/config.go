@@ -43,6 +43,7 @@ func Parse(name string, data []byte) (*File, error) {
 	f := &File{name: name}
 	r := yamlstrict.Decode(name, data, f, decodeOptions)
 	f.lines = r.Lines
+	f.resolvePaths()
 	f.SetDefaults()
 	errs := r.Errs
 	if r.Cut {
@@ -145,6 +146,7 @@ func (s *Server) setDefaults() {
 	set(&s.EtcdClientAddr, DefaultEtcdClientAddr)
 	set(&s.EtcdPeerAddr, DefaultEtcdPeerAddr)
 	set(&s.StorePrefix, DefaultStorePrefix)
+	s.setTLSDefaults()
 }
 
 func (s *Service) setDefaults() {

@@ -66,6 +66,16 @@ type Server struct {
 	// Member, when set, makes this server the balancer group member of that
 	// name: it campaigns for the active role of every group listing it.
 	Member string `json:"member"`
+	// TLS serves the HTTP API over https (see tls.go).
+	TLS TLS `json:"tls"`
+	// EtcdTLS and EtcdUsername/EtcdPasswordFile are the credentials of an
+	// external etcd cluster (etcd_endpoints).
+	EtcdTLS          EtcdTLS `json:"etcd_tls"`
+	EtcdUsername     string  `json:"etcd_username"`
+	EtcdPasswordFile string  `json:"etcd_password_file"`
+	// InsecureExpose lets the server listen on a non-loopback API or
+	// embedded etcd address without TLS and a token.
+	InsecureExpose bool `json:"insecure_expose"`
 }
 
 // RunsBalancer reports whether this server opens the listeners.

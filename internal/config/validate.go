@@ -129,6 +129,7 @@ func (c *checker) server() {
 			c.add(indexPath("server.etcd_endpoints", i), "%q is not an etcd URL like \"http://10.0.0.1:2379\"", e)
 		}
 	}
+	c.serverTLS()
 	if !strings.HasPrefix(s.StorePrefix, "/") || !strings.HasSuffix(s.StorePrefix, "/") {
 		c.add("server.store_prefix", "%q must start and end with '/' (like \"/seamark/\")", s.StorePrefix)
 	}

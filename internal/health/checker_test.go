@@ -329,7 +329,8 @@ func TestCheckersVote(t *testing.T) {
 	w.run(Options{ID: "b", Prober: &NetProber{Dial: b.dial}})
 	// Checker c runs on its own connection to the store, so the test can cut
 	// it off as if its machine died: its lease then runs out.
-	cst, err := store.Open(context.Background(), store.Options{Endpoints: w.st.Endpoints()})
+	user, pw := w.st.Credentials()
+	cst, err := store.Open(context.Background(), store.Options{Endpoints: w.st.Endpoints(), Username: user, Password: pw})
 	if err != nil {
 		t.Fatal(err)
 	}

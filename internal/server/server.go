@@ -34,6 +34,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/seamark/seamark/api"
+	"github.com/seamark/seamark/internal/certs"
 	"github.com/seamark/seamark/internal/config"
 	dnsserver "github.com/seamark/seamark/internal/dns"
 	"github.com/seamark/seamark/internal/ha"
@@ -75,6 +76,7 @@ type Server struct {
 	name    string
 	httpLn  net.Listener
 	httpSrv *http.Server
+	tls     *certs.Server // nil without server.tls
 	api     *httpapi.Handler
 	// reg is this server's own metrics registry (served at /metrics);
 	// budget the descriptors its network surfaces share.
@@ -100,6 +102,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if o.Config == nil {
 		return nil, errors.New("start server: no config")
 	}
+	if err := checkExposure(o.Config); err != nil {
+		return nil, err
+	}
 	s = &Server{o: o, log: o.Logger.With("component", "server"), cfg: o.Config}
 	// Every error return sets s to nil: close what was started through a copy.
 	started := s
@@ -111,6 +116,15 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	s.limits()
 	s.reloads = newReloads(o.ConfigPath, s.reg)
 	sc := o.Config.Server
+	so, err := storeCredentials(sc)
+	if err != nil {
+		return nil, err
+	}
+	if sc.TLS.Enabled() {
+		if s.tls, err = certs.NewServer(tlsFiles(sc.TLS)); err != nil {
+			return nil, fmt.Errorf("start server: %w", err)
+		}
+	}
 	s.st, err = store.Open(ctx, store.Options{
 		Endpoints:   sc.EtcdEndpoints,
 		DataDir:     sc.DataDir,
@@ -119,6 +133,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		Prefix:      sc.StorePrefix,
 		Logger:      o.Logger,
 		EtcdCommand: o.EtcdCommand,
+		TLS:         so.TLS, Username: so.Username, Password: so.Password,
 	})
 	if err != nil {
 		return nil, err
@@ -342,16 +357,27 @@ func (s *Server) startHTTP(f *config.File) error {
 	// Request bodies get their own read deadline in the handler.
 	s.httpSrv = &http.Server{
 		Handler: s.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-		ConnState: capped.ConnState, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnState: capped.ConnState, ErrorLog: newHTTPErrorLog(s.log),
+	}
+	scheme := "http"
+	if s.tls != nil {
+		scheme = "https"
+		s.httpSrv.TLSConfig = s.tls.TLSConfig()
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.tls != nil {
+			err = s.httpSrv.ServeTLS(ln, "", "")
+		} else {
+			err = s.httpSrv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http api stopped", "err", err)
 		}
 	}()
-	s.log.Info("http api listening", "addr", ln.Addr().String(), "dashboard", "http://"+ln.Addr().String()+ui.Prefix)
+	s.logListening(ln.Addr(), scheme)
 	return nil
 }
 
@@ -411,12 +437,26 @@ func (s *Server) Reload(ctx context.Context) (err error) {
 	if f.Server.HTTPAddr != s.cfg.Server.HTTPAddr || strings.Join(f.Server.EtcdEndpoints, ",") != strings.Join(s.cfg.Server.EtcdEndpoints, ",") || f.Server.DataDir != s.cfg.Server.DataDir {
 		s.log.Warn("reload: server addresses and store settings change only on restart")
 	}
+	if f.Server.TLS != s.cfg.Server.TLS {
+		s.log.Warn("reload: server.tls names other files or settings; those take effect on restart (the files named at start are read again now)")
+	}
 	f.Server = s.cfg.Server
 	if err := emptyGuard(s.cfg, f); err != nil {
 		return fmt.Errorf("reload rejected, nothing changed: %w", err)
 	}
+	useCert := func() {}
+	if s.tls != nil {
+		if useCert, err = s.tls.Prepare(); err != nil {
+			return fmt.Errorf("reload rejected, nothing changed (the old certificate stays):\n%w", err)
+		}
+	}
 	if err := s.apply(ctx, f); err != nil {
 		return err
+	}
+	if s.tls != nil {
+		useCert()
+		leaf := s.tls.Leaf()
+		s.log.Info("reload: https certificate", "serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter)
 	}
 	s.cfg = f
 	return nil

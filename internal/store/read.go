@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 )
 
 // ErrCompacted means a watch asked for history etcd no longer keeps: the
@@ -121,6 +123,11 @@ func (s *Store) Watch(ctx context.Context, from int64) (<-chan Batch, func() err
 		defer close(out)
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		defer cancel()
+		// A gRPC stream of its own per watch (the client shares one among
+		// watches whose contexts carry the same metadata): a stream carries
+		// the auth token it was opened with, and a watch added to an old
+		// stream after that token expired is refused as unauthenticated.
+		wctx = metadata.AppendToOutgoingContext(wctx, "seamark-watch", strconv.FormatUint(s.watchSeq.Add(1), 10))
 		wch := s.cli.Watch(wctx, s.prefix+version, clientv3.WithPrefix(), clientv3.WithRev(from+1))
 		// A stream to a member that is cut off stays open and silent: no
 		// events, no error, until gRPC's keep-alive gives up (10 s or more).

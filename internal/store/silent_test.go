@@ -96,7 +96,8 @@ func TestSilentWatchBreaks(t *testing.T) {
 	f := newFreezer(t, ep)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	viaProxy, err := store.Open(ctx, store.Options{Endpoints: []string{"http://" + f.ln.Addr().String()}})
+	user, pw := direct.Credentials()
+	viaProxy, err := store.Open(ctx, store.Options{Endpoints: []string{"http://" + f.ln.Addr().String()}, Username: user, Password: pw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,8 @@ func TestSlowWatchDoesNotBreak(t *testing.T) {
 	f := newFreezer(t, ep)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	viaProxy, err := store.Open(ctx, store.Options{Endpoints: []string{"http://" + f.ln.Addr().String()}})
+	user, pw := direct.Credentials()
+	viaProxy, err := store.Open(ctx, store.Options{Endpoints: []string{"http://" + f.ln.Addr().String()}, Username: user, Password: pw})
 	if err != nil {
 		t.Fatal(err)
 	}

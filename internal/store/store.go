@@ -10,8 +10,10 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -21,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -49,6 +52,13 @@ type Options struct {
 	ClientAddr, PeerAddr string
 	// Prefix every key lives under; default "/seamark/".
 	Prefix string
+	// TLS, when set, is used to reach an external cluster (https endpoints):
+	// its CA and, for client-cert auth, the client certificate.
+	TLS *tls.Config
+	// Username and Password authenticate to an external cluster with
+	// etcd's authentication on. The embedded store always runs with
+	// authentication on and a root password of its own (auth.go).
+	Username, Password string
 	// DialTimeout bounds connecting to an external cluster; default 5s.
 	DialTimeout time.Duration
 	// CallTimeout bounds every store call whose context has no deadline;
@@ -70,9 +80,13 @@ type Store struct {
 	prefix string
 	kind   string
 	eps    []string
-	log    *slog.Logger
+	// user and password authenticate the client (see Credentials).
+	user, password string
+	log            *slog.Logger
 	// rtt is the store's recent round trip, measured on every call.
 	rtt *roundTrips
+	// watchSeq numbers watches so each gets its own stream (read.go).
+	watchSeq atomic.Uint64
 	// closing silences the embedded etcd's logs while it is stopped on purpose.
 	closing atomic.Bool
 	// The endpoint tender of an external cluster with several members.
@@ -110,22 +124,38 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{prefix: o.Prefix, log: o.Logger.With("component", "store"), rtt: newRoundTrips(nil)}
+	if len(o.Endpoints) == 0 && (o.TLS != nil || o.Username != "") {
+		return nil, errors.New("open store: TLS and user credentials are for an external etcd; the embedded store makes its own credential in the data directory")
+	}
 	if len(o.Endpoints) == 0 && len(o.EtcdCommand) > 0 {
 		sv, ep, err := startSupervised(ctx, o, s.log)
 		if err != nil {
 			return nil, err
 		}
+		// The child made (or found) the root password in the data
+		// directory before it said ready.
+		pw, _, err := rootPassword(o.DataDir)
+		if err != nil {
+			sv.Close()
+			return nil, err
+		}
 		s.sup, s.kind, s.eps = sv, "embedded", []string{ep}
+		o.Username, o.Password = rootUser, pw
 	} else if len(o.Endpoints) == 0 {
-		e, ep, err := startEmbedded(ctx, o, s.log, &s.closing, true)
+		e, ep, pw, err := startEmbedded(ctx, o, s.log, &s.closing, true)
 		if err != nil {
 			return nil, err
 		}
 		s.etcd, s.kind, s.eps = e, "embedded", []string{ep}
+		o.Username, o.Password = rootUser, pw
 	} else {
 		s.kind, s.eps = "external", o.Endpoints
 	}
+	s.user, s.password = o.Username, o.Password
 	cli, err := clientv3.New(clientv3.Config{
+		TLS:                  o.TLS,
+		Username:             o.Username,
+		Password:             o.Password,
 		Endpoints:            s.eps,
 		DialTimeout:          o.DialTimeout,
 		DialKeepAliveTime:    5 * time.Second,
@@ -152,6 +182,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		// A restarted child serves at once: reconnect now.
 		s.sup.setOnRestart(func() { cli.ActiveConnection().ResetConnectBackoff() })
 	}
+	if s.etcd != nil || s.sup != nil {
+		if err := s.checkAuth(ctx, o.DialTimeout); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	// Prove the cluster answers before anyone relies on it.
 	sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
@@ -168,24 +204,58 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool, contain bool) (*embed.Etcd, string, error) {
+func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool, contain bool) (*embed.Etcd, string, string, error) {
 	if o.DataDir == "" {
-		return nil, "", errors.New("open store: embedded etcd needs a data directory")
+		return nil, "", "", errors.New("open store: embedded etcd needs a data directory")
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
-		return nil, "", fmt.Errorf("open store: create data directory: %w", err)
+		return nil, "", "", fmt.Errorf("open store: create data directory: %w", err)
 	}
 	if err := checkSpace(o.DataDir); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	clientURL, err := loopbackURL(o.ClientAddr, "127.0.0.1:9479", false)
 	if err != nil {
-		return nil, "", fmt.Errorf("open store: etcd client address: %w", err)
+		return nil, "", "", fmt.Errorf("open store: etcd client address: %w", err)
 	}
 	peerURL, err := loopbackURL(o.PeerAddr, "127.0.0.1:9480", true)
 	if err != nil {
-		return nil, "", fmt.Errorf("open store: etcd peer address: %w", err)
+		return nil, "", "", fmt.Errorf("open store: etcd peer address: %w", err)
 	}
+	peerURL.Scheme = "https"
+	peerTLSInfo, err := peerTLS(o.DataDir, peerURL.Hostname())
+	if err != nil {
+		return nil, "", "", err
+	}
+	pw, created, err := rootPassword(o.DataDir)
+	if err != nil {
+		return nil, "", "", err
+	}
+	_, statErr := os.Stat(filepath.Join(o.DataDir, "etcd", "member"))
+	if created || errors.Is(statErr, fs.ErrNotExist) {
+		// Turn authentication on while etcd listens on a private port only,
+		// so no other process can write before it is on.
+		bootURL := &url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+		e, ep, err := runEmbedded(ctx, embedConfig(o, bootURL, peerURL, peerTLSInfo, log, closing, contain))
+		if err == nil {
+			err = enableAuth(ctx, ep, pw, created)
+			closing.Store(true)
+			e.Close()
+			<-e.Server.StopNotify()
+			closing.Store(false)
+		}
+		if err != nil {
+			if created {
+				os.Remove(filepath.Join(o.DataDir, RootPasswordFile))
+			}
+			return nil, "", "", err
+		}
+	}
+	e, ep, err := runEmbedded(ctx, embedConfig(o, clientURL, peerURL, peerTLSInfo, log, closing, contain))
+	return e, ep, pw, err
+}
+
+func embedConfig(o Options, clientURL, peerURL *url.URL, peerTLSInfo transport.TLSInfo, log *slog.Logger, closing *atomic.Bool, contain bool) *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = "seamark"
 	cfg.Dir = filepath.Join(o.DataDir, "etcd")
@@ -194,12 +264,23 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *at
 	cfg.ListenPeerUrls = []url.URL{*peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{*peerURL}
 	cfg.InitialCluster = cfg.Name + "=" + peerURL.String()
+	cfg.PeerTLSInfo = peerTLSInfo
 	cfg.TickMs = embeddedTickMs
 	cfg.ElectionMs = embeddedElectionMs
 	cfg.MaxTxnOps = embeddedMaxTxnOps
 	cfg.AutoCompactionMode = embed.CompactorModeRevision
 	cfg.AutoCompactionRetention = "100000"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing, contain))
+	// The root password is 24 random bytes, not a human's: bcrypt's cost
+	// adds nothing against guessing it and 50-500 ms to every start.
+	cfg.BcryptCost = 4 // bcrypt.MinCost
+	if authTokenTTL != 0 {
+		cfg.AuthTokenTTL = authTokenTTL
+	}
+	return cfg
+}
+
+func runEmbedded(ctx context.Context, cfg *embed.Config) (*embed.Etcd, string, error) {
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, "", fmt.Errorf("open store: start embedded etcd in %s: %w", cfg.Dir, err)
@@ -276,6 +357,11 @@ func (s *Store) Down() string {
 	}
 	return s.sup.Down()
 }
+
+// Credentials are the user and password the store's client authenticates
+// with ("" when none): for the embedded store, root and its generated
+// password. Another client of the same etcd (a test, a backup) needs them.
+func (s *Store) Credentials() (user, password string) { return s.user, s.password }
 
 // Kind is "embedded" or "external".
 func (s *Store) Kind() string { return s.kind }

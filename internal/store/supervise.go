@@ -324,7 +324,7 @@ func RunChild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	signal.Notify(term, syscall.SIGTERM)
 	var closing atomic.Bool
 	ctx, cancel := context.WithTimeout(context.Background(), childReadyTimeout)
-	e, ep, err := startEmbedded(ctx, Options{DataDir: *dataDir, ClientAddr: *clientAddr, PeerAddr: *peerAddr}, log, &closing, false)
+	e, ep, _, err := startEmbedded(ctx, Options{DataDir: *dataDir, ClientAddr: *clientAddr, PeerAddr: *peerAddr}, log, &closing, false)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(stdout, "error: "+err.Error())

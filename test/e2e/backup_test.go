@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,9 +26,10 @@ func TestBackupRestore(t *testing.T) {
 	dir := t.TempDir()
 	client, peer := freePort(t), freePort(t)
 	clientAddr, peerURL := fmt.Sprintf("127.0.0.1:%d", client), fmt.Sprintf("http://127.0.0.1:%d", peer)
+	peerAddr := peer2addr(peerURL)
 	args := func(data string) []string {
 		return []string{"server", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0",
-			"--etcd-client-addr", clientAddr, "--etcd-peer-addr", peer2addr(peerURL)}
+			"--etcd-client-addr", clientAddr, "--etcd-peer-addr", peerAddr}
 	}
 	ctx := ctxTimeout(t, 60*time.Second)
 	p := startProc(t, "server", seamarkBin, args(filepath.Join(dir, "data"))...)
@@ -37,23 +39,35 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := filepath.Join(dir, "seamark.snapshot")
-	run := func(args ...string) {
+	run := func(env string, args ...string) {
 		t.Helper()
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(cctx, etcdctl, args...)
-		cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+		cmd.Env = append(os.Environ(), "ETCDCTL_API=3", env)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
 		}
 	}
-	run("--endpoints", "http://"+clientAddr, "snapshot", "save", snap)
+	// The embedded store wants its root password, kept in the data dir.
+	pw, err := os.ReadFile(filepath.Join(dir, "data", "etcd-root-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("ETCDCTL_USER=root:"+strings.TrimSpace(string(pw)), "--endpoints", "http://"+clientAddr, "snapshot", "save", snap)
 	if err := p.stop(); err != nil {
 		t.Fatal(err)
 	}
 	restored := filepath.Join(dir, "restored")
-	run("snapshot", "restore", snap, "--name", "seamark", "--initial-cluster", "seamark="+peerURL,
+	// The embedded store's peer listener speaks https (its own CA in the
+	// data dir): the restored member must carry the same peer URL.
+	peerURL = "https://" + peer2addr(peerURL)
+	run("", "snapshot", "restore", snap, "--name", "seamark", "--initial-cluster", "seamark="+peerURL,
 		"--initial-advertise-peer-urls", peerURL, "--data-dir", filepath.Join(restored, "etcd"))
+	// The restored store keeps its users: its password file goes with it.
+	if err := os.WriteFile(filepath.Join(restored, "etcd-root-password"), pw, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	p2 := startProc(t, "restored server", seamarkBin, args(restored)...)
 	s2, _ := api.NewClient([]string{"http://" + p2.waitOutput(httpAddrRE, 30*time.Second)})
 	if svc, err := s2.Service(ctx, "kept"); err != nil || svc.Port != 1234 {

@@ -25,6 +25,7 @@ type groupCluster struct {
 	dns     string
 	s0      *server
 	members map[string]*server
+	dir     string // s0's data dir is dir/s0
 }
 
 func newGroupCluster(t *testing.T, config string) *groupCluster {
@@ -39,7 +40,7 @@ func newGroupCluster(t *testing.T, config string) *groupCluster {
 	s0 := startServerArgs(t, "s0", []string{"server", "--http-addr", "127.0.0.1:0", "--etcd-client-addr", etcd,
 		"--etcd-peer-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0", "--config", cfg, "--data-dir", filepath.Join(dir, "s0"),
 		"--balancer=false", "--name", "s0"})
-	return &groupCluster{t: t, cfg: cfg, etcd: "http://" + etcd, dns: s0.waitOutput(dnsAddrRE, 10*time.Second), s0: s0, members: map[string]*server{}}
+	return &groupCluster{t: t, dir: dir, cfg: cfg, etcd: "http://" + etcd, dns: s0.waitOutput(dnsAddrRE, 10*time.Second), s0: s0, members: map[string]*server{}}
 }
 
 // startServerArgs runs `seamark server` with exactly args.
@@ -60,7 +61,9 @@ func startServerArgs(t testing.TB, name string, args []string) *server {
 func (gc *groupCluster) member(name string) *server {
 	gc.t.Helper()
 	s := startServerArgs(gc.t, name, []string{"server", "--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0",
-		"--etcd-endpoints", gc.etcd, "--config", gc.cfg, "--member", name, "--name", name, "--balancer=false"})
+		"--etcd-endpoints", gc.etcd, "--config", gc.cfg, "--member", name, "--name", name, "--balancer=false",
+		// s0's embedded store wants its root password.
+		"--etcd-username", "root", "--etcd-password-file", filepath.Join(gc.dir, "s0", "etcd-root-password")})
 	gc.members[name] = s
 	return s
 }

@@ -26,7 +26,8 @@ type labServer struct {
 func startLabServer(t *testing.T, h *labHost, cfg string, etcd []string, extra ...string) *labServer {
 	t.Helper()
 	args := append([]string{"server", "--config", cfg, "--http-addr", h.addr.String() + ":9400", "--dns-addr", h.addr.String() + ":9453",
-		"--etcd-endpoints", strings.Join(etcd, ","), "--name", fmt.Sprintf("h%d", h.n), "--balancer=false"}, extra...)
+		"--etcd-endpoints", strings.Join(etcd, ","), "--name", fmt.Sprintf("h%d", h.n), "--balancer=false",
+		"--insecure-expose"}, extra...) // the lab's own network namespaces: no one else is on it
 	p := h.start(fmt.Sprintf("seamark-h%d", h.n), seamarkBin, args...)
 	addr := p.waitOutput(anyHTTPAddrRE, 30*time.Second)
 	return &labServer{h: h, p: p, client: h.client("http://" + addr), dns: h.addr.String() + ":9453"}
