@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/dns/run.sh: seamark's authoritative DNS against CoreDNS (file plugin),
-# side by side in one run on this machine, with dnsperf.
+# bench/dns/run.sh: seamark's authoritative DNS against Knot DNS, NSD and
+# CoreDNS (file plugin), side by side in one run on this machine, with dnsperf.
 #
 #   bash bench/dns/run.sh                    # 100 services, dnsperf -c 4 -l 20
 #   N=1000 DURATION=20 CLIENTS=4 bash bench/dns/run.sh
@@ -8,7 +8,10 @@
 # Both servers answer the same names in zone bench.test from the same data:
 # N services (svcNNNN) with 3 static nodes each (check none, TTL 5 s), their
 # node names (svcNNNN-a.node.bench.test), SRV records, the apex SOA/NS and
-# ns.bench.test. seamark reads them from a config file, CoreDNS from a zone file.
+# ns.bench.test. seamark reads them from a config file, the others from one
+# zone file. Response rate limiting is off on every server (dnsperf is one
+# source asking the same names over and over: exactly what RRL exists to
+# stop); each server runs as many UDP workers as the machine has cores.
 # All servers are started first and stay up; dnsperf loads one at a time
 # (the others idle) in ROUNDS rounds that alternate between them, so noise
 # from other work on the machine falls on every server alike. Every run has
@@ -25,6 +28,8 @@
 #   WARMUP           seconds of the uncounted warm-up run (default 2)
 #   CLIENTS          dnsperf -c (default 4)
 #   DNSPERF_EXTRA    more dnsperf options for every run, e.g. "-e" for EDNS
+#   PEERS            authoritative peers from Debian (default "knot nsd"; each
+#                    skipped with a note when its package is not installed)
 #   VARIANTS         further CoreDNS runs, each a "+"-joined list of plugins
 #                    added after file (default "cache multisocket"; e.g.
 #                    "cache minimal cache+multisocket"; empty: file only)
@@ -32,7 +37,8 @@
 #                    latency percentiles (its per-query output costs dnsperf
 #                    CPU, so QPS is taken from the first pass only); 0: not
 #   COREDNS_VERSION  module version for go install (default latest)
-#   COREDNS_BIN      use this coredns binary instead of installing one
+#   COREDNS_BIN      use this coredns binary instead of installing one;
+#                    "skip": no CoreDNS in this run
 #   KEEP             1: keep the temporary directory (logs, zone, queries)
 #
 # Traffic goes to 127.0.0.1 only; every dnsperf run is bounded by -l and by
@@ -96,14 +102,24 @@ free_port() {
 	die "no free port found"
 }
 
-# cpu_ticks PID: utime+stime of the process (all threads), in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+# tree PID: the process and its descendants (NSD forks its servers).
+tree() {
+	local p c
+	for p in "$@"; do
+		echo "$p"
+		for c in $(pgrep -P "$p"); do tree "$c"; done
+	done
+}
+# cpu_ticks PID: utime+stime of the process tree (all threads), in clock ticks.
+cpu_ticks() { local t=0 p; for p in $(tree "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+rss_mb() { local k=0 p; for p in $(tree "$1"); do k=$((k + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $((k / 1024)); }
 # busy_ticks: the machine's busy time (all CPUs: not idle, not iowait), in
 # clock ticks. Interrupt time (irq, softirq: on loopback the packet delivery)
 # is in it, and also in the stime of the process it interrupted.
 busy_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 hz=$(getconf CLK_TCK)
+
+PEERS=${PEERS-knot nsd}
 
 # ---------------------------------------------------------------- tools
 command -v dnsperf >/dev/null || { log "installing dnsperf"; apt-get install -y dnsperf >&2 || { apt-get update >&2 && apt-get install -y dnsperf >&2; }; }
@@ -112,7 +128,10 @@ command -v dig >/dev/null || { log "installing dig"; apt-get install -y bind9-dn
 log "building seamark"
 (cd "$root" && go build -o "$tmp/seamark" ./cmd/seamark)
 
-if [[ -n ${COREDNS_BIN:-} ]]; then
+if [[ ${COREDNS_BIN:-} == skip ]]; then
+	coredns=
+	VARIANTS=
+elif [[ -n ${COREDNS_BIN:-} ]]; then
 	coredns=$COREDNS_BIN
 else
 	log "installing coredns@$COREDNS_VERSION (minutes the first time; cached after)"
@@ -129,6 +148,7 @@ addr() { # service index, node index (0..2) -> a loopback address no one listens
 }
 {
 	echo "zones: [$zone]"
+	echo "dns: {rate_limit: {disabled: true}}"
 	echo "services:"
 	for i in $(seq 1 "$N"); do
 		s=$(printf 'svc%04d' "$i")
@@ -200,6 +220,66 @@ start_seamark() {
 	PORT[seamark]=$(sed -n 's/.* dns=127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$line")
 	[[ -n ${PORT[seamark]} ]] || die "no dns= address in: $line"
 	names+=(seamark)
+}
+
+start_nsd() {
+	local port
+	port=$(free_port)
+	mkdir -p "$tmp/nsd"
+	cat >"$tmp/nsd/nsd.conf" <<-EOF
+	server:
+	  ip-address: 127.0.0.1@$port
+	  username: ""
+	  chroot: ""
+	  zonesdir: "$tmp/nsd"
+	  database: ""
+	  zonelistfile: "$tmp/nsd/zone.list"
+	  xfrdfile: "$tmp/nsd/xfrd.state"
+	  xfrdir: "$tmp/nsd"
+	  pidfile: "$tmp/nsd/nsd.pid"
+	  server-count: $(nproc)
+	  rrl-ratelimit: 0
+	  rrl-whitelist-ratelimit: 0
+	  minimal-responses: yes
+	  verbosity: 0
+	remote-control:
+	  control-enable: no
+	zone:
+	  name: $zone
+	  zonefile: "$tmp/db.$zone"
+	EOF
+	nsd -d -c "$tmp/nsd/nsd.conf" >"$tmp/nsd.log" 2>&1 &
+	pids+=($!)
+	PID[nsd]=$! PORT[nsd]=$port
+	names+=(nsd)
+}
+
+start_knot() {
+	local port
+	port=$(free_port)
+	mkdir -p "$tmp/knot"
+	cat >"$tmp/knot/knot.conf" <<-EOF
+	server:
+	    listen: 127.0.0.1@$port
+	    rundir: "$tmp/knot"
+	    udp-workers: $(nproc)
+	    tcp-workers: 1
+	    background-workers: 1
+	database:
+	    storage: "$tmp/knot/db"
+	log:
+	  - target: stderr
+	    any: warning
+	zone:
+	  - domain: $zone
+	    file: "$tmp/db.$zone"
+	    journal-content: none
+	    zonefile-sync: -1
+	EOF
+	knotd -c "$tmp/knot/knot.conf" >"$tmp/knot.log" 2>&1 &
+	pids+=($!)
+	PID[knot]=$! PORT[knot]=$port
+	names+=(knot)
 }
 
 start_coredns() { # NAME PLUGIN-LINES
@@ -300,9 +380,17 @@ run_dnsperf() {
 	fi
 }
 
-log "starting seamark and coredns ($VARIANTS)"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+log "starting seamark, $PEERS and coredns ($VARIANTS)"
 start_seamark
-start_coredns coredns ""
+for p in $PEERS; do
+	case $p in
+	nsd) if command -v nsd >/dev/null; then start_nsd; else log "nsd not installed (apt-get install nsd): skipped"; fi ;;
+	knot) if command -v knotd >/dev/null; then start_knot; else log "knotd not installed (apt-get install knot): skipped"; fi ;;
+	*) die "unknown peer $p (knot, nsd)" ;;
+	esac
+done
+[[ -n $coredns ]] && start_coredns coredns ""
 for v in $VARIANTS; do
 	start_coredns "coredns+$v" "$(tr '+' '\n' <<<"$v" | sed 's/^/\t/')"
 done
@@ -339,13 +427,17 @@ qpc() { paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) | 
 # ---------------------------------------------------------------- report
 commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(cd "$root" && git status --porcelain 2>/dev/null | grep -q . && echo " + uncommitted changes" || true)
-echo "## DNS: seamark vs CoreDNS, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "## DNS: seamark vs $(tr ' ' '\n' <<<"$PEERS" | sed 's/knot/Knot/; s/nsd/NSD/' | paste -sd, - | sed 's/,/, /g'), CoreDNS, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
-echo "\`N=$N DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=$CLIENTS VARIANTS='$VARIANTS' DNSPERF_EXTRA='$DNSPERF_EXTRA' bash bench/dns/run.sh\`"
+echo "\`N=$N DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=$CLIENTS PEERS='$PEERS' VARIANTS='$VARIANTS' DNSPERF_EXTRA='$DNSPERF_EXTRA' bash bench/dns/run.sh\`"
 echo
 echo "- machine: $(nproc) cores, $(uname -sr), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 echo "- seamark: \`$("$tmp/seamark" version)\` at $commit$dirty, built with $(go version | awk '{print $3}'); GOMAXPROCS default ($(nproc)), so $(nproc) UDP sockets"
-echo "- coredns: \`$("$coredns" -version | tr '\n' ' ' | sed 's/ *$//')\` (go install github.com/coredns/coredns@$COREDNS_VERSION)"
+[[ -n $coredns ]] && echo "- coredns: \`$("$coredns" -version | tr '\n' ' ' | sed 's/ *$//')\` (go install github.com/coredns/coredns@$COREDNS_VERSION)"
+[[ -n ${PID[knot]:-} ]] && echo "- knot: \`$(knotd --version | head -1)\`, udp-workers $(nproc), no RRL module, zone file"
+[[ -n ${PID[nsd]:-} ]] && echo "- nsd: \`$(nsd -v 2>&1 | head -1)\`, server-count $(nproc), rrl-ratelimit 0, minimal-responses yes, zone file"
+echo "- seamark: dns.rate_limit.disabled: true (RRL is on by default)"
+echo "- load average (1, 5, 15 min) before the run: $load0; after: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)"
 echo "- dnsperf: $(dnsperf -h 2>&1 | grep -m1 '^Version')"
 echo "- zone $zone: $N services × 3 static nodes (check none, TTL ${ttl}s), their node names and SRV sets. CoreDNS serves the same records from a zone file: \`bind\` + \`file\`$(for v in $VARIANTS; do printf '; coredns+%s adds %s' "$v" "$(tr '+' ' ' <<<"$v")"; done) (default settings)"
 echo "- queries: $nq, per service 7 × service A (3 records), 1 × node-name A, 1 × service AAAA (NODATA), 1 × NXDOMAIN; played in order, looped"
@@ -393,7 +485,7 @@ for n in "${names[@]:1}"; do
 done
 [[ $same == yes ]] && echo "Same answers on every server (rcode, aa, answer section with TTLs, SOA in negative answers), by dig:"
 echo
-for n in seamark coredns; do
+for n in "${names[@]}"; do
 	echo "$n:"
 	echo '```'
 	echo "${CHECK[$n]}"

@@ -116,6 +116,11 @@ func (f *File) SetDefaults() {
 		t := true
 		f.API.AnonymousRead = &t
 	}
+	for i, z := range f.DNS.Zones {
+		if norm, err := api.NormalizeZone(z.Zone); err == nil {
+			f.DNS.Zones[i].Zone = norm
+		}
+	}
 	for i := range f.DNS.TSIGKeys {
 		if f.DNS.TSIGKeys[i].Algorithm == "" {
 			f.DNS.TSIGKeys[i].Algorithm = DefaultTSIGAlgorithm

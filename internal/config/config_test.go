@@ -561,6 +561,43 @@ services:
 `,
 		want: `t.yaml:3: services[0].port: 0 is not a port (1-65535)`,
 	},
+	{
+		name: "dns limits and rate limiting",
+		in: `dns:
+  max_udp_size: 100
+  max_tcp_connections: -1
+  tcp_idle_timeout: 2h
+  rate_limit: {responses_per_second: -5, window: 1500ms, slip: 11, ipv4_prefix_length: 33, ipv6_prefix_length: 8}
+`,
+		want: `t.yaml:2: dns.max_udp_size: 100 is not from 512 to 65535 (1232 fits every path without fragments)
+t.yaml:3: dns.max_tcp_connections: -1 is not from 1 to 100000
+t.yaml:4: dns.tcp_idle_timeout: 2h0m0s is not from 1ms to 1h (RFC 7766 suggests 10s)
+t.yaml:5: dns.rate_limit.responses_per_second: -5 is not from 1 to 1000000 (to turn rate limiting off, set disabled: true)
+t.yaml:5: dns.rate_limit.window: 1.5s is not whole seconds from 1s to 1h
+t.yaml:5: dns.rate_limit.slip: 11 is not from 1 to 10, or -1 to drop every limited answer
+t.yaml:5: dns.rate_limit.ipv4_prefix_length: 33 is not from 8 to 32
+t.yaml:5: dns.rate_limit.ipv6_prefix_length: 8 is not from 16 to 128`,
+	},
+	{
+		name: "dns zone apex",
+		in: `zones: [cluster.test]
+dns:
+  zones:
+    - zone: cluster.test
+      ns: [{name: ns1}, {name: "bad name"}, {name: ns2.example.net., addresses: [0.0.0.0]}, {name: NS1}]
+      soa: {rname: hostmaster@cluster.test, refresh: 1500ms, expire: -1s}
+    - zone: Cluster.Test.
+`,
+		want: `t.yaml:5: dns.zones[0].ns[0].addresses: is empty; ns1.cluster.test. is inside the zone, so give its addresses (served as glue)
+t.yaml:5: dns.zones[0].ns[1].name: "bad name" is not a host name; give one like "ns1" (in the zone) or "ns1.example.net."
+t.yaml:5: dns.zones[0].ns[2].addresses[0]: give a specific address, like 192.0.2.53
+t.yaml:5: dns.zones[0].ns[3].name: "ns1.cluster.test." is also dns.zones[0].ns[0]; name server names must be unique
+t.yaml:5: dns.zones[0].ns[3].addresses: is empty; ns1.cluster.test. is inside the zone, so give its addresses (served as glue)
+t.yaml:6: dns.zones[0].soa.expire: "-1s" is negative
+t.yaml:6: dns.zones[0].soa.rname: "hostmaster@cluster.test" is not a mailbox written as a name (hostmaster@example.com is "hostmaster.example.com.")
+t.yaml:6: dns.zones[0].soa.refresh: 1.5s is not whole seconds from 1s to 365 days
+t.yaml:7: dns.zones[1].zone: "cluster.test." is also dns.zones[0]; zones must be unique`,
+	},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -583,6 +620,21 @@ func TestParseValid(t *testing.T) {
 		in   string
 	}{
 		{"empty file", ""},
+		{"dns apex, limits and rate limiting", `
+zones: [cluster.test]
+dns:
+  max_udp_size: 1400
+  max_tcp_connections: 500
+  tcp_idle_timeout: 5s
+  rate_limit: {responses_per_second: 50, window: 5s, slip: 3, ipv4_prefix_length: 32, ipv6_prefix_length: 64}
+  zones:
+    - zone: cluster.test
+      ns:
+        - {name: ns1, addresses: [192.0.2.53, "2001:db8::53"]}
+        - {name: ns2.example.net.}
+      soa: {mname: ns1, rname: hostmaster.example.com., refresh: 5m, retry: 1m, expire: 168h, minimum: 10s}
+`},
+		{"dns rate limiting off", "dns: {rate_limit: {disabled: true}}\n"},
 		{"only comments", "# nothing yet\n"},
 		{"empty document", "---\n"},
 		{"null document", "~\n"},

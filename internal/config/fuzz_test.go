@@ -48,6 +48,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"zones": ["cluster.test"], "services": [{"name": "db", "port": 3000}]}`))
 	f.Add([]byte("x-base: &b {port: 1}\nservices: [{<<: *b, name: a}, {<<: [*b], name: b}]\n"))
 	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte("zones: [c.test]\ndns:\n  max_udp_size: 1400\n  rate_limit: {responses_per_second: 50, window: 5s, slip: 3, ipv4_prefix_length: 32}\n  zones: [{zone: c.test, ns: [{name: ns1, addresses: [192.0.2.53]}, {name: ns.example.net.}], soa: {mname: ns1, rname: h.example.com., refresh: 5m, minimum: 10s}}]\n"))
 	f.Add([]byte("services: [&s {name: db, port: 1, nodes: [*s]}]\n"))
 	for _, tc := range errorCases {
 		f.Add([]byte(tc.in))

@@ -131,6 +131,79 @@ type DNS struct {
 	Secondaries []netip.AddrPort `json:"secondaries"`
 	// AllowTransfer lists further prefixes allowed to transfer without TSIG.
 	AllowTransfer []netip.Prefix `json:"allow_transfer"`
+	// MaxUDPSize caps UDP answers, in bytes: an answer is at most the
+	// smaller of this and the size the client's EDNS gives (512 without
+	// EDNS); larger answers are truncated and the client asks over TCP.
+	// Default 1232; from 512 to 65535.
+	MaxUDPSize int `json:"max_udp_size"`
+	// MaxTCPConnections caps open DNS TCP connections; beyond it new ones
+	// are closed at once. Default 256.
+	MaxTCPConnections int `json:"max_tcp_connections"`
+	// TCPIdleTimeout closes a TCP connection that sends no query for this
+	// long (1s while the cap is more than 3/4 used). Default 10s.
+	TCPIdleTimeout api.Duration `json:"tcp_idle_timeout"`
+	// RateLimit is response rate limiting of UDP answers, on by default.
+	RateLimit DNSRateLimit `json:"rate_limit"`
+	// Zones set a zone's apex: the name servers that answer it and its SOA.
+	// A zone not listed gets ns.<zone> at the DNS address and the default
+	// SOA.
+	Zones []DNSZone `json:"zones"`
+}
+
+// DNSRateLimit is the `dns.rate_limit:` section: response rate limiting as
+// BIND, NSD and Knot do it. UDP answers to one source prefix for one answer
+// (a name and type, a zone's negative answers, or errors) are limited to
+// responses_per_second; over it most are dropped and every slip-th is sent
+// empty with TC set, so a real client behind a spoofed flood retries over
+// TCP, which is never limited.
+type DNSRateLimit struct {
+	// Disabled turns rate limiting off.
+	Disabled bool `json:"disabled"`
+	// ResponsesPerSecond per source prefix and answer. Default 200.
+	ResponsesPerSecond int `json:"responses_per_second"`
+	// Window is how long a source over the limit stays limited. Default 15s.
+	Window api.Duration `json:"window"`
+	// Slip: every slip-th limited answer is sent truncated instead of
+	// dropped. Default 2; -1 drops every one.
+	Slip int `json:"slip"`
+	// IPv4PrefixLength and IPv6PrefixLength group sources. Defaults 24, 56.
+	IPv4PrefixLength int `json:"ipv4_prefix_length"`
+	IPv6PrefixLength int `json:"ipv6_prefix_length"`
+}
+
+// DNSZone is one entry of `dns.zones:`.
+type DNSZone struct {
+	// Zone is the zone's name ("cluster.example.com").
+	Zone string `json:"zone"`
+	// NS are every server that answers the zone. A name inside the zone
+	// needs its addresses (they are served as glue).
+	NS []DNSNameServer `json:"ns"`
+	// SOA fields; unset ones take their defaults.
+	SOA DNSSOA `json:"soa"`
+}
+
+// DNSNameServer is one name server of a zone.
+type DNSNameServer struct {
+	// Name is absolute ("ns1.example.net.") or relative to the zone ("ns1").
+	Name      string       `json:"name"`
+	Addresses []netip.Addr `json:"addresses"`
+}
+
+// DNSSOA holds a zone's SOA fields.
+type DNSSOA struct {
+	// MName is the primary name server. Default the first NS name.
+	MName string `json:"mname"`
+	// RName is the responsible person's mailbox written as a name
+	// (hostmaster.example.com. for hostmaster@example.com). Default
+	// hostmaster.<zone>.
+	RName string `json:"rname"`
+	// Refresh, Retry, Expire: what secondaries use between NOTIFYs.
+	// Defaults 60s, 10s, 1h.
+	Refresh api.Duration `json:"refresh"`
+	Retry   api.Duration `json:"retry"`
+	Expire  api.Duration `json:"expire"`
+	// Minimum is the TTL of negative answers (RFC 2308). Default 5s.
+	Minimum api.Duration `json:"minimum"`
 }
 
 // TSIGKey is a shared secret for DNS UPDATE and AXFR.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/seamark/seamark/api"
 )
@@ -221,6 +222,112 @@ func (c *checker) dns() {
 			c.add(p, "%q has host bits set; did you mean %q?", pfx.String(), pfx.Masked().String())
 		}
 	}
+	if d.MaxUDPSize != 0 && (d.MaxUDPSize < 512 || d.MaxUDPSize > 65535) {
+		c.add("dns.max_udp_size", "%d is not from 512 to 65535 (1232 fits every path without fragments)", d.MaxUDPSize)
+	}
+	if d.MaxTCPConnections < 0 || d.MaxTCPConnections > 100000 {
+		c.add("dns.max_tcp_connections", "%d is not from 1 to 100000", d.MaxTCPConnections)
+	}
+	if t := time.Duration(d.TCPIdleTimeout); t < 0 || t > time.Hour {
+		c.add("dns.tcp_idle_timeout", "%s is not from 1ms to 1h (RFC 7766 suggests 10s)", t)
+	}
+	c.rateLimit(d.RateLimit)
+	zones := c.unique("zones")
+	for i, z := range d.Zones {
+		c.dnsZone(indexPath("dns.zones", i), z, zones, i)
+	}
+}
+
+func (c *checker) rateLimit(r DNSRateLimit) {
+	const p = "dns.rate_limit"
+	if r.ResponsesPerSecond < 0 || r.ResponsesPerSecond > 1000000 {
+		c.add(p+".responses_per_second", "%d is not from 1 to 1000000 (to turn rate limiting off, set disabled: true)", r.ResponsesPerSecond)
+	}
+	if w := time.Duration(r.Window); w < 0 || w > time.Hour || w%time.Second != 0 {
+		c.add(p+".window", "%s is not whole seconds from 1s to 1h", w)
+	}
+	if r.Slip < -1 || r.Slip > 10 {
+		c.add(p+".slip", "%d is not from 1 to 10, or -1 to drop every limited answer", r.Slip)
+	}
+	if r.IPv4PrefixLength != 0 && (r.IPv4PrefixLength < 8 || r.IPv4PrefixLength > 32) {
+		c.add(p+".ipv4_prefix_length", "%d is not from 8 to 32", r.IPv4PrefixLength)
+	}
+	if r.IPv6PrefixLength != 0 && (r.IPv6PrefixLength < 16 || r.IPv6PrefixLength > 128) {
+		c.add(p+".ipv6_prefix_length", "%d is not from 16 to 128", r.IPv6PrefixLength)
+	}
+}
+
+// maxZoneNS bounds a zone's name servers and each one's addresses.
+const (
+	maxZoneNS        = 16
+	maxNSAddresses   = 8
+	maxSOATimer      = 365 * 24 * time.Hour
+	defaultRNameHint = "hostmaster.example.com."
+)
+
+func (c *checker) dnsZone(p string, z DNSZone, zones *unique, i int) {
+	zone, err := api.NormalizeZone(z.Zone)
+	if err != nil {
+		c.add(p+".zone", "%q is not a zone name; give one like \"cluster.example.com\"", z.Zone)
+		return
+	}
+	zones.check(zone, p+".zone", "dns.zones[%d]", i)
+	if len(z.NS) > maxZoneNS {
+		c.add(p+".ns", "has %d name servers; at most %d", len(z.NS), maxZoneNS)
+	}
+	names := c.unique("name server names")
+	for j, ns := range z.NS {
+		np := indexPath(p+".ns", j)
+		name, ok := absHost(ns.Name, zone)
+		if !ok {
+			c.add(np+".name", "%q is not a host name; give one like \"ns1\" (in the zone) or \"ns1.example.net.\"", ns.Name)
+			continue
+		}
+		names.check(name, np+".name", p+".ns[%d]", j)
+		if len(ns.Addresses) > maxNSAddresses {
+			c.add(np+".addresses", "has %d addresses; at most %d", len(ns.Addresses), maxNSAddresses)
+		}
+		if inside := name == zone || strings.HasSuffix(name, "."+zone); inside && len(ns.Addresses) == 0 {
+			c.add(np+".addresses", "is empty; %s is inside the zone, so give its addresses (served as glue)", name)
+		}
+		for k, a := range ns.Addresses {
+			if !a.IsValid() || a.IsUnspecified() {
+				c.add(indexPath(np+".addresses", k), "give a specific address, like 192.0.2.53")
+			}
+		}
+	}
+	if z.SOA.MName != "" {
+		if _, ok := absHost(z.SOA.MName, zone); !ok {
+			c.add(p+".soa.mname", "%q is not a host name", z.SOA.MName)
+		}
+	}
+	if z.SOA.RName != "" {
+		if _, ok := absHost(z.SOA.RName, zone); !ok || strings.Contains(z.SOA.RName, "@") {
+			c.add(p+".soa.rname", "%q is not a mailbox written as a name (hostmaster@example.com is %q)", z.SOA.RName, defaultRNameHint)
+		}
+	}
+	for _, f := range []struct {
+		key string
+		d   api.Duration
+	}{{"refresh", z.SOA.Refresh}, {"retry", z.SOA.Retry}, {"expire", z.SOA.Expire}, {"minimum", z.SOA.Minimum}} {
+		if d := time.Duration(f.d); d < 0 || d > maxSOATimer || d%time.Second != 0 {
+			c.add(p+".soa."+f.key, "%s is not whole seconds from 1s to 365 days", d)
+		}
+	}
+}
+
+// absHost makes a host name absolute (relative names are inside zone) and
+// lower case, and reports whether it is one.
+func absHost(s, zone string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "." || strings.Contains(s, "@") {
+		return "", false
+	}
+	if !strings.HasSuffix(s, ".") {
+		s += "." + zone
+	}
+	norm, err := api.NormalizeZone(s)
+	return norm, err == nil
 }
 
 // checkKeyName reports why s is not a TSIG key name (a domain name), or "".

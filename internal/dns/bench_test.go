@@ -62,14 +62,14 @@ func BenchmarkAnswerCached(b *testing.B) {
 	for _, q := range benchQueries() {
 		b.Run(q.name, func(b *testing.B) {
 			w := benchWorker(f.srv)
-			if out, req := w.respond(q.pkt); out == nil || req != nil {
+			if out, _, req := w.respond(q.pkt); out == nil || req != nil {
 				b.Fatalf("first answer: out %d bytes, req %v", len(out), req)
 			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(q.pkt)))
 			b.ResetTimer()
 			for b.Loop() {
-				out, _ := w.respond(q.pkt)
+				out, _, _ := w.respond(q.pkt)
 				if len(out) == 0 {
 					b.Fatal("no answer")
 				}
@@ -91,14 +91,14 @@ func BenchmarkAnswerMiss(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				w := benchWorker(f.srv)
-				if out, _ := w.respond(q.pkt); len(out) == 0 {
+				if out, _, _ := w.respond(q.pkt); len(out) == 0 {
 					b.Fatal("no answer")
 				}
 			}
 		})
 		b.Run(q.name+"/evicted", func(b *testing.B) {
 			w := benchWorker(f.srv)
-			if out, _ := w.respond(q.pkt); len(out) == 0 {
+			if out, _, _ := w.respond(q.pkt); len(out) == 0 {
 				b.Fatal("no answer")
 			}
 			key, ok := w.fastKey(q.pkt)
@@ -110,7 +110,7 @@ func BenchmarkAnswerMiss(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				delete(w.cache, k)
-				if out, _ := w.respond(q.pkt); len(out) == 0 {
+				if out, _, _ := w.respond(q.pkt); len(out) == 0 {
 					b.Fatal("no answer")
 				}
 			}
@@ -147,14 +147,14 @@ func BenchmarkTableBuild(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			snap := benchSnapshot(b, services, nodes, c.node)
 			nsAddr := netip.MustParseAddr("127.0.0.1")
-			t := buildTable(snap, nsAddr)
+			t := buildTable(snap, nsAddr, nil)
 			o := t.zones[0].names["svc0000.bench.test."]
 			if o == nil || o.svc == nil || len(o.svc.v4) != nodes {
 				b.Fatal("table does not answer svc0000 with its nodes")
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				buildTable(snap, nsAddr)
+				buildTable(snap, nsAddr, nil)
 			}
 		})
 	}

@@ -28,8 +28,8 @@ func fuzzWorker() *worker {
 		n("db-a", "127.0.0.11"), n("db-b", "::1"),
 		{Key: store.RecordKey("cluster.test.", "alias.cluster.test.", "CNAME"), Value: rec},
 	}, 7)
-	s := &Server{}
-	s.table.Store(buildTable(snap, netip.MustParseAddr("127.0.0.1")))
+	s := New(Options{})
+	s.table.Store(buildTable(snap, netip.MustParseAddr("127.0.0.1"), nil))
 	return &worker{s: s, key: make([]byte, 0, 300), out: make([]byte, 0, 4096)}
 }
 
@@ -53,18 +53,32 @@ func FuzzRespond(f *testing.F) {
 	f.Add(seed("example.org.", dns.TypeA, false))
 	f.Add([]byte{0x11, 0x11, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1})
 	f.Add([]byte{0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1, 2, 'd', 'b', 0, 0, 1, 0, 1, 0, 0, 41, 16, 0, 0, 1, 0, 0, 0, 0})
+	// Delegations, wildcards, CNAME loops: the differential test's zone.
+	for _, n := range []string{"host.sub", "x.wild", "q.wcname", "loop1", "z.y.ent2", "dangling", "cn2sub"} {
+		f.Add(seed(n+"."+rfcZone, dns.TypeA, true))
+	}
+	f.Add(seed("alias."+rfcZone, dns.TypeANY, false))
+	f.Add(seed("_svc._tcp."+rfcZone, dns.TypeSRV, false))
 	w := fuzzWorker()
+	rw := &worker{s: New(Options{}), key: make([]byte, 0, 300), out: make([]byte, 0, 4096)}
+	rt := rfcTable(f, 24)
+	rw.s.table.Store(rt)
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		for range 2 { // the second time may come from the cache
-			out, req := w.respond(pkt)
-			if out != nil {
-				var m dns.Msg
-				if err := m.Unpack(out); err != nil && len(out) > 12 {
-					t.Fatalf("answer does not parse: %v", err)
+		for _, w := range []*worker{w, rw} {
+			for range 2 { // the second time may come from the cache
+				out, _, req := w.respond(pkt)
+				if out != nil {
+					var m dns.Msg
+					if err := m.Unpack(out); err != nil && len(out) > 12 {
+						t.Fatalf("answer does not parse: %v", err)
+					}
+					if len(out) > DefaultMaxUDPSize {
+						t.Fatalf("UDP answer of %d bytes, over the cap", len(out))
+					}
 				}
-			}
-			if req != nil {
-				w.table.answer(req, 1, true)
+				if req != nil {
+					w.table.answer(req, 1, true)
+				}
 			}
 		}
 	})

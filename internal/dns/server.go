@@ -15,7 +15,6 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seamark/seamark/internal/registry"
 )
@@ -28,22 +27,69 @@ type Snapshots interface {
 
 var _ Snapshots = (*registry.Watcher)(nil)
 
-var (
-	metricQueries = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "seamark_dns_queries_total", Help: "DNS queries by query type and response code.",
-	}, []string{"qtype", "rcode"})
-	metricSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "seamark_dns_answer_seconds", Help: "Time to answer a DNS query, from read to write.",
-		Buckets: prometheus.ExponentialBuckets(0.000001, 4, 10),
-	})
-	metricTruncated = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "seamark_dns_truncated_total", Help: "UDP answers sent truncated (TC set; the client retries over TCP).",
-	})
-	metricTableBuild = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "seamark_dns_table_build_seconds", Help: "Time to build the name table from a new snapshot.",
-		Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
-	})
-)
+// metrics are one Server's Prometheus series, on its Options.Registerer.
+type metrics struct {
+	queries, tcpConns                  *prometheus.CounterVec
+	seconds, tableBuild                prometheus.Histogram
+	truncated, rrlDropped, rrlSlipped  prometheus.Counter
+	tcpRefused, extraDropped, logsDrop prometheus.Counter
+	tcpOpen                            prometheus.Gauge
+}
+
+// register registers c on reg, or returns the collector already registered
+// under its name (two servers on the default registry share their series;
+// give each its own registry to tell them apart).
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(T); ok {
+				return old
+			}
+		}
+	}
+	return c
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	return &metrics{
+		queries: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_dns_queries_total", Help: "DNS queries by query type and response code.",
+		}, []string{"qtype", "rcode"})),
+		seconds: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "seamark_dns_answer_seconds", Help: "Time to answer a DNS query, from read to write.",
+			Buckets: prometheus.ExponentialBuckets(0.000001, 4, 10),
+		})),
+		truncated: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "seamark_dns_truncated_total", Help: "UDP answers sent truncated (TC set; the client retries over TCP).",
+		})),
+		tableBuild: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "seamark_dns_table_build_seconds", Help: "Time to build the name table from a new snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		})),
+		rrlDropped: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "seamark_dns_rrl_dropped_total", Help: "UDP answers not sent: response rate limiting.",
+		})),
+		rrlSlipped: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "seamark_dns_rrl_slipped_total", Help: "UDP answers sent empty with TC (slip) by response rate limiting.",
+		})),
+		tcpRefused: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "seamark_dns_tcp_refused_total", Help: "TCP connections closed at once: dns.max_tcp_connections reached.",
+		})),
+		tcpConns: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_dns_tcp_accept_errors_total", Help: "TCP accept errors by kind (emfile: out of descriptors; accepting paused).",
+		}, []string{"kind"})),
+		tcpOpen: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "seamark_dns_tcp_connections", Help: "Open DNS TCP connections.",
+		})),
+		extraDropped: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "seamark_dns_extra_dropped_total", Help: "UPDATE, NOTIFY and transfer messages dropped: the worker queue was full.",
+		})),
+		logsDrop: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "seamark_dns_log_lines_suppressed_total", Help: "Per-packet log lines not written (rate limited).",
+		})),
+	}
+}
 
 // Options configure a Server.
 type Options struct {
@@ -62,23 +108,64 @@ type Options struct {
 	// the TSIG error and goes no further (RFC 8945). Without it every
 	// signed message fails with BADKEY.
 	TSIG dns.TsigProvider
+	// Registerer takes the server's metrics; nil: a private registry
+	// (metrics not exported).
+	Registerer prometheus.Registerer
+	// MaxUDPSize caps UDP answers and is the payload size advertised:
+	// answers are at most the smaller of it and the client's EDNS size.
+	// Default DefaultMaxUDPSize (1232); from 512 to 65535.
+	MaxUDPSize int
+	// Zones configure zone apexes (NS set, SOA), by canonical zone name.
+	Zones map[string]Zone
+	// RRL is response rate limiting (on by default).
+	RRL RRL
+	// MaxTCPConnections caps open TCP connections; beyond it new ones are
+	// closed at once. Default DefaultMaxTCPConnections.
+	MaxTCPConnections int
+	// TCPIdleTimeout closes a TCP connection idle this long (RFC 7766
+	// 6.2.3); default 10s, and 1s while more than 3/4 of the cap is used.
+	TCPIdleTimeout time.Duration
+	// ExtraWorkers answer UPDATE, NOTIFY and transfers off the UDP read
+	// loop; default 4. Their queue holds 16 per worker; a message that
+	// finds it full is dropped (the client retries).
+	ExtraWorkers int
+	// Now is the clock of rate limiting (tests); default time.Now.
+	Now func() time.Time
 }
+
+// Defaults of the TCP surface.
+const (
+	DefaultMaxTCPConnections = 256
+	DefaultTCPIdleTimeout    = 10 * time.Second
+)
 
 // ExtraHandler answers messages other than plain queries.
 type ExtraHandler interface {
 	// ServeExtra answers req, or returns nil to let the server answer
-	// NOTIMP. tcp says how req arrived; w is for multi-message answers (AXFR).
-	ServeExtra(w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg
+	// NOTIMP; ctx ends when the server stops. tcp says how req arrived;
+	// w is for multi-message answers (AXFR).
+	ServeExtra(ctx context.Context, w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg
 }
 
 // Server is the authoritative DNS server.
 type Server struct {
-	o     Options
-	log   *slog.Logger
-	table atomic.Pointer[table]
-	udp   []*net.UDPConn
-	tcp   net.Listener
-	addr  netip.AddrPort
+	o       Options
+	log     *slog.Logger
+	plog    *limitedLog // per-packet lines
+	m       *metrics
+	rrl     *limiter // nil: off
+	table   atomic.Pointer[table]
+	udp     []*net.UDPConn
+	tcp     net.Listener
+	addr    netip.AddrPort
+	extra   chan extraJob
+	tcpOpen atomic.Int64
+}
+
+// extraJob is a message for the extra workers.
+type extraJob struct {
+	w   dns.ResponseWriter
+	req *dns.Msg
 }
 
 // New returns a Server; Listen binds it, Serve runs it.
@@ -89,7 +176,32 @@ func New(o Options) *Server {
 	if o.Sockets <= 0 {
 		o.Sockets = runtime.GOMAXPROCS(0)
 	}
-	return &Server{o: o, log: o.Logger.With("component", "dns")}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.MaxUDPSize <= 0 {
+		o.MaxUDPSize = DefaultMaxUDPSize
+	}
+	o.MaxUDPSize = min(max(o.MaxUDPSize, dns.MinMsgSize), dns.MaxMsgSize)
+	if o.MaxTCPConnections <= 0 {
+		o.MaxTCPConnections = DefaultMaxTCPConnections
+	}
+	if o.TCPIdleTimeout <= 0 {
+		o.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if o.ExtraWorkers <= 0 {
+		o.ExtraWorkers = 4
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Server{o: o, log: o.Logger.With("component", "dns"), m: newMetrics(o.Registerer)}
+	s.plog = newLimitedLog(s.log, 10, s.m.logsDrop.Inc, o.Now)
+	if !o.RRL.Disabled {
+		s.rrl = newLimiter(o.RRL, func() int64 { return o.Now().UnixNano() })
+	}
+	s.extra = make(chan extraJob, 16*o.ExtraWorkers)
+	return s
 }
 
 // Listen binds the UDP sockets and the TCP listener on one port.
@@ -159,12 +271,26 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	s.follow(ctx, &wg)
+	for range s.o.ExtraWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-s.extra:
+					s.serveMsg(ctx, j.w, j.req, false)
+				}
+			}
+		}()
+	}
 	for _, c := range s.udp {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.serveUDP(c) }()
 	}
-	tcpSrv := &dns.Server{Listener: s.tcp, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serveMsg(w, r, true) }),
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second },
+	tcpSrv := &dns.Server{Listener: &capListener{Listener: s.tcp, s: s}, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serveMsg(ctx, w, r, true) }),
+		ReadTimeout: s.o.TCPIdleTimeout, WriteTimeout: 10 * time.Second, IdleTimeout: s.tcpIdle,
 		TsigProvider: s.o.TSIG, MsgAcceptFunc: acceptRequests}
 	wg.Add(1)
 	go func() {
@@ -188,17 +314,19 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // follow builds a new table for every new snapshot.
 func (s *Server) follow(ctx context.Context, wg *sync.WaitGroup) {
-	nsAddr := s.addr.Addr()
+	nsAddr := s.defaultNSAddr(s.addr.Addr())
 	build := func(snap *registry.Snapshot) {
 		t0 := time.Now()
-		s.table.Store(buildTable(snap, nsAddr))
-		metricTableBuild.Observe(time.Since(t0).Seconds())
+		t := buildTable(snap, nsAddr, s.o.Zones)
+		t.maxUDP = s.o.MaxUDPSize
+		s.table.Store(t)
+		s.m.tableBuild.Observe(time.Since(t0).Seconds())
 	}
 	snap := s.o.Snapshots.Current()
 	if snap != nil {
 		build(snap)
 	} else {
-		s.table.Store(&table{})
+		s.table.Store(&table{maxUDP: s.o.MaxUDPSize})
 	}
 	wg.Add(1)
 	go func() {
@@ -217,17 +345,18 @@ func (s *Server) follow(ctx context.Context, wg *sync.WaitGroup) {
 
 // serveMsg answers a parsed message (TCP, and UDP queries the fast path does
 // not take).
-func (s *Server) serveMsg(w dns.ResponseWriter, req *dns.Msg, tcp bool) {
+func (s *Server) serveMsg(ctx context.Context, w dns.ResponseWriter, req *dns.Msg, tcp bool) {
 	t0 := time.Now()
 	if resp := tsigFailure(w, req, s.o.TSIG != nil); resp != nil {
-		count(req, resp)
+		ensureOPT(req, resp, s.o.MaxUDPSize)
+		s.count(req, resp)
 		_ = w.WriteMsg(resp)
 		return
 	}
 	var resp *dns.Msg
 	if req.Opcode != dns.OpcodeQuery || (len(req.Question) == 1 && (req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR)) {
 		if s.o.Handler != nil {
-			resp = s.o.Handler.ServeExtra(w, req, tcp)
+			resp = s.o.Handler.ServeExtra(ctx, w, req, tcp)
 			if resp == nil && req.Opcode == dns.OpcodeQuery {
 				return // the handler wrote its answer (a transfer)
 			}
@@ -236,10 +365,11 @@ func (s *Server) serveMsg(w dns.ResponseWriter, req *dns.Msg, tcp bool) {
 	if resp == nil {
 		resp, _ = s.table.Load().answer(req, int(t0.UnixNano()), tcp)
 	}
+	ensureOPT(req, resp, s.o.MaxUDPSize)
 	signReply(req, resp)
-	count(req, resp)
+	s.count(req, resp)
 	_ = w.WriteMsg(resp)
-	metricSeconds.Observe(time.Since(t0).Seconds())
+	s.m.seconds.Observe(time.Since(t0).Seconds())
 }
 
 // acceptRequests lets every request through to serveMsg, which answers
@@ -251,15 +381,15 @@ func acceptRequests(dh dns.Header) dns.MsgAcceptAction {
 	return dns.MsgAccept
 }
 
-func count(req, resp *dns.Msg) {
-	queryCounter(req, resp).Inc()
+func (s *Server) count(req, resp *dns.Msg) {
+	s.queryCounter(req, resp).Inc()
 	if resp.Truncated {
-		metricTruncated.Inc()
+		s.m.truncated.Inc()
 	}
 }
 
 // queryCounter is the seamark_dns_queries_total series of a query and its answer.
-func queryCounter(req, resp *dns.Msg) prometheus.Counter {
+func (s *Server) queryCounter(req, resp *dns.Msg) prometheus.Counter {
 	qt := "none"
 	if len(req.Question) == 1 {
 		qt = dns.TypeToString[req.Question[0].Qtype]
@@ -267,5 +397,43 @@ func queryCounter(req, resp *dns.Msg) prometheus.Counter {
 			qt = "other"
 		}
 	}
-	return metricQueries.WithLabelValues(qt, dns.RcodeToString[resp.Rcode])
+	return s.m.queries.WithLabelValues(qt, dns.RcodeToString[resp.Rcode])
+}
+
+// defaultNSAddr is the address the default ns.<zone> answers: the bound
+// one, or when listening everywhere the machine's first global address, so
+// the default resolves (dns.zones names the real set).
+func (s *Server) defaultNSAddr(bound netip.Addr) netip.Addr {
+	if !bound.IsUnspecified() {
+		return bound
+	}
+	v4 := true // 0.0.0.0 binds [::] too: ask what was configured
+	if ap, err := netip.ParseAddrPort(s.o.Addr); err == nil {
+		v4 = ap.Addr().Is4()
+	}
+	return hostAddr(v4)
+}
+
+// hostAddr is the machine's first global unicast address, IPv4 first when
+// v4 (else IPv6 first); invalid when it has none.
+func hostAddr(v4 bool) netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return netip.Addr{}
+	}
+	var other netip.Addr
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil || !p.Addr().IsGlobalUnicast() {
+			continue
+		}
+		ad := p.Addr().Unmap()
+		if ad.Is4() == v4 {
+			return ad
+		}
+		if !other.IsValid() {
+			other = ad
+		}
+	}
+	return other
 }

@@ -20,6 +20,8 @@ import (
 type table struct {
 	rev   int64
 	zones []*zone // longest name first, so the first suffix match is the closest zone
+	// maxUDP caps UDP answers (0: DefaultMaxUDPSize).
+	maxUDP int
 }
 
 // zone is one served zone.
@@ -28,6 +30,10 @@ type zone struct {
 	soa    *dns.SOA
 	negTTL uint32
 	names  map[string]*owner // lower-case owner name -> what it holds
+	// cuts are the names below the apex that hold NS: delegations.
+	cuts map[string]bool
+	// hasWildcards: some owner's first label is "*".
+	hasWildcards bool
 	// nodeAddrs dedups node-name addresses while the zone is built.
 	nodeAddrs map[nodeAddr]bool
 }
@@ -48,23 +54,13 @@ type pool struct {
 	variant int   // how many different answers rotation or drawing can give
 }
 
-// Negative answers live for this long unless the zone's SOA says less.
-const defaultNegTTL = 5
-
-// soaTimers are the SOA's refresh, retry and expire (seconds): what BIND or
-// NSD as secondaries use between NOTIFYs.
-const (
-	soaRefresh = 60
-	soaRetry   = 10
-	soaExpire  = 3600
-)
-
-// buildTable turns a snapshot into the name table. nsAddr, when valid, is the
-// address the synthesized ns.<zone> answers.
-func buildTable(s *registry.Snapshot, nsAddr netip.Addr) *table {
+// buildTable turns a snapshot into the name table. zones configure apexes
+// (by canonical zone name); nsAddr, when valid, is the address the default
+// ns.<zone> answers.
+func buildTable(s *registry.Snapshot, nsAddr netip.Addr, zones map[string]Zone) *table {
 	t := &table{rev: s.Revision}
 	for _, zn := range s.Zones() {
-		t.zones = append(t.zones, buildZone(s, zn, nsAddr))
+		t.zones = append(t.zones, buildZone(s, zn, nsAddr, zones[zn]))
 	}
 	slices.SortFunc(t.zones, func(a, b *zone) int { return cmp.Compare(len(b.name), len(a.name)) })
 	return t
@@ -86,18 +82,9 @@ func ttlOf(d api.Duration) uint32 {
 	return max(s, 1)
 }
 
-func buildZone(s *registry.Snapshot, name string, nsAddr netip.Addr) *zone {
-	z := &zone{name: name, negTTL: defaultNegTTL, names: map[string]*owner{}, nodeAddrs: map[nodeAddr]bool{}}
-	ns := "ns." + name
-	z.soa = &dns.SOA{
-		Hdr: hdr(name, dns.TypeSOA, 60), Ns: ns, Mbox: "hostmaster." + name,
-		Serial: uint32(s.Revision), Refresh: soaRefresh, Retry: soaRetry, Expire: soaExpire, Minttl: z.negTTL,
-	}
-	z.add(name, z.soa)
-	z.add(name, &dns.NS{Hdr: hdr(name, dns.TypeNS, 60), Ns: ns})
-	if nsAddr.IsValid() && !nsAddr.IsUnspecified() {
-		z.add(ns, addrRR(ns, nsAddr, 60))
-	}
+func buildZone(s *registry.Snapshot, name string, nsAddr netip.Addr, cfg Zone) *zone {
+	z := &zone{name: name, names: map[string]*owner{}, nodeAddrs: map[nodeAddr]bool{}}
+	z.addApex(cfg, uint32(s.Revision), nsAddr)
 	for _, v := range s.Services() {
 		z.addService(v)
 	}
@@ -125,6 +112,17 @@ func buildZone(s *registry.Snapshot, name string, nsAddr netip.Addr) *zone {
 		}
 	}
 	z.addEmptyNonTerminals()
+	for n, o := range z.names {
+		if n != z.name && len(o.sets[dns.TypeNS]) > 0 {
+			if z.cuts == nil {
+				z.cuts = map[string]bool{}
+			}
+			z.cuts[n] = true
+		}
+		if strings.HasPrefix(n, "*.") {
+			z.hasWildcards = true
+		}
+	}
 	z.nodeAddrs = nil
 	return z
 }

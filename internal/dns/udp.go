@@ -1,7 +1,9 @@
 package dns
 
 import (
+	"context"
 	"encoding/binary"
+	"hash/maphash"
 	"net"
 	"net/netip"
 	"time"
@@ -25,6 +27,8 @@ type packed struct {
 	// once so a hit costs one atomic add.
 	queries   prometheus.Counter
 	truncated bool
+	// rrlKey is the answer's name for rate limiting.
+	rrlKey uint64
 }
 
 // worker is the state of one UDP socket's goroutine; nothing in it is shared.
@@ -43,6 +47,9 @@ const maxCached = 1 << 16
 
 func (s *Server) serveUDP(c *net.UDPConn) {
 	w := &worker{s: s, conn: c, key: make([]byte, 0, 300), out: make([]byte, 0, 4096)}
+	if s.serveUDPBatch(w) {
+		return
+	}
 	buf := make([]byte, 65536)
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
@@ -52,30 +59,64 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			}
 			return // closed
 		}
-		w.handle(buf[:n], from)
+		if out := w.handle(buf[:n], from, s.o.Now()); out != nil {
+			c.WriteToUDPAddrPort(out, from)
+		}
 	}
 }
 
-func (w *worker) handle(pkt []byte, from netip.AddrPort) {
-	t0 := time.Now()
-	out, req := w.respond(pkt)
+// handle answers one packet. It returns the answer for the caller to send
+// (it is w.out's memory: send it before the next packet), or nil when there
+// is nothing to send or the full path sent it. t0 is when pkt was read.
+func (w *worker) handle(pkt []byte, from netip.AddrPort, t0 time.Time) []byte {
+	out, key, req := w.respond(pkt)
 	switch {
 	case out != nil:
-		w.conn.WriteToUDPAddrPort(out, from)
-		metricSeconds.Observe(time.Since(t0).Seconds())
+		if l := w.s.rrl; l != nil {
+			switch l.check(from.Addr(), key) {
+			case drop:
+				w.s.m.rrlDropped.Inc()
+				return nil
+			case slip:
+				out = truncatedReply(pkt, w.out)
+				if out == nil {
+					return nil
+				}
+				w.s.m.rrlSlipped.Inc()
+			}
+		}
+		w.s.m.seconds.Observe(w.s.o.Now().Sub(t0).Seconds())
+		return out
 	case req != nil:
 		var rw dns.ResponseWriter = &udpWriter{conn: w.conn, to: from}
 		if t := req.IsTsig(); t != nil {
 			rw = w.s.tsigUDP(rw.(*udpWriter), pkt, t)
 		}
-		w.s.serveMsg(rw, req, false)
+		if req.Opcode == dns.OpcodeQuery && !isTransfer(req) {
+			w.s.serveMsg(context.Background(), rw, req, false) // a signed query: answered here
+			return nil
+		}
+		// UPDATE, NOTIFY and transfers may wait on the store: never on
+		// the read loop.
+		select {
+		case w.s.extra <- extraJob{w: rw, req: req}:
+		default:
+			w.s.m.extraDropped.Inc()
+			w.s.plog.Warn("dns message dropped: the update and transfer workers are busy", "from", from.Addr(), "opcode", dns.OpcodeToString[req.Opcode])
+		}
 	}
+	return nil
 }
 
-// respond answers one packet from the cache or the name table, or returns the
-// parsed message when only the full server can answer it (UPDATE, NOTIFY,
-// TSIG). Both nil: the packet deserves no answer.
-func (w *worker) respond(pkt []byte) ([]byte, *dns.Msg) {
+func isTransfer(req *dns.Msg) bool {
+	return len(req.Question) == 1 && (req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR)
+}
+
+// respond answers one packet from the cache or the name table, with the
+// answer's rate-limiting key, or returns the parsed message when only the
+// full server can answer it (UPDATE, NOTIFY, transfers, TSIG). All nil: the
+// packet deserves no answer.
+func (w *worker) respond(pkt []byte) ([]byte, uint64, *dns.Msg) {
 	if t := w.s.table.Load(); t != w.table {
 		w.table = t
 		if w.cache == nil {
@@ -92,32 +133,36 @@ func (w *worker) respond(pkt []byte) ([]byte, *dns.Msg) {
 			patch(out, pkt)
 			p.queries.Inc()
 			if p.truncated {
-				metricTruncated.Inc()
+				w.s.m.truncated.Inc()
 			}
-			return out, nil
+			return out, p.rrlKey, nil
 		}
 	}
 	req := new(dns.Msg)
 	if err := req.Unpack(pkt); err != nil {
 		if resp := formErr(pkt); resp != nil {
-			metricQueries.WithLabelValues("malformed", "FORMERR").Inc()
-			return resp, nil
+			w.s.m.queries.WithLabelValues("malformed", "FORMERR").Inc()
+			return resp, 0, nil
 		}
-		return nil, nil
+		return nil, 0, nil
 	}
 	if req.Response {
-		return nil, nil // never answer an answer: two servers would loop
+		return nil, 0, nil // never answer an answer: two servers would loop
 	}
-	if !ok {
-		return nil, req
+	if req.Opcode != dns.OpcodeQuery || req.IsTsig() != nil || isTransfer(req) {
+		return nil, 0, req
 	}
 	resp, variants := w.table.answer(req, 0, false)
 	first, err := resp.Pack()
 	if err != nil {
-		return nil, nil
+		return nil, 0, nil
 	}
-	count(req, resp)
-	p := &packed{variants: [][]byte{first}, queries: queryCounter(req, resp), truncated: resp.Truncated}
+	w.s.count(req, resp)
+	rk := answerKey(w.seed(), resp)
+	if !ok {
+		return first, rk, nil // EDNS options and the like: answered, not cached
+	}
+	p := &packed{variants: [][]byte{first}, queries: w.s.queryCounter(req, resp), truncated: resp.Truncated, rrlKey: rk}
 	for i := 1; i < variants; i++ {
 		r, _ := w.table.answer(req, i, false)
 		if b, err := r.Pack(); err == nil {
@@ -129,8 +174,18 @@ func (w *worker) respond(pkt []byte) ([]byte, *dns.Msg) {
 		clear(w.cache)
 	}
 	w.cache[string(key)] = p
-	return first, nil
+	return first, rk, nil
 }
+
+// seed is the rate limiter's hash seed (any when it is off).
+func (w *worker) seed() maphash.Seed {
+	if w.s.rrl != nil {
+		return w.s.rrl.seed
+	}
+	return zeroSeed
+}
+
+var zeroSeed = maphash.MakeSeed()
 
 // fastKey checks that pkt is a plain query the cache can answer (one
 // question, no records but at most an OPT without options, version 0) and

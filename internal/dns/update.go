@@ -47,6 +47,8 @@ type PrimaryOptions struct {
 	AllowTransfer []netip.Prefix
 	// Logger logs refused updates and transfers and unanswered NOTIFYs.
 	Logger *slog.Logger
+	// Zones configure zone apexes: give the Server's Options.Zones.
+	Zones map[string]Zone
 }
 
 // Primary is the primary server's side of dynamic updates (RFC 2136, signed
@@ -58,6 +60,7 @@ type PrimaryOptions struct {
 type Primary struct {
 	o     PrimaryOptions
 	log   *slog.Logger
+	plog  *limitedLog // lines any unsigned packet can trigger
 	built atomic.Pointer[builtTable]
 	// mu makes updates on this server one at a time (RFC 2136 3.7); the
 	// store's guards order them against other writers.
@@ -79,14 +82,21 @@ func NewPrimary(o PrimaryOptions) *Primary {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Primary{o: o, log: o.Logger.With("component", "dns-primary")}
+	p := &Primary{o: o, log: o.Logger.With("component", "dns-primary")}
+	p.plog = newLimitedLog(p.log, 10, nil, time.Now)
+	return p
 }
 
 // ServeExtra implements ExtraHandler: UPDATE, AXFR and IXFR.
-func (p *Primary) ServeExtra(w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg {
+func (p *Primary) ServeExtra(ctx context.Context, w dns.ResponseWriter, req *dns.Msg, tcp bool) *dns.Msg {
 	switch {
 	case req.Opcode == dns.OpcodeUpdate:
-		return p.serveUpdate(w, req)
+		return p.serveUpdate(ctx, w, req)
+	case req.Opcode == dns.OpcodeNotify:
+		// We are the primary: no NOTIFY is taken (NSD's answer).
+		resp := new(dns.Msg)
+		resp.SetRcode(req, dns.RcodeRefused)
+		return resp
 	case req.Opcode == dns.OpcodeQuery && len(req.Question) == 1 &&
 		(req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR):
 		return p.serveTransfer(w, req, tcp)
@@ -110,7 +120,7 @@ func (p *Primary) tableFor(snap *registry.Snapshot, ns netip.Addr) *table {
 	if b := p.built.Load(); b != nil && b.snap == snap && b.ns == ns {
 		return b.t
 	}
-	t := buildTable(snap, ns)
+	t := buildTable(snap, ns, p.o.Zones)
 	p.built.Store(&builtTable{snap: snap, ns: ns, t: t})
 	return t
 }
@@ -142,17 +152,17 @@ func addrOf(a net.Addr) netip.Addr {
 // snapshot that shows them.
 const updateTimeout = 5 * time.Second
 
-func (p *Primary) serveUpdate(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
+func (p *Primary) serveUpdate(ctx context.Context, w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	from := addrOf(w.RemoteAddr())
 	key := p.signedBy(w, req)
 	if key == "" {
-		p.log.Warn("dns update refused: not signed with a TSIG key", "from", from)
+		p.plog.Warn("dns update refused: not signed with a TSIG key", "from", from)
 		resp.Rcode = dns.RcodeRefused
 		return resp
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), updateTimeout)
+	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
 	defer cancel()
 	resp.Rcode = p.update(ctx, req, localAddr(w), key, from)
 	return resp

@@ -31,14 +31,14 @@ func (p *Primary) serveTransfer(w dns.ResponseWriter, req *dns.Msg, tcp bool) *d
 	resp.SetReply(req)
 	from := addrOf(w.RemoteAddr())
 	zoneName := dns.CanonicalName(q.Name)
-	if !p.mayTransfer(w, req, from) {
-		p.log.Warn("zone transfer refused: not signed with a TSIG key, and not from a secondary or allow_transfer",
-			"zone", zoneName, "from", from)
-		resp.Rcode = dns.RcodeRefused
+	if !tcp && q.Qtype == dns.TypeAXFR {
+		resp.Rcode = dns.RcodeNotImplemented // AXFR is for TCP (RFC 5936 4.2), as NSD and Knot answer
 		return resp
 	}
-	if !tcp && q.Qtype == dns.TypeAXFR {
-		resp.Rcode = dns.RcodeRefused // AXFR is for TCP (RFC 5936 4.2)
+	if !p.mayTransfer(w, req, from) {
+		p.plog.Warn("zone transfer refused: not signed with a TSIG key, and not from a secondary or allow_transfer",
+			"zone", zoneName, "from", from)
+		resp.Rcode = dns.RcodeRefused
 		return resp
 	}
 	snap := p.o.Snapshots.Current()
@@ -112,6 +112,7 @@ func writeZone(w dns.ResponseWriter, req *dns.Msg, z *zone) (int, error) {
 		m.Authoritative = true
 		m.Compress = true
 		m.Answer = chunk
+		ensureOPT(req, m, DefaultMaxUDPSize)
 		if t != nil {
 			m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, time.Now().Unix())
 		}

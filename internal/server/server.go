@@ -293,11 +293,21 @@ func (s *Server) startDNS(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("start server: %w (check dns.tsig_keys)", err)
 	}
+	zones := dnsZones(dc.Zones)
 	primary := dnsserver.NewPrimary(dnsserver.PrimaryOptions{
-		Store: s.st, Snapshots: s.watcher, Keys: ring,
+		Store: s.st, Snapshots: s.watcher, Keys: ring, Zones: zones,
 		Secondaries: dc.Secondaries, AllowTransfer: dc.AllowTransfer, Logger: s.o.Logger,
 	})
-	d := dnsserver.New(dnsserver.Options{Addr: addr, Snapshots: s.watcher, Logger: s.o.Logger, Handler: primary, TSIG: ring})
+	rl := dc.RateLimit
+	d := dnsserver.New(dnsserver.Options{
+		Addr: addr, Snapshots: s.watcher, Logger: s.o.Logger, Handler: primary, TSIG: ring,
+		Registerer: prometheus.DefaultRegisterer, MaxUDPSize: dc.MaxUDPSize, Zones: zones,
+		MaxTCPConnections: dc.MaxTCPConnections, TCPIdleTimeout: time.Duration(dc.TCPIdleTimeout),
+		RRL: dnsserver.RRL{
+			Disabled: rl.Disabled, ResponsesPerSecond: rl.ResponsesPerSecond, Window: time.Duration(rl.Window),
+			Slip: rl.Slip, IPv4PrefixLen: rl.IPv4PrefixLength, IPv6PrefixLen: rl.IPv6PrefixLength,
+		},
+	})
 	if err := d.Listen(); err != nil {
 		return fmt.Errorf("start server: %w (change server.dns_addr or --dns-addr)", err)
 	}
@@ -306,6 +316,22 @@ func (s *Server) startDNS(ctx context.Context, addr string) error {
 	go func() { defer s.wg.Done(); d.Serve(ctx) }()
 	go func() { defer s.wg.Done(); primary.Run(ctx) }()
 	return nil
+}
+
+// dnsZones turns the dns.zones config keys into the DNS server's apexes.
+func dnsZones(cz []config.DNSZone) map[string]dnsserver.Zone {
+	out := make(map[string]dnsserver.Zone, len(cz))
+	for _, z := range cz {
+		dz := dnsserver.Zone{SOA: dnsserver.SOA{
+			MName: z.SOA.MName, RName: z.SOA.RName, Refresh: time.Duration(z.SOA.Refresh),
+			Retry: time.Duration(z.SOA.Retry), Expire: time.Duration(z.SOA.Expire), Minimum: time.Duration(z.SOA.Minimum),
+		}}
+		for _, ns := range z.NS {
+			dz.NS = append(dz.NS, dnsserver.NameServer{Name: ns.Name, Addresses: ns.Addresses})
+		}
+		out[z.Zone] = dz
+	}
+	return out
 }
 
 // DNSAddr is the bound address of the DNS server (UDP and TCP).

@@ -58,7 +58,7 @@ func main() {
 	log.SetPrefix("bench/dns/profile: ")
 
 	snap := registry.Build(items(*n), 1)
-	srv := seadns.New(seadns.Options{Addr: "127.0.0.1:0", Snapshots: static{snap}, Sockets: *sockets})
+	srv := seadns.New(seadns.Options{Addr: "127.0.0.1:0", Snapshots: static{snap}, Sockets: *sockets, RRL: seadns.RRL{Disabled: true}}) // one source: RRL off, as in run.sh
 	if err := srv.Listen(); err != nil {
 		log.Fatal(err)
 	}

@@ -1,0 +1,137 @@
+//go:build linux && (amd64 || arm64)
+
+package dns
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// batchSize is how many datagrams one recvmmsg takes and one sendmmsg sends.
+const batchSize = 16
+
+// batchBuf is the largest query a batch slot takes; a larger datagram is
+// cut (MSG_TRUNC) and dropped. UDP queries are small; an UPDATE that does
+// not fit goes over TCP.
+const batchBuf = 16 << 10
+
+// serveUDPBatch is the UDP loop with recvmmsg/sendmmsg: up to batchSize
+// queries read in one system call, their answers sent in one, replying to
+// each query's own source address as received (no address parsing on the
+// way back). It reports false when the socket cannot be used this way.
+func (s *Server) serveUDPBatch(w *worker) bool {
+	rc, err := w.conn.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var (
+		rh    [batchSize]unix.Mmsghdr
+		riov  [batchSize]unix.Iovec
+		names [batchSize]unix.RawSockaddrInet6
+		bufs  = make([]byte, batchSize*batchBuf)
+		sh    [batchSize]unix.Mmsghdr
+		siov  [batchSize]unix.Iovec
+		outs  = make([]byte, batchSize*dnsMaxOut)
+	)
+	for i := range batchSize {
+		riov[i].Base = &bufs[i*batchBuf]
+		riov[i].SetLen(batchBuf)
+		rh[i].Hdr.Iov = &riov[i]
+		rh[i].Hdr.SetIovlen(1)
+		rh[i].Hdr.Name = (*byte)(unsafe.Pointer(&names[i]))
+		sh[i].Hdr.Iov = &siov[i]
+		sh[i].Hdr.SetIovlen(1)
+	}
+	for {
+		for i := range batchSize {
+			rh[i].Hdr.Namelen = unix.SizeofSockaddrInet6
+			rh[i].Hdr.Flags = 0
+			rh[i].Len = 0
+		}
+		var n int
+		var errno unix.Errno
+		err := rc.Read(func(fd uintptr) bool {
+			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&rh[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
+			n, errno = int(r), e
+			return e != unix.EAGAIN && e != unix.EINTR
+		})
+		if err != nil {
+			return true // closed
+		}
+		if errno != 0 {
+			if errno == unix.ENOSYS {
+				return false
+			}
+			continue
+		}
+		ns, t0 := 0, s.o.Now()
+		for i := range n {
+			if rh[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+				continue
+			}
+			from, ok := sockaddrAddrPort(&names[i], rh[i].Hdr.Namelen)
+			if !ok {
+				continue
+			}
+			pkt := bufs[i*batchBuf : i*batchBuf+int(rh[i].Len)]
+			out := w.handle(pkt, from, t0)
+			if out == nil {
+				continue
+			}
+			if len(out) > dnsMaxOut {
+				w.conn.WriteToUDPAddrPort(out, from) // a TCP-sized answer: rare
+				continue
+			}
+			dst := outs[ns*dnsMaxOut : ns*dnsMaxOut+len(out)]
+			copy(dst, out)
+			siov[ns].Base = &dst[0]
+			siov[ns].SetLen(len(out))
+			sh[ns].Hdr.Name = rh[i].Hdr.Name
+			sh[ns].Hdr.Namelen = rh[i].Hdr.Namelen
+			ns++
+		}
+		for sent := 0; sent < ns; {
+			var m int
+			var errno unix.Errno
+			err := rc.Write(func(fd uintptr) bool {
+				r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&sh[sent])), uintptr(ns-sent), unix.MSG_DONTWAIT, 0, 0)
+				m, errno = int(r), e
+				return e != unix.EAGAIN && e != unix.EINTR
+			})
+			if err != nil {
+				return true
+			}
+			if errno != 0 {
+				// This datagram cannot be sent (e.g. a bad address): skip it.
+				sent++
+				continue
+			}
+			sent += m
+		}
+		// Our answers point into names: those slots are reused only on the
+		// next read, after every answer has gone.
+	}
+}
+
+// dnsMaxOut is a batch slot's answer room: the largest UDP answer allowed.
+const dnsMaxOut = 4096
+
+// sockaddrAddrPort turns a received sockaddr into an address and port.
+func sockaddrAddrPort(sa *unix.RawSockaddrInet6, n uint32) (netip.AddrPort, bool) {
+	switch sa.Family {
+	case unix.AF_INET:
+		if n < unix.SizeofSockaddrInet4 {
+			return netip.AddrPort{}, false
+		}
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port), true
+	case unix.AF_INET6:
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port), true
+	}
+	return netip.AddrPort{}, false
+}
