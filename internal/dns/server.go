@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seamark/seamark/internal/registry"
+	"github.com/seamark/seamark/internal/upgrade"
 )
 
 // Snapshots is what the DNS server answers from.
@@ -100,6 +101,10 @@ type Options struct {
 	Logger    *slog.Logger
 	// Sockets is the number of UDP sockets (SO_REUSEPORT); default GOMAXPROCS.
 	Sockets int
+	// Handover, when set, hands the TCP listener and UDP sockets over from
+	// a predecessor (upgrade in place: as many UDP sockets as it had) and
+	// on to a successor; nil binds.
+	Handover *upgrade.Sockets
 	// Handler, when set, answers what the name table does not: UPDATE,
 	// NOTIFY and zone transfers. It gets the table's snapshot revision.
 	Handler ExtraHandler
@@ -232,7 +237,8 @@ func (s *Server) listenOnce() error {
 	// With port 0 the TCP socket picks the port: UDP ports that a busy
 	// machine hands out are far more often free for TCP than the other way
 	// round (outgoing TCP connections take ports from the same range).
-	ln, err := net.Listen("tcp", s.o.Addr)
+	ho := s.o.Handover
+	ln, err := ho.Listen("dns/tcp", func() (net.Listener, error) { return net.Listen("tcp", s.o.Addr) })
 	if err != nil {
 		return err
 	}
@@ -245,8 +251,14 @@ func (s *Server) listenOnce() error {
 		}
 		ln.Close()
 	}
-	for len(conns) < max(s.o.Sockets, 1) {
-		c, err := lc.ListenPacket(context.Background(), "udp", ap.String())
+	want := max(s.o.Sockets, 1)
+	if n := ho.Inherited("dns/udp/"); n > 0 {
+		want = n
+	}
+	for len(conns) < want {
+		c, err := ho.ListenPacket(fmt.Sprintf("dns/udp/%d", len(conns)), func() (net.PacketConn, error) {
+			return lc.ListenPacket(context.Background(), "udp", ap.String())
+		})
 		if err != nil {
 			closeAll()
 			return err
