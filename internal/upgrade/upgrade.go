@@ -46,9 +46,9 @@ const MaxSockets = 100000
 // inherited from its predecessor (taken once each by Listen/ListenPacket)
 // and every one it opened, which Spawn passes on to its successor.
 type Sockets struct {
-	mu        sync.Mutex
-	inherited map[string]*os.File
-	live      map[string]syscall.Conn
+	mu         sync.Mutex
+	inherited  map[string]*os.File
+	live       map[string]syscall.Conn
 	ready, go_ *os.File
 }
 
@@ -150,6 +150,34 @@ func (s *Sockets) ListenPacket(key string, listen func() (net.PacketConn, error)
 		s.mu.Unlock()
 	}
 	return c, nil
+}
+
+// Pass registers another descriptor (not a socket: the embedded etcd's
+// stdin pipe) for the next Spawn; Forget drops it again.
+func (s *Sockets) Pass(key string, c syscall.Conn) {
+	s.mu.Lock()
+	s.live[key] = c
+	s.mu.Unlock()
+}
+
+// Forget drops key from what the next Spawn passes on.
+func (s *Sockets) Forget(key string) {
+	s.mu.Lock()
+	delete(s.live, key)
+	s.mu.Unlock()
+}
+
+// Take returns the inherited descriptor named key as a file (nil when
+// none), for the caller to own.
+func (s *Sockets) Take(key string) *os.File {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.inherited[key]
+	delete(s.inherited, key)
+	return f
 }
 
 // Inherited reports how many inherited sockets have keys starting with

@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Upgrade in place, the server's part (the process's part, signals and the
+// new binary, is internal/cli's; the descriptors are internal/upgrade's).
+//
+// The successor: Start takes every socket it is handed instead of binding
+// (Options.Handover) and adopts the embedded etcd child (Options.AdoptEtcd);
+// WaitServing returns once the balancer has applied the snapshot (every
+// port taken); after the predecessor's "go", StartMember campaigns as the
+// same member, which takes the group's role record over by compare-and-swap
+// (internal/ha: a record of our own member name is claimed), so the group's
+// name never moves.
+//
+// The predecessor: FreezeMember before "go" (its campaigns write nothing and
+// fire no hook from then on), then Handoff: the DNS server and the HTTP API
+// close their descriptors (the successor's copies keep the sockets), the
+// balancer stops accepting and drains its open connections up to each
+// listener's drain_timeout; then Close.
+
+// WaitServing waits until the balancer has applied the current snapshot.
+func (s *Server) WaitServing(ctx context.Context) error {
+	if s.lb == nil {
+		return nil
+	}
+	snap := s.watcher.Current()
+	if snap == nil {
+		return errors.New("no snapshot")
+	}
+	return s.lb.WaitRevision(ctx, snap.Revision)
+}
+
+// StartMember starts the group campaigns a successor deferred (no-op without
+// server.member or when they run).
+func (s *Server) StartMember() {
+	if m := s.cfg.Server.Member; m != "" && s.member == nil {
+		s.startMember(s.runCtx, m)
+	}
+}
+
+// FreezeMember hands the group member over to a successor process.
+func (s *Server) FreezeMember() {
+	if s.member != nil {
+		s.member.Freeze()
+	}
+}
+
+// Handoff stops every role accepting, the successor holding the sockets,
+// and drains the balancer's connections until they end, their drain_timeout
+// passes, or ctx ends.
+func (s *Server) Handoff(ctx context.Context) error {
+	if s.stopDNS != nil {
+		s.stopDNS()
+	}
+	if s.httpSrv != nil {
+		s.api.Close()
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := s.httpSrv.Shutdown(hctx); err != nil {
+			s.httpSrv.Close()
+		}
+		cancel()
+	}
+	if s.lb != nil {
+		if err := s.lb.Handoff(ctx); err != nil {
+			return fmt.Errorf("drain the balancer: %w", err)
+		}
+	}
+	return nil
+}
