@@ -194,6 +194,9 @@ func (s *Server) apply(snap *registry.Snapshot, now time.Time) {
 		}
 	}
 	var opened, failed int
+	if s.handedOff {
+		want = nil // a successor serves every port
+	}
 	for k, l := range want {
 		if p, ok := s.ports[k]; ok {
 			p.spec.Store(l)

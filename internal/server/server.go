@@ -106,6 +106,7 @@ type Server struct {
 	// (upgrade hand-off).
 	runCtx  context.Context
 	stopDNS context.CancelFunc
+	started time.Time
 }
 
 // Start opens the store, applies the config, and starts every role. On error
@@ -120,7 +121,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := checkExposure(o.Config); err != nil {
 		return nil, err
 	}
-	s = &Server{o: o, log: o.Logger.With("component", "server"), cfg: o.Config}
+	s = &Server{o: o, log: o.Logger.With("component", "server"), cfg: o.Config, started: time.Now()}
 	// Every error return sets s to nil: close what was started through a copy.
 	started := s
 	defer func() {

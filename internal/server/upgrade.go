@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/seamark/seamark/api"
 	"time"
 )
 
@@ -24,16 +26,41 @@ import (
 // balancer stops accepting and drains its open connections up to each
 // listener's drain_timeout; then Close.
 
-// WaitServing waits until the balancer has applied the current snapshot.
+// WaitServing waits until the balancer has applied the current snapshot and
+// this process's health checker has confirmed every node its predecessor
+// (the same checker ID) found healthy: the predecessor's verdicts go with
+// its lease when it exits, and a node without a verdict is not advertised.
 func (s *Server) WaitServing(ctx context.Context) error {
-	if s.lb == nil {
-		return nil
-	}
 	snap := s.watcher.Current()
 	if snap == nil {
 		return errors.New("no snapshot")
 	}
-	return s.lb.WaitRevision(ctx, snap.Revision)
+	if s.lb != nil {
+		if err := s.lb.WaitRevision(ctx, snap.Revision); err != nil {
+			return err
+		}
+	}
+	for {
+		pending := ""
+		for _, v := range snap.Services() {
+			for _, n := range v.Nodes {
+				for _, c := range n.Checks {
+					if c.Checker == s.name && c.State == api.StateHealthy && c.Since.Before(s.started) {
+						pending = v.Service.Name + "/" + n.ID
+					}
+				}
+			}
+		}
+		if pending == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the health checker has not confirmed %s yet: %w", pending, ctx.Err())
+		case <-s.watcher.Next(snap):
+			snap = s.watcher.Current()
+		}
+	}
 }
 
 // StartMember starts the group campaigns a successor deferred (no-op without

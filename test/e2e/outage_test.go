@@ -181,7 +181,7 @@ func TestStoreDiskFull(t *testing.T) {
 	}
 	os.Remove(filepath.Join(fs, "filler"))
 
-	backend := greeter(t, "127.0.44.21:0")
+	backend := sayHi(t, "127.0.44.21:0")
 	lbPort := freePort(t)
 	s := startOutageServer(t, "server", webYAML(backend, lbPort), "--data-dir", data)
 	registerDB(t, s)
@@ -394,8 +394,8 @@ listeners:
 `, backend.Port(), lbPort)
 }
 
-// greeter listens on addr and says "hi" to every connection.
-func greeter(t *testing.T, addr string) netip.AddrPort {
+// sayHi listens on addr and says "hi" to every connection.
+func sayHi(t *testing.T, addr string) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
