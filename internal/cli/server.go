@@ -63,6 +63,11 @@ and the running state stays. Flags override the file's server: section.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// SIGUSR2 upgrades in place (upgrade.go); caught from the start,
+			// as its default action would end the process.
+			usr2 := make(chan os.Signal, 1)
+			signal.Notify(usr2, syscall.SIGUSR2)
+			defer signal.Stop(usr2)
 			startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 			// The embedded etcd runs as a child of this binary, so its
 			// fatal exits cannot take the serving roles down.
@@ -126,9 +131,6 @@ and the running state stays. Flags override the file's server: section.`,
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
-			usr2 := make(chan os.Signal, 1)
-			signal.Notify(usr2, syscall.SIGUSR2)
-			defer signal.Stop(usr2)
 			for {
 				select {
 				case <-usr2:

@@ -210,4 +210,3 @@ process serves on; its log says why). See docs/operations.md.`,
 	cmd.Flags().DurationVar(&wait, "wait", 90*time.Second, "how long to wait for the new process")
 	return cmd
 }
-

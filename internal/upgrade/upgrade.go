@@ -62,19 +62,11 @@ func FromEnv() (s *Sockets, upgraded bool, err error) {
 		return s, false, nil
 	}
 	os.Unsetenv(Env)
-	entries := strings.Split(v, ",")
-	if len(entries) > MaxSockets+2 {
-		return s, true, fmt.Errorf("%s has %d entries, more than %d", Env, len(entries), MaxSockets+2)
+	spec, err := ParseSpec(v)
+	if err != nil {
+		return s, true, err
 	}
-	for _, e := range entries {
-		if e == "" {
-			continue
-		}
-		k, fdS, ok := strings.Cut(e, "=")
-		fd, err := strconv.Atoi(fdS)
-		if !ok || err != nil || fd < 3 || k == "" {
-			return s, true, fmt.Errorf("%s: entry %q is not key=fd", Env, e)
-		}
+	for k, fd := range spec {
 		unix.CloseOnExec(fd)
 		f := os.NewFile(uintptr(fd), k)
 		switch k {
@@ -87,6 +79,32 @@ func FromEnv() (s *Sockets, upgraded bool, err error) {
 		}
 	}
 	return s, true, nil
+}
+
+// ParseSpec parses SEAMARK_UPGRADE's value: key=fd entries, comma
+// separated, each fd at least 3 and named once.
+func ParseSpec(v string) (map[string]int, error) {
+	entries := strings.Split(v, ",")
+	if len(entries) > MaxSockets+3 {
+		return nil, fmt.Errorf("%s has %d entries, more than %d", Env, len(entries), MaxSockets+3)
+	}
+	out := make(map[string]int, len(entries))
+	seen := make(map[int]bool, len(entries))
+	for _, e := range entries {
+		if e == "" {
+			continue
+		}
+		k, fdS, ok := strings.Cut(e, "=")
+		fd, err := strconv.Atoi(fdS)
+		if !ok || err != nil || fd < 3 || fd > 1<<24 || k == "" || len(k) > 256 {
+			return nil, fmt.Errorf("%s: entry %q is not key=fd (fd 3 or more)", Env, e)
+		}
+		if _, dup := out[k]; dup || seen[fd] {
+			return nil, fmt.Errorf("%s: entry %q repeats a key or descriptor", Env, e)
+		}
+		out[k], seen[fd] = fd, true
+	}
+	return out, nil
 }
 
 // Listen returns the inherited TCP listener named key, or else the one
