@@ -340,7 +340,7 @@ func RunChild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(h).With("component", "store", "process", "etcd")
 	// The server stops the child; a terminal's signals are the server's.
-	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE, syscall.SIGUSR2)
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	var closing atomic.Bool
