@@ -28,7 +28,8 @@ func TestStoreAwayWritesFailFast(t *testing.T) {
 	eps := etcdEndpoints(t, etcd)
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := store.Open(octx, store.Options{Endpoints: eps})
+	user, pw := etcd.Credentials()
+	st, err := store.Open(octx, store.Options{Endpoints: eps, Username: user, Password: pw})
 	if err != nil {
 		t.Fatal(err)
 	}
