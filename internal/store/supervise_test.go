@@ -134,3 +134,48 @@ func TestUnavailableClassifies(t *testing.T) {
 		})
 	}
 }
+
+// Upgrade in place: the etcd child is handed over to a second store (the
+// successor) which adopts it; the first store's Close leaves it running,
+// writes through the successor work, and when the adopted child dies the
+// successor starts a child of its own on the same data.
+func TestSupervisedChildHandover(t *testing.T) {
+	dir := t.TempDir()
+	old := openSupervised(t, dir)
+	ctx := context.Background()
+	if _, err := old.PutService(ctx, testService("before"), true); err != nil {
+		t.Fatal(err)
+	}
+	h, err := old.HandOver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	succ, err := Open(octx, Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0", CallTimeout: testCallTimeout,
+		EtcdCommand: []string{"/usr/bin/env", "SEAMARK_TEST_ETCD_CHILD=1", os.Args[0]}, Adopt: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer succ.Close()
+	old.Close()
+	if err := syscall.Kill(h.Pid, 0); err != nil {
+		t.Fatalf("the handed-over etcd child is gone after the old store closed: %v", err)
+	}
+	if _, err := succ.PutService(ctx, testService("after"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(h.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := succ.PutService(ctx, testService("restarted"), true); err == nil && succ.sup.pid() != h.Pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new child after the adopted one died: %s", succ.Down())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
