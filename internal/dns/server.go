@@ -165,6 +165,8 @@ type Server struct {
 	addr    netip.AddrPort
 	extra   chan extraJob
 	tcpOpen atomic.Int64
+	// handedOff: a successor reads the shared sockets now (StopReading).
+	handedOff atomic.Bool
 }
 
 // extraJob is a message for the extra workers.
@@ -271,6 +273,21 @@ func (s *Server) listenOnce() error {
 	}
 	s.udp, s.tcp, s.addr = conns, ln, ap
 	return nil
+}
+
+// StopReading hands the sockets to a successor process that holds them too
+// (upgrade in place): the UDP read loops stop (this process's reads end at
+// once; the kernel's sockets, and the queries queued in them, are the
+// successor's), answers to what was read still go out, and the TCP listener
+// closes here. Serve's context ends the rest.
+func (s *Server) StopReading() {
+	s.handedOff.Store(true)
+	for _, c := range s.udp {
+		_ = c.SetReadDeadline(time.Now())
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
 }
 
 // Addr is the bound address (UDP and TCP).

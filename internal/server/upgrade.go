@@ -82,7 +82,13 @@ func (s *Server) FreezeMember() {
 // and drains the balancer's connections until they end, their drain_timeout
 // passes, or ctx ends.
 func (s *Server) Handoff(ctx context.Context) error {
-	if s.stopDNS != nil {
+	if s.dns != nil {
+		// Stop reading, answer what was read, then stop.
+		s.dns.StopReading()
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+		}
 		s.stopDNS()
 	}
 	if s.httpSrv != nil {

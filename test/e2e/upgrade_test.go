@@ -20,7 +20,8 @@ import (
 )
 
 // TestUpgradeInPlace (issue 19): a server with the embedded store, DNS, a
-// balancer listener and a one-member balancer group is upgraded in place 5
+// balancer listener and the active member of a two-member balancer group
+// (the standby runs in a server of its own) is upgraded in place 5
 // times in a row (SIGUSR2) while clients open new connections at ~1000/s and
 // keep 200 long echo streams open, and a DNS client asks for the group's
 // name: nothing refused, nothing reset, every stream's bytes echoed in full,
@@ -69,11 +70,18 @@ listeners:
 groups:
   - name: lb
     lease_ttl: 2s
-    members: [{name: lb1, address: 127.0.49.21, priority: 150}]
+    members: [{name: lb1, address: 127.0.49.21, priority: 151}, {name: lb2, address: 127.0.49.22, priority: 150}]
 `, be.Addr().(*net.TCPAddr).Port, lbPort))
 	pidFile := filepath.Join(dir, "seamark.pid")
-	s := startServer(t, "server", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--member", "lb1", "--pid-file", pidFile)
+	etcd := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := startServerArgs(t, "server", []string{"server", "--http-addr", "127.0.0.1:0", "--etcd-client-addr", etcd, "--etcd-peer-addr", "127.0.0.1:0",
+		"--dns-addr", "127.0.0.1:0", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--member", "lb1", "--pid-file", pidFile})
 	dnsAddr := s.waitOutput(dnsAddrRE, 5*time.Second)
+	// lb2, the standby, on a server of its own on the same store: were lb1's
+	// candidacy or role to lapse during an upgrade, lb2 would take the name.
+	startServerArgs(t, "lb2", []string{"server", "--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0",
+		"--etcd-endpoints", "http://" + etcd, "--config", cfg, "--member", "lb2", "--name", "lb2", "--balancer=false",
+		"--etcd-username", "root", "--etcd-password-file", filepath.Join(dir, "data", "etcd-root-password")})
 	front := fmt.Sprintf("127.0.0.1:%d", lbPort)
 
 	askGroup := func() (string, error) {
