@@ -27,4 +27,9 @@
 //
 // What it writes: through the store only, for RFC 2136 UPDATE signed with
 // TSIG (static records). Zone transfers (AXFR) and NOTIFY serve secondaries.
+//
+// Upgrade in place: with Options.Handover the TCP listener and the UDP
+// sockets are the ones a predecessor process handed over (internal/upgrade);
+// StopReading lets the successor have them while this process answers what
+// it already read.
 package dns

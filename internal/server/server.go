@@ -13,6 +13,13 @@
 // network surfaces share, with a reserve for the store and the checker and
 // the HTTP API's share set aside. A reload that would empty the config is
 // refused unless the file says allow_empty: true (reload.go).
+//
+// Upgrade in place (upgrade.go): the listening sockets of the balancer, DNS
+// and the HTTP API come from and go to internal/upgrade's Sockets
+// (Options.Handover); a successor adopts the embedded etcd child
+// (Options.AdoptEtcd) and campaigns for its groups only once its predecessor
+// froze its own (StartMember, FreezeMember), so the role record passes from
+// one process to the other without a release.
 package server
 
 import (
