@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -268,7 +269,13 @@ groups:
 	for i := range 5 {
 		old := readPid()
 		t0 := time.Now()
-		if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+		if i == 4 {
+			// The last one through the CLI verb.
+			out, err := exec.Command(seamarkBin, "upgrade", "--pid-file", pidFile, "--wait", "60s").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "upgraded: pid") {
+				t.Fatalf("seamark upgrade: %v\n%s", err, out)
+			}
+		} else if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
 			t.Fatalf("upgrade %d: %v", i+1, err)
 		}
 		for readPid() == old {
@@ -297,6 +304,11 @@ groups:
 	}
 	if !strings.Contains(s.output(), "upgrade failed; this process serves on") {
 		t.Errorf("the failed upgrade is not logged")
+	}
+	// seamark upgrade says so too, and exits 1.
+	out, err := exec.Command(seamarkBin, "upgrade", "--pid-file", pidFile, "--wait", "3s").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "serves on") {
+		t.Errorf("seamark upgrade to a failing binary: %v\n%s", err, out)
 	}
 	time.Sleep(time.Second)
 	close(stop)
