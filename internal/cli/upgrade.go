@@ -76,7 +76,8 @@ func upgradeFromEnv(f *config.File, log *slog.Logger) (*upgrade.Sockets, success
 // it was handed, it closes what nobody took, tells the predecessor it is
 // ready, waits for its "go" and then campaigns for its groups.
 func (succ successor) takeOver(ctx context.Context, srv *server.Server, ho *upgrade.Sockets, log *slog.Logger) error {
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Within the predecessor's default --upgrade-timeout (60s).
+	wctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	err := srv.WaitServing(wctx)
 	cancel()
 	if err != nil {
