@@ -240,7 +240,7 @@ func (s *Server) listenOnce() error {
 	// machine hands out are far more often free for TCP than the other way
 	// round (outgoing TCP connections take ports from the same range).
 	ho := s.o.Handover
-	ln, err := ho.Listen("dns/tcp", func() (net.Listener, error) { return net.Listen("tcp", s.o.Addr) })
+	ln, err := ho.Listen("dns/tcp/"+s.o.Addr, func() (net.Listener, error) { return net.Listen("tcp", s.o.Addr) })
 	if err != nil {
 		return err
 	}
@@ -254,11 +254,12 @@ func (s *Server) listenOnce() error {
 		ln.Close()
 	}
 	want := max(s.o.Sockets, 1)
-	if n := ho.Inherited("dns/udp/"); n > 0 {
+	// Keys name the configured address: a changed one binds anew.
+	if n := ho.Inherited("dns/udp/" + s.o.Addr + "/"); n > 0 {
 		want = n
 	}
 	for len(conns) < want {
-		c, err := ho.ListenPacket(fmt.Sprintf("dns/udp/%d", len(conns)), func() (net.PacketConn, error) {
+		c, err := ho.ListenPacket(fmt.Sprintf("dns/udp/%s/%d", s.o.Addr, len(conns)), func() (net.PacketConn, error) {
 			return lc.ListenPacket(context.Background(), "udp", ap.String())
 		})
 		if err != nil {

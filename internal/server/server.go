@@ -367,7 +367,7 @@ func (s *Server) DNSAddr() netip.AddrPort { return s.dns.Addr() }
 func (s *Server) Name() string { return s.name }
 
 func (s *Server) startHTTP(f *config.File) error {
-	ln, err := s.o.Handover.Listen("api", func() (net.Listener, error) { return net.Listen("tcp", f.Server.HTTPAddr) })
+	ln, err := s.o.Handover.Listen("api/"+f.Server.HTTPAddr, func() (net.Listener, error) { return net.Listen("tcp", f.Server.HTTPAddr) })
 	if err != nil {
 		return fmt.Errorf("start server: listen for the HTTP API on %s: %w (change server.http_addr or --http-addr)", f.Server.HTTPAddr, err)
 	}

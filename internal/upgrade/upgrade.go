@@ -35,7 +35,9 @@ import (
 )
 
 // Env names the environment variable that lists the inherited descriptors:
-// "ready=3,go=4,api=5,dns/tcp=6,..." (key=fd, comma separated).
+// "ready=3,go=4,api/127.0.0.1:9400=5,dns/tcp/127.0.0.1:53=6,
+// dns/udp/127.0.0.1:53/0=7,lb/127.0.0.1:8080=8,etcd/stdin=9" (key=fd, comma
+// separated; keys name the configured address, so a changed one binds anew).
 const Env = "SEAMARK_UPGRADE"
 
 // MaxSockets bounds the descriptors one upgrade passes (and the env var's
