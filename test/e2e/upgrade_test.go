@@ -42,6 +42,29 @@ func TestUpgradeInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SEAMARK_UPGRADE_BINARY", next)
+	// systemd's side: every new process says MAINPID= and READY=1, with a
+	// watchdog of its own.
+	notifySock := filepath.Join(dir, "notify")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifySock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	var notifyMu sync.Mutex
+	var notes []string
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := notify.Read(buf)
+			if err != nil {
+				return
+			}
+			notifyMu.Lock()
+			notes = append(notes, string(buf[:n]))
+			notifyMu.Unlock()
+		}
+	}()
+	t.Setenv("NOTIFY_SOCKET", notifySock)
 
 	be, err := net.Listen("tcp", "127.0.49.1:0")
 	if err != nil {
@@ -285,6 +308,20 @@ groups:
 			time.Sleep(20 * time.Millisecond)
 		}
 		olds = append(olds, old)
+		for want, t1 := fmt.Sprintf("MAINPID=%d\nREADY=1\n", readPid()), time.Now(); ; time.Sleep(20 * time.Millisecond) {
+			notifyMu.Lock()
+			found := false
+			for _, n := range notes {
+				found = found || strings.HasPrefix(n, want)
+			}
+			notifyMu.Unlock()
+			if found {
+				break
+			}
+			if time.Since(t1) > 5*time.Second {
+				t.Fatalf("upgrade %d: no %q on the notify socket", i+1, want)
+			}
+		}
 		t.Logf("upgrade %d: pid %d -> %d serving after %v", i+1, old, readPid(), time.Since(t0).Round(time.Millisecond))
 		time.Sleep(time.Second)
 	}
@@ -323,6 +360,15 @@ groups:
 			}
 		}
 	}
+	// An old process leaving after an upgrade is no stop of the service.
+	notifyMu.Lock()
+	for _, n := range notes {
+		if strings.HasPrefix(n, "STOPPING=1") {
+			t.Errorf("an old process said STOPPING=1 on its way out: %q", notes)
+			break
+		}
+	}
+	notifyMu.Unlock()
 
 	var streamTotal int64
 	broken := 0
