@@ -183,7 +183,7 @@ and the running state stays. Flags override the file's server: section.`,
 	fl.BoolVar(&flagSrv.InsecureExpose, "insecure-expose", false, "start even when the API or the embedded store listens on a non-loopback address without TLS and a token")
 	flagBalancer := fl.Bool("balancer", true, "run the listeners (TCP load balancer) on this server")
 	flagSrv.Balancer = flagBalancer
-	fl.StringVar(&pidFile, "pid-file", "", "write the server's process ID here (`seamark upgrade --pid-file` reads it); the new process rewrites it after an upgrade")
+	fl.StringVar(&pidFile, "pid-file", "", "write the server's process ID here, for seamark upgrade; the new process rewrites it after an upgrade")
 	fl.DurationVar(&upgradeTimeout, "upgrade-timeout", 60*time.Second, "on SIGUSR2, how long the new binary may take to serve before the old process gives up on it and serves on")
 	fl.DurationVar(&drainMax, "upgrade-drain-max", 15*time.Minute, "after an upgrade, the longest the old process drains its balancer connections (each listener's drain_timeout applies first)")
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")

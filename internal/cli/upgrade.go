@@ -91,6 +91,9 @@ func (succ successor) takeOver(ctx context.Context, srv *server.Server, ho *upgr
 		// The predecessor gave up on us (or died): serve on regardless.
 		log.Warn("upgrade", "err", err)
 	}
+	// The etcd child is ours now (a failure before here left it to the
+	// predecessor).
+	srv.Store().Own()
 	srv.StartMember()
 	log.Info("upgrade: serving; the old process drains and exits")
 	return nil

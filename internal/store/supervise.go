@@ -458,6 +458,21 @@ func (s *Store) TakeBack() {
 	}
 }
 
+// Own makes an adopted etcd child this store's to stop and restart: the
+// successor calls it once its predecessor handed over (before, Close leaves
+// the child to the predecessor).
+func (s *Store) Own() {
+	sv := s.sup
+	if sv == nil {
+		return
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.adopted != nil && sv.cmd == nil {
+		sv.released = false
+	}
+}
+
 // adoptSupervised supervises a predecessor's running child.
 func adoptSupervised(o Options, log *slog.Logger) (*supervisor, string, error) {
 	h := o.Adopt
@@ -482,7 +497,10 @@ func adoptSupervised(o Options, log *slog.Logger) (*supervisor, string, error) {
 	argv := append(append([]string(nil), o.EtcdCommand...),
 		"--data-dir", o.DataDir, "--client-addr", clientURL.Host, "--peer-addr", peerURL.Host)
 	sv := &supervisor{argv: argv, log: log, stop: make(chan struct{}), done: make(chan struct{}),
-		adopted: &adoptedChild{pid: h.Pid, pidfd: pidfd}, stdin: h.Stdin, started: time.Now()}
+		adopted: &adoptedChild{pid: h.Pid, pidfd: pidfd}, stdin: h.Stdin, started: time.Now(),
+		// The predecessor still supervises it until Own: a successor
+		// that fails before then leaves it alone.
+		released: true}
 	go sv.run()
 	log.Info("adopted the embedded etcd of the previous process", "pid", h.Pid, "endpoint", h.Endpoint)
 	return sv, h.Endpoint, nil
