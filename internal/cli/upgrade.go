@@ -166,12 +166,22 @@ func readPidFile(path string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	pid, err := parsePid(b)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return pid, nil
+}
+
+// parsePid reads a pid file's content: one process ID above 1, and a
+// newline or not.
+func parsePid(b []byte) (int, error) {
 	if len(b) > 32 {
-		return 0, fmt.Errorf("%s is not a pid file (%d bytes)", path, len(b))
+		return 0, fmt.Errorf("not a pid file (%d bytes)", len(b))
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		return 0, fmt.Errorf("%s does not hold a process ID", path)
+	if err != nil || pid <= 1 || pid > 1<<22 {
+		return 0, fmt.Errorf("does not hold a process ID (%q)", b)
 	}
 	return pid, nil
 }
