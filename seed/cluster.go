@@ -389,7 +389,7 @@ func (c *Cluster) Dial(ctx context.Context) (net.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
 	defer cancel()
-	conn, _, err := c.opts.race(ctx, addrs, time.Now())
+	conn, _, err := c.opts.race(ctx, addrs, c.opts.now())
 	if err != nil {
 		return nil, fmt.Errorf("seed: cluster dial: %w", err)
 	}

@@ -53,6 +53,10 @@ type options struct {
 	netDialer      net.Dialer
 	trace          func(Event)
 	errs           []error
+	// now and after are the clock the attempts are staggered on (a test
+	// sets a fake one; see export_test.go).
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
 }
 
 func newOptions(opts []Option) (*options, error) {
@@ -63,6 +67,8 @@ func newOptions(opts []Option) (*options, error) {
 		attemptTimeout: DefaultAttemptTimeout,
 		timeout:        DefaultTimeout,
 		maxConcurrent:  DefaultMaxConcurrent,
+		now:            time.Now,
+		after:          time.After,
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -219,7 +225,7 @@ func DialAddrs(ctx context.Context, addrs []netip.AddrPort, opts ...Option) (net
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	conn, _, err := o.race(ctx, addrs, time.Now())
+	conn, _, err := o.race(ctx, addrs, o.now())
 	if err != nil {
 		return nil, fmt.Errorf("seed: dial: %w", err)
 	}
@@ -227,7 +233,7 @@ func DialAddrs(ctx context.Context, addrs []netip.AddrPort, opts ...Option) (net
 }
 
 func (o *options) dial(ctx context.Context, address string) (net.Conn, error) {
-	start := time.Now()
+	start := o.now()
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	addrs, err := o.resolveAddress(ctx, address, start)
@@ -340,9 +346,7 @@ func (o *options) race(ctx context.Context, addrs []netip.AddrPort, start time.T
 	results := make(chan attemptResult, len(addrs)) // never blocks an attempt
 	floor := min(o.delay, MinAttemptDelay)
 	gap := o.delay
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	var tick <-chan time.Time // the next attempt's start, when it is not due at once
 
 	next, inflight := 0, 0
 	var errs []error
@@ -350,7 +354,7 @@ func (o *options) race(ctx context.Context, addrs []netip.AddrPort, start time.T
 		a := addrs[next]
 		next++
 		inflight++
-		o.emit(Event{Kind: EventAttempt, Addr: a, Elapsed: time.Since(start)})
+		o.emit(Event{Kind: EventAttempt, Addr: a, Elapsed: o.now().Sub(start)})
 		d := o.netDialer
 		d.Timeout, d.Deadline = o.attemptTimeout, time.Time{}
 		go func() {
@@ -358,7 +362,7 @@ func (o *options) race(ctx context.Context, addrs []netip.AddrPort, start time.T
 			c, err := d.DialContext(actx, o.network, a.String())
 			results <- attemptResult{addr: a, conn: c, err: err, took: time.Since(t)}
 		}()
-		timer.Reset(gap)
+		tick = o.after(gap)
 		gap = max(gap/2, floor)
 	}
 	// stop cancels the attempts in flight and waits for each to end, closing
@@ -370,7 +374,7 @@ func (o *options) race(ctx context.Context, addrs []netip.AddrPort, start time.T
 			if r.conn != nil {
 				r.conn.Close()
 			}
-			o.emit(Event{Kind: EventCancelled, Addr: r.addr, Elapsed: time.Since(start), Took: r.took, Err: r.err})
+			o.emit(Event{Kind: EventCancelled, Addr: r.addr, Elapsed: o.now().Sub(start), Took: r.took, Err: r.err})
 		}
 	}
 
@@ -388,18 +392,18 @@ func (o *options) race(ctx context.Context, addrs []netip.AddrPort, start time.T
 		case r := <-results:
 			inflight--
 			if r.err == nil {
-				o.emit(Event{Kind: EventConnected, Addr: r.addr, Elapsed: time.Since(start), Took: r.took})
+				o.emit(Event{Kind: EventConnected, Addr: r.addr, Elapsed: o.now().Sub(start), Took: r.took})
 				stop()
 				return r.conn, r.addr, nil
 			}
 			if expired(ctx) { // the attempt ended because the dial's time ran out
-				o.emit(Event{Kind: EventCancelled, Addr: r.addr, Elapsed: time.Since(start), Took: r.took, Err: r.err})
+				o.emit(Event{Kind: EventCancelled, Addr: r.addr, Elapsed: o.now().Sub(start), Took: r.took, Err: r.err})
 				return nil, netip.AddrPort{}, o.gaveUp(ctx, stop, next, len(addrs), errs)
 			}
-			o.emit(Event{Kind: EventFailed, Addr: r.addr, Elapsed: time.Since(start), Took: r.took, Err: r.err})
+			o.emit(Event{Kind: EventFailed, Addr: r.addr, Elapsed: o.now().Sub(start), Took: r.took, Err: r.err})
 			errs = append(errs, r.err)
 			due = true
-		case <-timer.C:
+		case <-tick:
 			due = true
 		case <-ctx.Done():
 			return nil, netip.AddrPort{}, o.gaveUp(ctx, stop, next, len(addrs), errs)

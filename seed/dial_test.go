@@ -125,21 +125,56 @@ func (l *traceLog) of(kind seed.EventKind) []seed.Event {
 
 // testBlackholedPositions dials a name listing 20 blackholed addresses and one
 // live one, with the live one in every position, through a real DNS server.
+// The attempts are staggered on a fake clock the test moves from one attempt
+// start to the next, so it asserts the schedule exactly (the live attempt
+// starts, and connects, at the sum of the gaps before it) instead of a
+// wall-clock bound that a loaded machine overran (532-746 ms for 500 ms).
 func testBlackholedPositions(t *testing.T, s *liveSet) {
-	const bound = 500 * time.Millisecond
 	name := "db.cluster.test"
 	for pos := 0; pos <= len(s.dead); pos++ {
 		t.Run(fmt.Sprintf("live-at-%d", pos+1), func(t *testing.T) {
 			s.dns.Set(name, s.order(pos))
 			var log traceLog
-			start := time.Now()
-			c, err := seed.Dial(context.Background(), fmt.Sprintf("%s:%d", name, s.port), seed.WithDNSServer(s.dns.Addr()), seed.WithTrace(log.add))
-			took := time.Since(start)
-			if err != nil {
-				t.Fatalf("dial: %v", err)
+			clk := newFakeClock()
+			type result struct {
+				c   net.Conn
+				err error
 			}
-			c.Close()
-			if got, want := netip.MustParseAddrPort(c.RemoteAddr().String()).Addr(), s.ip; got != want {
+			done := make(chan result, 1)
+			start := time.Now()
+			go func() {
+				c, err := seed.Dial(context.Background(), fmt.Sprintf("%s:%d", name, s.port), seed.WithDNSServer(s.dns.Addr()),
+					seed.WithTrace(log.add), seed.WithClock(clk.Now, clk.After))
+				done <- result{c, err}
+			}()
+			var r result
+		dialing:
+			for {
+				// The dead ones never answer: move the clock to the next
+				// start until the live one has started, then only wait.
+				wait := clk.armed
+				if len(log.of(seed.EventAttempt)) > pos {
+					wait = nil
+				}
+				select {
+				case r = <-done:
+					break dialing
+				case <-wait:
+					// A launch traces its attempt before it arms the
+					// clock: look again before moving it.
+					if len(log.of(seed.EventAttempt)) <= pos {
+						clk.fireNext()
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("dial did not end within 10s; %d attempts", len(log.of(seed.EventAttempt)))
+				}
+			}
+			took := time.Since(start)
+			if r.err != nil {
+				t.Fatalf("dial: %v", r.err)
+			}
+			r.c.Close()
+			if got, want := netip.MustParseAddrPort(r.c.RemoteAddr().String()).Addr(), s.ip; got != want {
 				t.Fatalf("connected to %v, want %v", got, want)
 			}
 			res := log.of(seed.EventResolved)
@@ -152,12 +187,75 @@ func testBlackholedPositions(t *testing.T, s *liveSet) {
 			if n := len(log.of(seed.EventCancelled)); n != pos {
 				t.Errorf("%d attempts cancelled, want %d", n, pos)
 			}
-			if took > bound {
-				t.Errorf("connected after %v, want within %v", took, bound)
+			// The schedule: gaps start at the attempt delay and halve down
+			// to the minimum.
+			var want time.Duration
+			gap := seed.DefaultAttemptDelay
+			for range pos {
+				want += gap
+				gap = max(gap/2, seed.MinAttemptDelay)
 			}
-			t.Logf("live at %2d: connected in %v", pos+1, took.Round(time.Millisecond))
+			conn := log.of(seed.EventConnected)
+			if len(conn) != 1 || conn[0].Elapsed != want {
+				t.Errorf("connected %v, want once at %v on the dial's clock", conn, want)
+			}
+			t.Logf("live at %2d: connected at %v on the dial's clock (%v real)", pos+1, want, took.Round(time.Millisecond))
 		})
 	}
+}
+
+// fakeClock is a dial's clock that moves only when the test fires the next
+// pending wait.
+type fakeClock struct {
+	mu    sync.Mutex
+	now   time.Time
+	waits []fakeWait
+	armed chan struct{} // one token per After call
+}
+
+type fakeWait struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), armed: make(chan struct{}, 1024)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	c.mu.Lock()
+	c.waits = append(c.waits, fakeWait{at: c.now.Add(d), ch: ch})
+	c.mu.Unlock()
+	c.armed <- struct{}{}
+	return ch
+}
+
+// fireNext moves the clock to the earliest pending wait and ends it.
+func (c *fakeClock) fireNext() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.waits) == 0 {
+		return
+	}
+	i := 0
+	for j, w := range c.waits {
+		if w.at.Before(c.waits[i].at) {
+			i = j
+		}
+	}
+	w := c.waits[i]
+	c.waits = append(c.waits[:i], c.waits[i+1:]...)
+	if w.at.After(c.now) {
+		c.now = w.at
+	}
+	w.ch <- c.now
 }
 
 func TestDialBlackholedInEveryPosition(t *testing.T) {

@@ -29,6 +29,7 @@ type Agent struct {
 	id     NodeID
 	lease  time.Duration
 	ln     net.Listener // identity endpoint, nil when off
+	clock  clock        // the port monitor's time
 
 	identity atomic.Pointer[api.Identity] // without peers; nil until the address is known
 	peers    atomic.Pointer[peerSet]
@@ -66,7 +67,7 @@ func newAgent(cfg Config, log *slog.Logger, hostname func() (string, error)) (*A
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: log.With("component", "agent"), id: id, lease: leaseTTL(cfg.TTL.D())}
+	a := &Agent{cfg: cfg, log: log.With("component", "agent"), id: id, lease: leaseTTL(cfg.TTL.D()), clock: realClock{}}
 	a.apiTr = &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -324,11 +325,11 @@ func (a *Agent) waitPort(ctx context.Context, addr string) error {
 // answer, true when it answers again.
 func (a *Agent) monitor(ctx context.Context, addr string, out chan bool) {
 	every, after := a.cfg.CheckInterval.D(), a.cfg.UnhealthyAfter.D()
-	healthy, lastOK := true, time.Now()
+	healthy, lastOK := true, a.clock.Now()
 	var lastErr error
-	tick := time.NewTicker(every)
+	tick := a.clock.NewTicker(every)
 	defer tick.Stop()
-	deadline := time.NewTimer(time.Hour)
+	deadline := a.clock.NewTimer(time.Hour)
 	deadline.Stop()
 	defer deadline.Stop()
 	armed := false
@@ -336,13 +337,13 @@ func (a *Agent) monitor(ctx context.Context, addr string, out chan bool) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.C():
 			err := probe(ctx, addr, every)
 			if ctx.Err() != nil {
 				return
 			}
 			if err == nil {
-				lastOK, lastErr = time.Now(), nil
+				lastOK, lastErr = a.clock.Now(), nil
 				if armed {
 					deadline.Stop()
 					armed = false
@@ -358,17 +359,17 @@ func (a *Agent) monitor(ctx context.Context, addr string, out chan bool) {
 			if !healthy || armed {
 				continue
 			}
-			if left := after - time.Since(lastOK); left > 0 {
+			if left := after - a.clock.Now().Sub(lastOK); left > 0 {
 				deadline.Reset(left)
 				armed = true
 				continue
 			}
-		case <-deadline.C:
+		case <-deadline.C():
 			armed = false
 		}
 		if healthy {
 			healthy = false
-			a.log.Warn("service port stopped answering; marking the node unhealthy", "addr", addr, "for", time.Since(lastOK).Round(time.Millisecond), "err", lastErr)
+			a.log.Warn("service port stopped answering; marking the node unhealthy", "addr", addr, "for", a.clock.Now().Sub(lastOK).Round(time.Millisecond), "err", lastErr)
 			send(out, false)
 		}
 	}

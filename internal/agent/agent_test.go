@@ -312,7 +312,10 @@ func TestUnhealthyWhenPortStops(t *testing.T) {
 	l.Close()
 	_, took := waitNode(t, srv.client, "app-1", 5*time.Second, func(n *api.Node) bool { return n != nil && n.State == api.StateUnhealthy && !n.Healthy })
 	t.Logf("unhealthy %v after the port closed (unhealthy_after %v, check_interval %v)", took.Round(time.Millisecond), cfg.UnhealthyAfter, cfg.CheckInterval)
-	if limit := cfg.UnhealthyAfter.D() + 500*time.Millisecond; took > limit {
+	// The exact moment is asserted on a fake clock by
+	// TestMonitorUnhealthyAfterOnClock; here only that it happens end to
+	// end, with a margin a loaded machine cannot overrun.
+	if limit := cfg.UnhealthyAfter.D() + 5*time.Second; took > limit {
 		t.Errorf("unhealthy after %v, want within unhealthy_after plus a write (%v)", took, limit)
 	}
 	listen(t, l.Addr().String())

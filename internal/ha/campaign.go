@@ -79,7 +79,7 @@ func (c *campaign) run(ctx context.Context) {
 	defer tick.Stop()
 	snap := c.m.o.Snapshots.Current()
 	for {
-		c.step(ctx, snap, time.Now())
+		c.step(ctx, snap, c.m.o.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -140,7 +140,7 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 		case <-c.lease.Done():
 			lost = "the store ended the lease"
 		default:
-			if silent := now.Sub(c.lease.Renewed()); silent > c.lease.TTL()-leaseMargin(c.lease.TTL(), c.lease.RoundTrip()) {
+			if silent := time.Since(c.lease.Renewed()); silent > c.lease.TTL()-leaseMargin(c.lease.TTL(), c.lease.RoundTrip()) {
 				lost = fmt.Sprintf("the store has not confirmed the lease for %v", silent.Round(time.Millisecond))
 			}
 		}
@@ -337,7 +337,7 @@ func (c *campaign) setRole(g *api.Group, me api.Member, role, reason string) boo
 	}
 	c.log.Info("role changed", "old", old, "new", role, "reason", reason, "fencing", c.fencing)
 	if role == api.RoleActive {
-		c.lastAssert = time.Now()
+		c.lastAssert = c.m.o.Now()
 	}
 	e := c.fire(g, me, role, reason)
 	c.writes.Add(1)

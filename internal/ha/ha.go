@@ -63,6 +63,11 @@ type Options struct {
 	// Tick is how often a campaign re-checks its lease, timers and the
 	// snapshot when nothing wakes it. Default 50ms.
 	Tick time.Duration
+	// Now is the clock preempt_delay, reassertion and retry backoff are
+	// measured on; default time.Now (tests inject one). Whether the store
+	// still confirms the lease is always measured on the wall clock, as the
+	// store measures the lease.
+	Now func() time.Time
 }
 
 // Member campaigns for the active role of every group that lists its name.
@@ -96,6 +101,9 @@ func New(o Options) *Member {
 	}
 	if o.Tick <= 0 {
 		o.Tick = 50 * time.Millisecond
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return &Member{o: o, log: o.Logger.With("component", "ha", "member", o.Name), campaigns: map[string]*campaign{}}
 }

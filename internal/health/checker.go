@@ -246,8 +246,22 @@ func (c *Checker) ConnectFailed(service, node string) {
 // verdicts stop counting at once rather than after the lease's ttl.
 func (c *Checker) Run(ctx context.Context) error {
 	c.w = newWriter(c.o.Store, c.o.ID, c.log, c.o.Clock, c.o.LeaseTTL)
-	if err := c.w.register(ctx, api.Checker{ID: c.o.ID, Started: time.Now().UTC(), Version: c.o.Version}); err != nil {
-		return err
+	// The first registration is retried like a lost lease's (each attempt
+	// bounded, backoff with jitter): a store slow at start does not stop
+	// the checker for good.
+	info := api.Checker{ID: c.o.ID, Started: time.Now().UTC(), Version: c.o.Version}
+	for backoff := retryFirst; ; backoff = min(backoff*2, retryMax) {
+		err := c.w.register(ctx, info)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.log.Error("register checker; trying again", "err", err, "next_in", backoff)
+		if !c.w.sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+			return nil
+		}
 	}
 	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
 	writerDone := make(chan struct{})

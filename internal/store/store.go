@@ -411,6 +411,9 @@ func (s *Store) Status(ctx context.Context) (api.StoreStatus, error) {
 		return st, nil
 	}
 	err := unavailable(ctx, lastErr)
+	if err == nil {
+		err = fmt.Errorf("%w: no endpoint", ErrUnavailable)
+	}
 	st.Error = err.Error()
 	return st, fmt.Errorf("store status: %w", err)
 }
