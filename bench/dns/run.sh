@@ -111,7 +111,9 @@ tree() {
 	done
 }
 # cpu_ticks PID: utime+stime of the process tree (all threads), in clock ticks.
-cpu_ticks() { local t=0 p; for p in $(tree "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+# (The name field may hold spaces, "(nsd: server 1)": fields are counted
+# after it.)
+cpu_ticks() { local t=0 p; for p in $(tree "$1"); do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0))); done; echo "$t"; }
 rss_mb() { local k=0 p; for p in $(tree "$1"); do k=$((k + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $((k / 1024)); }
 # busy_ticks: the machine's busy time (all CPUs: not idle, not iowait), in
 # clock ticks. Interrupt time (irq, softirq: on loopback the packet delivery)

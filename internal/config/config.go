@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -115,6 +116,9 @@ func (f *File) SetDefaults() {
 	if f.API.AnonymousRead == nil {
 		t := true
 		f.API.AnonymousRead = &t
+	}
+	if f.DNS.RateLimit.Exempt == nil {
+		f.DNS.RateLimit.Exempt = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 	for i, z := range f.DNS.Zones {
 		if norm, err := api.NormalizeZone(z.Zone); err == nil {

@@ -169,6 +169,10 @@ type DNSRateLimit struct {
 	// IPv4PrefixLength and IPv6PrefixLength group sources. Defaults 24, 56.
 	IPv4PrefixLength int `json:"ipv4_prefix_length"`
 	IPv6PrefixLength int `json:"ipv6_prefix_length"`
+	// Exempt sources are never limited. Default loopback (127.0.0.0/8,
+	// ::1/128): a resolver on the same machine, and no one off the machine
+	// can send from it. Set [] to limit loopback too.
+	Exempt []netip.Prefix `json:"exempt"`
 }
 
 // DNSZone is one entry of `dns.zones:`.

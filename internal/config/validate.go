@@ -255,6 +255,18 @@ func (c *checker) rateLimit(r DNSRateLimit) {
 	if r.IPv6PrefixLength != 0 && (r.IPv6PrefixLength < 16 || r.IPv6PrefixLength > 128) {
 		c.add(p+".ipv6_prefix_length", "%d is not from 16 to 128", r.IPv6PrefixLength)
 	}
+	if len(r.Exempt) > 64 {
+		c.add(p+".exempt", "has %d prefixes; at most 64", len(r.Exempt))
+	}
+	for i, pfx := range r.Exempt {
+		ip := indexPath(p+".exempt", i)
+		switch {
+		case !pfx.IsValid():
+			c.add(ip, "is missing; give a CIDR prefix like \"10.0.0.0/24\"")
+		case pfx.Masked() != pfx:
+			c.add(ip, "%q has host bits set; did you mean %q?", pfx.String(), pfx.Masked().String())
+		}
+	}
 }
 
 // maxZoneNS bounds a zone's name servers and each one's addresses.

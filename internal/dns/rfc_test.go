@@ -315,3 +315,36 @@ func TestOPTOnEveryReply(t *testing.T) {
 		t.Logf("%d messages, each with an OPT", msgs)
 	})
 }
+
+// TestUDPCapOnTheWire: a query asking for 65 535 bytes gets at most the
+// configured cap over UDP (and the whole answer over TCP).
+func TestUDPCapOnTheWire(t *testing.T) {
+	s := startServer(t, Options{Snapshots: fixedSnapshots{rfcSnapshot(t, 200)}, MaxUDPSize: 1000})
+	for _, name := range []string{"_svc._tcp.example.test.", "svc.example.test."} {
+		qt := dns.TypeSRV
+		if name == "svc.example.test." {
+			qt = dns.TypeA
+		}
+		c, err := net.Dial("udp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := ednsQuery(name, qt, 65535).Pack()
+		c.Write(b)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 65536)
+		n, err := c.Read(buf)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 1000 {
+			t.Fatalf("%s: a %d-byte UDP answer, over the 1000-byte cap", name, n)
+		}
+		r, _, err := (&dns.Client{Net: "tcp"}).Exchange(ednsQuery(name, qt, 65535), s.Addr().String())
+		if err != nil || r.Truncated || len(r.Answer) < 64 {
+			t.Fatalf("%s over TCP: %v, %d answers, TC %v; want the whole answer", name, err, len(r.Answer), r != nil && r.Truncated)
+		}
+		t.Logf("%s: %d bytes over UDP, %d records over TCP", name, n, len(r.Answer))
+	}
+}

@@ -31,6 +31,10 @@ type RRL struct {
 	Slip int
 	// IPv4PrefixLen and IPv6PrefixLen group sources; defaults 24 and 56.
 	IPv4PrefixLen, IPv6PrefixLen int
+	// Exempt sources are never limited (the server's config exempts
+	// loopback by default: a local resolver, and no one off the machine
+	// can send from it).
+	Exempt []netip.Prefix
 }
 
 // RRL defaults.
@@ -136,6 +140,11 @@ func answerKey(seed maphash.Seed, resp *dns.Msg) uint64 {
 // check counts one answer with key to from and says whether to send it.
 func (l *limiter) check(from netip.Addr, key uint64) verdict {
 	from = from.Unmap()
+	for _, p := range l.cfg.Exempt {
+		if p.Contains(from) {
+			return send
+		}
+	}
 	bits := l.cfg.IPv6PrefixLen
 	if from.Is4() {
 		bits = l.cfg.IPv4PrefixLen

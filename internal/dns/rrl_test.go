@@ -46,6 +46,12 @@ func TestLimiter(t *testing.T) {
 	if s, _, _ := count(other, 10); s != 10 {
 		t.Fatalf("another prefix: got %d of 10 answered, want all", s)
 	}
+	ex := newLimiter(RRL{ResponsesPerSecond: 1, Exempt: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}, func() int64 { return now })
+	for range 100 {
+		if ex.check(a, 7) != send {
+			t.Fatal("an exempt source was limited")
+		}
+	}
 	// The debt is capped at the window (2s x 10): after 2s it is paid.
 	now += int64(time.Second)
 	if s, _, _ := count(a, 1); s != 0 {

@@ -58,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "seamark_dns_queries_total", Help: "DNS queries by query type and response code.",
 		}, []string{"qtype", "rcode"})),
 		seconds: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "seamark_dns_answer_seconds", Help: "Time to answer a DNS query, from read to write.",
+			Name: "seamark_dns_answer_seconds", Help: "Time to answer a DNS query, from read to write (UDP on Linux: once per batch of queries read together).",
 			Buckets: prometheus.ExponentialBuckets(0.000001, 4, 10),
 		})),
 		truncated: register(reg, prometheus.NewCounter(prometheus.CounterOpts{

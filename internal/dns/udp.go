@@ -6,7 +6,6 @@ import (
 	"hash/maphash"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +28,9 @@ type packed struct {
 	truncated bool
 	// rrlKey is the answer's name for rate limiting.
 	rrlKey uint64
+	// pending hits not yet added to queries (the worker flushes them once
+	// per batch: one atomic add, not one per answer on a shared line).
+	pending uint32
 }
 
 // worker is the state of one UDP socket's goroutine; nothing in it is shared.
@@ -39,6 +41,8 @@ type worker struct {
 	cache map[string]*packed
 	key   []byte
 	out   []byte
+	// dirty are the cached answers with pending hits.
+	dirty []*packed
 }
 
 // maxCached bounds one worker's cache; a full cache is dropped and rebuilt
@@ -59,16 +63,19 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			}
 			return // closed, or handed over (StopReading)
 		}
-		if out := w.handle(buf[:n], from, s.o.Now()); out != nil {
+		t0 := s.o.Now()
+		if out := w.handle(buf[:n], from); out != nil {
 			c.WriteToUDPAddrPort(out, from)
+			s.m.seconds.Observe(s.o.Now().Sub(t0).Seconds())
 		}
+		w.flush()
 	}
 }
 
 // handle answers one packet. It returns the answer for the caller to send
 // (it is w.out's memory: send it before the next packet), or nil when there
-// is nothing to send or the full path sent it. t0 is when pkt was read.
-func (w *worker) handle(pkt []byte, from netip.AddrPort, t0 time.Time) []byte {
+// is nothing to send or the full path sent it.
+func (w *worker) handle(pkt []byte, from netip.AddrPort) []byte {
 	out, key, req := w.respond(pkt)
 	switch {
 	case out != nil:
@@ -85,7 +92,6 @@ func (w *worker) handle(pkt []byte, from netip.AddrPort, t0 time.Time) []byte {
 				w.s.m.rrlSlipped.Inc()
 			}
 		}
-		w.s.m.seconds.Observe(w.s.o.Now().Sub(t0).Seconds())
 		return out
 	case req != nil:
 		var rw dns.ResponseWriter = &udpWriter{conn: w.conn, to: from}
@@ -131,7 +137,10 @@ func (w *worker) respond(pkt []byte) ([]byte, uint64, *dns.Msg) {
 			p.next = (p.next + 1) % len(p.variants)
 			out := append(w.out[:0], v...)
 			patch(out, pkt)
-			p.queries.Inc()
+			if p.pending == 0 {
+				w.dirty = append(w.dirty, p)
+			}
+			p.pending++
 			if p.truncated {
 				w.s.m.truncated.Inc()
 			}
@@ -175,6 +184,16 @@ func (w *worker) respond(pkt []byte) ([]byte, uint64, *dns.Msg) {
 	}
 	w.cache[string(key)] = p
 	return first, rk, nil
+}
+
+// flush adds the pending hits of cached answers to their counters.
+func (w *worker) flush() {
+	for _, p := range w.dirty {
+		p.queries.Add(float64(p.pending))
+		p.pending = 0
+	}
+	clear(w.dirty)
+	w.dirty = w.dirty[:0]
 }
 
 // seed is the rate limiter's hash seed (any when it is off).

@@ -77,7 +77,7 @@ func (s *Server) serveUDPBatch(w *worker) bool {
 				continue
 			}
 			pkt := bufs[i*batchBuf : i*batchBuf+int(rh[i].Len)]
-			out := w.handle(pkt, from, t0)
+			out := w.handle(pkt, from)
 			if out == nil {
 				continue
 			}
@@ -110,6 +110,12 @@ func (s *Server) serveUDPBatch(w *worker) bool {
 				continue
 			}
 			sent += m
+		}
+		w.flush()
+		if ns > 0 {
+			// One observation per batch: the time from its read to its
+			// answers sent, which every answer in it waited.
+			s.m.seconds.Observe(s.o.Now().Sub(t0).Seconds())
 		}
 		// Our answers point into names: those slots are reused only on the
 		// next read, after every answer has gone.

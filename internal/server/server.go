@@ -329,7 +329,7 @@ func (s *Server) startDNS(ctx context.Context, addr string) error {
 		MaxTCPConnections: dc.MaxTCPConnections, TCPIdleTimeout: time.Duration(dc.TCPIdleTimeout),
 		RRL: dnsserver.RRL{
 			Disabled: rl.Disabled, ResponsesPerSecond: rl.ResponsesPerSecond, Window: time.Duration(rl.Window),
-			Slip: rl.Slip, IPv4PrefixLen: rl.IPv4PrefixLength, IPv6PrefixLen: rl.IPv6PrefixLength,
+			Slip: rl.Slip, IPv4PrefixLen: rl.IPv4PrefixLength, IPv6PrefixLen: rl.IPv6PrefixLength, Exempt: rl.Exempt,
 		},
 	})
 	if err := d.Listen(); err != nil {
