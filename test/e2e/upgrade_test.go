@@ -326,6 +326,12 @@ groups:
 		time.Sleep(time.Second)
 	}
 
+	// The API answers on the address it had (the socket was handed over),
+	// from the newest process, on the store the first one started.
+	if st, err := s.client.Status(ctxTimeout(t, 5*time.Second)); err != nil || st.Store.Kind != "embedded" {
+		t.Fatalf("API after the upgrades: %+v, %v", st.Store, err)
+	}
+
 	// A new binary that fails: the old process serves on.
 	if err := os.Remove(next); err != nil {
 		t.Fatal(err)
