@@ -187,6 +187,7 @@ in one binary.`,
 	pf.StringVarP(&cf.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(
 		newServerCmd(),
+		newUpgradeCmd(),
 		newValidateCmd(),
 		newVersionCmd(),
 		newStatusCmd(cf),

@@ -25,6 +25,9 @@ func newServerCmd() *cobra.Command {
 		configPath          string
 		logLevel, logFormat string
 		flagSrv             config.Server
+		pidFile             string
+		upgradeTimeout      time.Duration
+		drainMax            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -61,6 +64,11 @@ and the running state stays. Flags override the file's server: section.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// SIGUSR2 upgrades in place (upgrade.go); caught from the start,
+			// as its default action would end the process.
+			usr2 := make(chan os.Signal, 1)
+			signal.Notify(usr2, syscall.SIGUSR2)
+			defer signal.Stop(usr2)
 			startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 			// The embedded etcd runs as a child of this binary, so its
 			// fatal exits cannot take the serving roles down.
@@ -68,10 +76,28 @@ and the running state stays. Flags override the file's server: section.`,
 			if exe, err := os.Executable(); err == nil {
 				etcdCmd = []string{exe, "__etcd", "--log-format", logFormat}
 			}
-			srv, err := server.Start(startCtx, server.Options{Config: f, ConfigPath: configPath, Logger: log, Version: Version, EtcdCommand: etcdCmd})
+			// Upgrade in place: a predecessor handed its sockets (and its
+			// etcd child) over; see upgrade.go.
+			ho, succ, err := upgradeFromEnv(f, log)
+			if err != nil {
+				cancel()
+				return err
+			}
+			srv, err := server.Start(startCtx, server.Options{
+				Config: f, ConfigPath: configPath, Logger: log, Version: Version, EtcdCommand: etcdCmd,
+				Handover: ho, AdoptEtcd: succ.etcd, Successor: succ.upgraded,
+			})
 			cancel()
 			if err != nil {
+				if succ.upgraded {
+					return fmt.Errorf("upgrade: the new process could not start (the old one serves on): %w", err)
+				}
 				return err
+			}
+			if succ.upgraded {
+				if err := succ.takeOver(ctx, srv, ho, log); err != nil {
+					return err
+				}
 			}
 			log.Info("seamark server running", "version", Version, "http", srv.HTTPAddr().String(), "dns", srv.DNSAddr().String(), "store", srv.Store().Kind())
 			// The supervisor (systemd Type=notify) hears READY, RELOADING and
@@ -82,7 +108,20 @@ and the running state stays. Flags override the file's server: section.`,
 					log.Warn("sd_notify", "err", err)
 				}
 			}
-			logNotify(notify.Ready("serving: http " + srv.HTTPAddr().String() + ", dns " + srv.DNSAddr().String()))
+			status := "serving: http " + srv.HTTPAddr().String() + ", dns " + srv.DNSAddr().String()
+			if succ.upgraded {
+				// systemd (NotifyAccess=all) follows the new main process.
+				logNotify(notify.Send(fmt.Sprintf("MAINPID=%d", os.Getpid()), "READY=1", "STATUS=upgraded; "+status))
+			} else {
+				logNotify(notify.Ready(status))
+			}
+			if pidFile != "" {
+				if err := writePidFile(pidFile); err != nil {
+					log.Warn("pid file not written", "file", pidFile, "err", err)
+				} else {
+					defer removePidFile(pidFile)
+				}
+			}
 			wdCtx, wdStop := context.WithCancel(ctx)
 			wdDone := make(chan struct{})
 			go func() {
@@ -95,6 +134,14 @@ and the running state stays. Flags override the file's server: section.`,
 			defer signal.Stop(hup)
 			for {
 				select {
+				case <-usr2:
+					// One upgrade at a time: this loop runs it to the end.
+					if upgraded := upgradeTo(ctx, srv, ho, log, upgradeTimeout, drainMax); upgraded {
+						log.Info("upgrade: handed over to the new process; exiting")
+						wdStop()
+						<-wdDone
+						return srv.Close()
+					}
 				case <-hup:
 					logNotify(notify.Reloading())
 					rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -139,6 +186,9 @@ and the running state stays. Flags override the file's server: section.`,
 	fl.BoolVar(&flagSrv.InsecureExpose, "insecure-expose", false, "start even when the API or the embedded store listens on a non-loopback address without TLS and a token")
 	flagBalancer := fl.Bool("balancer", true, "run the listeners (TCP load balancer) on this server")
 	flagSrv.Balancer = flagBalancer
+	fl.StringVar(&pidFile, "pid-file", "", "write the server's process ID here, for seamark upgrade; the new process rewrites it after an upgrade")
+	fl.DurationVar(&upgradeTimeout, "upgrade-timeout", 60*time.Second, "on SIGUSR2, how long the new binary may take to serve before the old process gives up on it and serves on")
+	fl.DurationVar(&drainMax, "upgrade-drain-max", 15*time.Minute, "after an upgrade, the longest the old process drains its balancer connections (each listener's drain_timeout applies first)")
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd

@@ -31,4 +31,9 @@
 // name, the client, a summary of the changes, the RCODE). Keys rotate with
 // Keyring.Swap and secondaries and allow_transfer with Primary.SetTransfer,
 // each swapped whole, without a restart.
+//
+// Upgrade in place: with Options.Handover the TCP listener and the UDP
+// sockets are the ones a predecessor process handed over (internal/upgrade);
+// StopReading lets the successor have them while this process answers what
+// it already read.
 package dns

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seamark/seamark/internal/registry"
+	"github.com/seamark/seamark/internal/upgrade"
 )
 
 // Snapshots is what the DNS server answers from.
@@ -100,6 +101,10 @@ type Options struct {
 	Logger    *slog.Logger
 	// Sockets is the number of UDP sockets (SO_REUSEPORT); default GOMAXPROCS.
 	Sockets int
+	// Handover, when set, hands the TCP listener and UDP sockets over from
+	// a predecessor (upgrade in place: as many UDP sockets as it had) and
+	// on to a successor; nil binds.
+	Handover *upgrade.Sockets
 	// Handler, when set, answers what the name table does not: UPDATE,
 	// NOTIFY and zone transfers. It gets the table's snapshot revision.
 	Handler ExtraHandler
@@ -161,6 +166,8 @@ type Server struct {
 	extra   chan extraJob
 	tcpOpen atomic.Int64
 	tcpLive sync.Map // *countedConn -> struct{}: the open TCP connections
+	// handedOff: a successor reads the shared sockets now (StopReading).
+	handedOff atomic.Bool
 }
 
 // extraJob is a message for the extra workers.
@@ -233,7 +240,8 @@ func (s *Server) listenOnce() error {
 	// With port 0 the TCP socket picks the port: UDP ports that a busy
 	// machine hands out are far more often free for TCP than the other way
 	// round (outgoing TCP connections take ports from the same range).
-	ln, err := net.Listen("tcp", s.o.Addr)
+	ho := s.o.Handover
+	ln, err := ho.Listen("dns/tcp/"+s.o.Addr, func() (net.Listener, error) { return net.Listen("tcp", s.o.Addr) })
 	if err != nil {
 		return err
 	}
@@ -246,8 +254,15 @@ func (s *Server) listenOnce() error {
 		}
 		ln.Close()
 	}
-	for len(conns) < max(s.o.Sockets, 1) {
-		c, err := lc.ListenPacket(context.Background(), "udp", ap.String())
+	want := max(s.o.Sockets, 1)
+	// Keys name the configured address: a changed one binds anew.
+	if n := ho.Inherited("dns/udp/" + s.o.Addr + "/"); n > 0 {
+		want = n
+	}
+	for len(conns) < want {
+		c, err := ho.ListenPacket(fmt.Sprintf("dns/udp/%s/%d", s.o.Addr, len(conns)), func() (net.PacketConn, error) {
+			return lc.ListenPacket(context.Background(), "udp", ap.String())
+		})
 		if err != nil {
 			closeAll()
 			return err
@@ -260,6 +275,21 @@ func (s *Server) listenOnce() error {
 	}
 	s.udp, s.tcp, s.addr = conns, ln, ap
 	return nil
+}
+
+// StopReading hands the sockets to a successor process that holds them too
+// (upgrade in place): the UDP read loops stop (this process's reads end at
+// once; the kernel's sockets, and the queries queued in them, are the
+// successor's), answers to what was read still go out, and the TCP listener
+// closes here. Serve's context ends the rest.
+func (s *Server) StopReading() {
+	s.handedOff.Store(true)
+	for _, c := range s.udp {
+		_ = c.SetReadDeadline(time.Now())
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
 }
 
 // Addr is the bound address (UDP and TCP).

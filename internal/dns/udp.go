@@ -61,10 +61,10 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() && !s.handedOff.Load() {
 				continue
 			}
-			return // closed
+			return // closed, or handed over (StopReading)
 		}
 		t0 := s.o.Now()
 		if out := w.handle(buf[:n], from); out != nil {

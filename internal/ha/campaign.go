@@ -67,7 +67,11 @@ func (c *campaign) run(ctx context.Context) {
 		if c.tracks != nil {
 			c.tracks.stop()
 		}
-		c.stepDown()
+		if c.m.frozen.Load() {
+			c.handOver()
+		} else {
+			c.stepDown()
+		}
 		c.writes.Wait()
 		c.closes.Wait()
 	}()
@@ -106,6 +110,9 @@ const minLeaseMargin = 20 * time.Millisecond
 
 // step brings the campaign in line with snap: lease, candidacy, role, hooks.
 func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.Time) {
+	if c.m.frozen.Load() {
+		return // a successor campaigns as this member (Freeze)
+	}
 	g, ok := snap.Group(c.group)
 	if !ok {
 		return
@@ -370,6 +377,40 @@ func (c *campaign) fire(g *api.Group, me api.Member, role, reason string) api.Ev
 		c.m.o.Hooks.FireFor(g.Source, hook, e)
 	}
 	return e
+}
+
+// handOver ends a frozen campaign: it keeps the lease (and with it the role
+// record) until the snapshot shows the successor's own candidacy and, if
+// this campaign held the role, the successor's claim on it; then revokes it.
+func (c *campaign) handOver() {
+	if c.lease == nil {
+		return
+	}
+	wait := 2 * c.lease.TTL()
+	deadline := time.Now().Add(wait)
+	snap := c.m.o.Snapshots.Current()
+	for time.Now().Before(deadline) {
+		took := false
+		for _, cd := range snap.Candidates(c.group) {
+			if cd.Member == c.m.o.Name && !cd.Since.Equal(c.since) {
+				took = true
+			}
+		}
+		if r := snap.Role(c.group); took && (c.fencing == 0 || r == nil || r.Fencing != c.fencing) {
+			c.log.Info("handed over to the new process", "fencing", c.fencing)
+			break
+		}
+		select {
+		case <-c.m.o.Snapshots.Next(snap):
+			snap = c.m.o.Snapshots.Current()
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	if time.Now().After(deadline) {
+		c.log.Warn("the new process did not take the member over in time; letting go", "waited", wait)
+	}
+	c.lease.Close()
+	c.lease = nil
 }
 
 // stepDown ends the campaign gracefully: the role first (a standby takes it

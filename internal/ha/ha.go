@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/seamark/seamark/api"
@@ -81,6 +82,21 @@ type Member struct {
 
 	mu        sync.Mutex
 	campaigns map[string]*campaign
+	// frozen: a successor process (upgrade in place) campaigns as this
+	// member now; see Freeze.
+	frozen atomic.Bool
+}
+
+// Freeze hands the member over to a successor process that campaigns as the
+// same member (upgrade in place): from now on the campaigns write nothing
+// and fire no hook, and when Run ends they do not step down. The successor
+// takes the role record over by compare-and-swap (decide: a role record of
+// our own member name is claimed), so the group's name never moves; each
+// campaign keeps its lease alive until the snapshot shows the successor's
+// candidacy and role (at most twice the lease TTL), then revokes it.
+func (m *Member) Freeze() {
+	m.frozen.Store(true)
+	m.log.Info("handing the member over to the new process")
 }
 
 // New returns a Member; Run starts it.

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -335,5 +336,82 @@ func TestStopLeaksNothing(t *testing.T) {
 				s.Role("lb"), candidates(s, "lb"), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Upgrade in place: the running member is frozen and a second Member of the
+// same name (the new process) takes the role record over by compare and
+// swap; the group's answer never changes, the standby never takes it, the
+// frozen member fires no hook, and once it stops its lease is revoked
+// without touching the successor's candidacy or role.
+func TestFreezeHandsTheRoleToTheSameMember(t *testing.T) {
+	e := newEnv(t)
+	e.group(api.Group{Name: "lb", Members: members(151, 150), LeaseTTL: api.Duration(time.Second),
+		Hooks: api.Hooks{OnActive: "on-active", OnStandby: "on-standby", OnFault: "on-fault"}})
+	oldHooks, newHooks, lb2Hooks := &hookLog{}, &hookLog{}, &hookLog{}
+	ctx, cancel := context.WithCancel(e.ctx)
+	old := New(Options{Name: "lb1", Server: "srv-old", Store: e.st, Snapshots: e.w, Probe: tcpProbe, Hooks: oldHooks,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	done := make(chan struct{})
+	go func() { defer close(done); old.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	e.waitActive("lb", addr1, 5*time.Second)
+	e.start("lb2", lb2Hooks)
+	time.Sleep(200 * time.Millisecond)
+	before := e.w.Current().Role("lb")
+
+	// Watch the answer throughout.
+	moved := make(chan string, 1)
+	stopWatch := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			s := e.w.Current()
+			g, _ := s.Group("lb")
+			if a := s.GroupAnswer(g); len(a) != 1 || a[0] != addr1 {
+				select {
+				case moved <- fmt.Sprint(a):
+				default:
+				}
+			}
+		}
+	}()
+	old.Freeze()
+	e.start("lb1", newHooks) // the successor
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if r := e.w.Current().Role("lb"); r != nil && r.Member == "lb1" && r.Fencing != before.Fencing {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the successor did not take the role over: %+v", e.w.Current().Role("lb"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	done = make(chan struct{})
+	close(done)
+	// The old lease is revoked; the successor's role and candidacy stay.
+	time.Sleep(1500 * time.Millisecond)
+	close(stopWatch)
+	select {
+	case a := <-moved:
+		t.Errorf("the group's answer moved to %s during the hand-over", a)
+	default:
+	}
+	s := e.w.Current()
+	if r := s.Role("lb"); r == nil || r.Member != "lb1" {
+		t.Errorf("after the old member stopped: role %+v", r)
+	}
+	if n := len(oldHooks.events); n != 1 {
+		t.Errorf("the frozen member fired hooks: %+v", oldHooks.events)
+	}
+	if lb2Hooks.count("lb2", api.RoleActive) != 0 || newHooks.count("lb1", api.RoleActive) != 1 {
+		t.Errorf("hooks: lb2 %+v, successor %+v", lb2Hooks.events, newHooks.events)
 	}
 }

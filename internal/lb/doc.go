@@ -34,4 +34,10 @@
 // global cap (Options.MaxConns) beside each listener's max_conns. At a cap a
 // port stops accepting (clients wait in the kernel's backlog); it takes
 // nothing while it waits, so an idle port never holds a slot.
+//
+// Upgrade in place: with Options.Handover a port takes the listening socket
+// its predecessor process handed over (internal/upgrade) instead of binding,
+// and passes its own on; Handoff stops every port accepting (the successor
+// holds the kernel's sockets and their backlogs), binds nothing any more and
+// drains the open connections up to each listener's drain_timeout.
 package lb

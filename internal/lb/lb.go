@@ -19,6 +19,7 @@ import (
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/netlimit"
 	"github.com/seamark/seamark/internal/registry"
+	"github.com/seamark/seamark/internal/upgrade"
 )
 
 // Snapshots is where the balancer reads the registry (a *registry.Watcher).
@@ -48,6 +49,9 @@ type Options struct {
 	// Budget is the process's descriptor budget; each proxied connection
 	// takes two (client and backend). Nil: no budget.
 	Budget *netlimit.Budget
+	// Handover, when set, hands each port's listening socket over from a
+	// predecessor (upgrade in place) and on to a successor; nil binds.
+	Handover *upgrade.Sockets
 }
 
 // reapEvery is how often the reaper samples connections (idle timeouts,
@@ -80,6 +84,8 @@ type Server struct {
 	// conns is every listener's connections together: the global cap and
 	// the descriptor budget.
 	conns *netlimit.Surface
+	// handedOff: a successor serves the ports; bind nothing any more.
+	handedOff bool
 }
 
 // service is the balancer's state for one service, stable across snapshots.
@@ -188,6 +194,9 @@ func (s *Server) apply(snap *registry.Snapshot, now time.Time) {
 		}
 	}
 	var opened, failed int
+	if s.handedOff {
+		want = nil // a successor serves every port
+	}
 	for k, l := range want {
 		if p, ok := s.ports[k]; ok {
 			p.spec.Store(l)
@@ -293,8 +302,13 @@ func strHash(s string) uint64 {
 // listenLocked binds p and starts its accept loop; a failure leaves p in the
 // failed state, retried by the reaper.
 func (s *Server) listenLocked(p *port) error {
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(context.Background(), "tcp", p.key.addr.String())
+	if s.handedOff {
+		return nil
+	}
+	ln, err := s.o.Handover.Listen("lb/"+p.key.addr.String(), func() (net.Listener, error) {
+		lc := net.ListenConfig{KeepAlive: -1}
+		return lc.Listen(context.Background(), "tcp", p.key.addr.String())
+	})
 	if err != nil {
 		err = listenError(p, err)
 		if p.err == nil || p.err.Error() != err.Error() {
@@ -332,6 +346,39 @@ func (s *Server) drainLocked(p *port, now time.Time) {
 	p.drainUntil = now.Add(p.spec.Load().DrainTimeout.D())
 	if p.stats.active.Load() > 0 {
 		s.draining[p] = struct{}{}
+	}
+}
+
+// Handoff stops every port accepting (a successor holds the sockets now:
+// closing this process's descriptors leaves the kernel's sockets and their
+// backlogs to it) and lets the open connections run until they end or
+// their listener's drain_timeout passes. It returns when none is left or
+// ctx ends; Run goes on reaping meanwhile.
+func (s *Server) Handoff(ctx context.Context) error {
+	s.mu.Lock()
+	s.handedOff = true
+	now := time.Now()
+	for _, p := range s.ports {
+		s.drainLocked(p, now)
+	}
+	s.mu.Unlock()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n := 0
+		for p := range s.draining {
+			n += int(p.stats.active.Load())
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d connections still open: %w", n, ctx.Err())
+		case <-t.C:
+		}
 	}
 }
 

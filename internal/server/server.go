@@ -21,6 +21,13 @@
 // the store's event log. Reload swaps the credentials of the running roles
 // (httpapi.Handler.SetAuth, route53.Handler.SetCredentials, dns.Keyring.Swap,
 // dns.Primary.SetTransfer) and the HTTPS certificate (certs).
+//
+// Upgrade in place (upgrade.go): the listening sockets of the balancer, DNS
+// and the HTTP API come from and go to internal/upgrade's Sockets
+// (Options.Handover); a successor adopts the embedded etcd child
+// (Options.AdoptEtcd) and campaigns for its groups only once its predecessor
+// froze its own (StartMember, FreezeMember), so the role record passes from
+// one process to the other without a release.
 package server
 
 import (
@@ -56,6 +63,7 @@ import (
 	"github.com/seamark/seamark/internal/route53"
 	"github.com/seamark/seamark/internal/store"
 	"github.com/seamark/seamark/internal/ui"
+	"github.com/seamark/seamark/internal/upgrade"
 )
 
 // Options configure a Server.
@@ -69,6 +77,16 @@ type Options struct {
 	// EtcdCommand, when set, runs the embedded etcd as a supervised child
 	// process (store.Options.EtcdCommand); `seamark server` sets it.
 	EtcdCommand []string
+	// Handover, when set, hands the listening sockets (balancer ports, DNS,
+	// HTTP API) over from a predecessor and on to a successor (upgrade in
+	// place, see upgrade.go); nil binds them.
+	Handover *upgrade.Sockets
+	// AdoptEtcd supervises the predecessor's embedded etcd child instead of
+	// starting one.
+	AdoptEtcd *store.Handover
+	// Successor: this process upgrades a running one; its group campaigns
+	// start only on StartMember, once the predecessor froze its own.
+	Successor bool
 }
 
 // Server is a running `seamark server`.
@@ -109,6 +127,11 @@ type Server struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// runCtx is the roles' context; stopDNS ends the DNS server alone
+	// (upgrade hand-off).
+	runCtx  context.Context
+	stopDNS context.CancelFunc
+	started time.Time
 }
 
 // Start opens the store, applies the config, and starts every role. On error
@@ -123,7 +146,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := checkExposure(o.Config); err != nil {
 		return nil, err
 	}
-	s = &Server{o: o, log: o.Logger.With("component", "server"), cfg: o.Config}
+	s = &Server{o: o, log: o.Logger.With("component", "server"), cfg: o.Config, started: time.Now()}
 	// Every error return sets s to nil: close what was started through a copy.
 	started := s
 	defer func() {
@@ -144,7 +167,6 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		}
 	}
 	s.st, err = store.Open(ctx, store.Options{
-		TLS: so.TLS, Username: so.Username, Password: so.Password,
 		Endpoints:   sc.EtcdEndpoints,
 		DataDir:     sc.DataDir,
 		ClientAddr:  sc.EtcdClientAddr,
@@ -152,6 +174,8 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		Prefix:      sc.StorePrefix,
 		Logger:      o.Logger,
 		EtcdCommand: o.EtcdCommand,
+		Adopt:       o.AdoptEtcd,
+		TLS:         so.TLS, Username: so.Username, Password: so.Password,
 	})
 	if err != nil {
 		return nil, err
@@ -160,7 +184,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
+	s.cancel, s.runCtx = cancel, runCtx
 	s.watcher = registry.NewWatcher(s.st, o.Logger)
 	if err := s.watcher.Register(s.reg); err != nil {
 		return nil, fmt.Errorf("start server: %w", err)
@@ -193,7 +217,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.api.Run(runCtx) }() // the store prober /v1/status answers from
-	if sc.Member != "" {
+	if sc.Member != "" && !o.Successor {
 		s.startMember(runCtx, sc.Member)
 	}
 	s.startObserver(runCtx)
@@ -270,7 +294,7 @@ func (s *Server) startChecker(ctx context.Context, name string) {
 // startBalancer runs the TCP load balancer; its failed connects feed the
 // health checker's passive input.
 func (s *Server) startBalancer(ctx context.Context) {
-	s.lb = lb.New(lb.Options{Snapshots: s.watcher, Failures: s.checker, Logger: s.o.Logger, Registerer: s.reg, Budget: s.budget})
+	s.lb = lb.New(lb.Options{Snapshots: s.watcher, Failures: s.checker, Logger: s.o.Logger, Registerer: s.reg, Budget: s.budget, Handover: s.o.Handover})
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.lb.Run(ctx) }()
 }
@@ -339,7 +363,7 @@ func (s *Server) startDNS(ctx context.Context, addr string) error {
 	rl := dc.RateLimit
 	d := dnsserver.New(dnsserver.Options{
 		Addr: addr, Snapshots: s.watcher, Logger: s.o.Logger, Handler: primary, TSIG: ring,
-		Registerer: s.reg, MaxUDPSize: dc.MaxUDPSize, Zones: zones,
+		Registerer: s.reg, MaxUDPSize: dc.MaxUDPSize, Zones: zones, Handover: s.o.Handover,
 		MaxTCPConnections: dc.MaxTCPConnections, TCPIdleTimeout: time.Duration(dc.TCPIdleTimeout),
 		RRL: dnsserver.RRL{
 			Disabled: rl.Disabled, ResponsesPerSecond: rl.ResponsesPerSecond, Window: time.Duration(rl.Window),
@@ -350,8 +374,10 @@ func (s *Server) startDNS(ctx context.Context, addr string) error {
 		return fmt.Errorf("start server: %w (change server.dns_addr or --dns-addr)", err)
 	}
 	s.dns = d
+	dctx, stopDNS := context.WithCancel(ctx)
+	s.stopDNS = stopDNS
 	s.wg.Add(2)
-	go func() { defer s.wg.Done(); d.Serve(ctx) }()
+	go func() { defer s.wg.Done(); d.Serve(dctx) }()
 	go func() { defer s.wg.Done(); primary.Run(ctx) }()
 	return nil
 }
@@ -397,7 +423,7 @@ func (s *Server) DNSAddr() netip.AddrPort { return s.dns.Addr() }
 func (s *Server) Name() string { return s.name }
 
 func (s *Server) startHTTP(f *config.File) error {
-	ln, err := net.Listen("tcp", f.Server.HTTPAddr)
+	ln, err := s.o.Handover.Listen("api/"+f.Server.HTTPAddr, func() (net.Listener, error) { return net.Listen("tcp", f.Server.HTTPAddr) })
 	if err != nil {
 		return fmt.Errorf("start server: listen for the HTTP API on %s: %w (change server.http_addr or --http-addr)", f.Server.HTTPAddr, err)
 	}

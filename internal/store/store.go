@@ -69,7 +69,10 @@ type Options struct {
 	// RunChild (cmd/seamark passes itself and "__etcd"). Empty runs etcd in
 	// this process with its fatal logs contained (tests).
 	EtcdCommand []string
-	Logger      *slog.Logger
+	// Adopt, with EtcdCommand, supervises a predecessor's running etcd
+	// child instead of starting one (upgrade in place; see Handover).
+	Adopt  *Handover
+	Logger *slog.Logger
 }
 
 // Store is an open etcd, embedded or external.
@@ -128,7 +131,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, errors.New("open store: TLS and user credentials are for an external etcd; the embedded store makes its own credential in the data directory")
 	}
 	if len(o.Endpoints) == 0 && len(o.EtcdCommand) > 0 {
-		sv, ep, err := startSupervised(ctx, o, s.log)
+		var sv *supervisor
+		var ep string
+		var err error
+		if o.Adopt != nil {
+			sv, ep, err = adoptSupervised(o, s.log)
+		} else {
+			sv, ep, err = startSupervised(ctx, o, s.log)
+		}
 		if err != nil {
 			return nil, err
 		}

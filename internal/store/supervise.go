@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -64,7 +65,9 @@ type supervisor struct {
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
-	stdin    *os.File // closing it stops the child
+	adopted  *adoptedChild // a predecessor's child (upgrade in place), while cmd is nil
+	released bool          // handed over to a successor process: Close leaves it
+	stdin    *os.File      // closing it stops the child
 	started  time.Time
 	down     string // why no child runs; "" while one does
 	stopping bool
@@ -151,7 +154,7 @@ func (sv *supervisor) spawn(ctx context.Context) (string, error) {
 	case l, ok := <-line:
 		if ep, isReady := strings.CutPrefix(l, "ready "); ok && isReady {
 			sv.mu.Lock()
-			sv.cmd, sv.stdin, sv.started, sv.down = cmd, inW, time.Now(), ""
+			sv.cmd, sv.adopted, sv.stdin, sv.started, sv.down = cmd, nil, inW, time.Now(), ""
 			sv.mu.Unlock()
 			return ep, nil
 		}
@@ -175,9 +178,20 @@ func (sv *supervisor) run() {
 	backoff := restartFirst
 	for {
 		sv.mu.Lock()
-		cmd, started := sv.cmd, sv.started
+		cmd, adopted, started := sv.cmd, sv.adopted, sv.started
 		sv.mu.Unlock()
-		werr := cmd.Wait()
+		var werr error
+		if cmd != nil {
+			werr = cmd.Wait()
+		} else {
+			werr = adopted.wait()
+		}
+		sv.mu.Lock()
+		released := sv.released
+		sv.mu.Unlock()
+		if released {
+			return // the successor supervises it now
+		}
 		sv.mu.Lock()
 		stopping := sv.stopping
 		sv.stdin.Close()
@@ -273,6 +287,9 @@ func (sv *supervisor) Down() string {
 func (sv *supervisor) pid() int {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
+	if sv.cmd == nil {
+		return sv.adopted.pid
+	}
 	return sv.cmd.Process.Pid
 }
 
@@ -280,6 +297,10 @@ func (sv *supervisor) pid() int {
 // that does not stop in time is killed.
 func (sv *supervisor) Close() {
 	sv.mu.Lock()
+	if sv.released {
+		sv.mu.Unlock()
+		return // a successor process supervises the child
+	}
 	if sv.stopping {
 		sv.mu.Unlock()
 		<-sv.done
@@ -293,7 +314,7 @@ func (sv *supervisor) Close() {
 	case <-sv.done:
 	case <-time.After(childStopTimeout):
 		sv.mu.Lock()
-		_ = sv.cmd.Process.Kill()
+		sv.killLocked()
 		sv.mu.Unlock()
 		<-sv.done
 	}
@@ -319,7 +340,7 @@ func RunChild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(h).With("component", "store", "process", "etcd")
 	// The server stops the child; a terminal's signals are the server's.
-	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE, syscall.SIGUSR2)
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	var closing atomic.Bool
@@ -333,6 +354,18 @@ func RunChild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, "ready "+ep)
 	eof := make(chan struct{})
 	go func() {
+		// "detach" and "attach" (upgrade in place): outlive the server
+		// for its successor to adopt, or not. Anything else is ignored.
+		sc := bufio.NewScanner(io.LimitReader(stdin, 1<<20))
+		for sc.Scan() {
+			switch sc.Text() {
+			case "detach":
+				setDeathSignal(0)
+				log.Info("detached: the server's successor adopts this etcd")
+			case "attach":
+				setDeathSignal(syscall.SIGKILL)
+			}
+		}
 		_, _ = io.Copy(io.Discard, stdin)
 		close(eof)
 	}()
@@ -350,4 +383,125 @@ func RunChild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	closing.Store(true)
 	e.Close()
 	return code
+}
+
+// killLocked kills the running child (sv.mu held).
+func (sv *supervisor) killLocked() {
+	if sv.cmd != nil {
+		_ = sv.cmd.Process.Kill()
+	} else if sv.adopted != nil {
+		_ = syscall.Kill(sv.adopted.pid, syscall.SIGKILL)
+	}
+}
+
+// Upgrade in place: the running etcd child is handed to the successor
+// process, not stopped and started again (its data directory is locked, and
+// the store would be down meanwhile). The old server tells the child to
+// "detach" (it clears its parent-death signal) and passes its stdin pipe
+// and pid on; the successor adopts it: it watches the pid (a pidfd) and
+// stops it by closing that pipe, as its own; once it dies the successor
+// starts children of its own as usual. A failed upgrade "attach"es again.
+
+// Handover is what a successor needs to adopt the embedded etcd child.
+type Handover struct {
+	Pid      int
+	Endpoint string
+	Stdin    *os.File
+}
+
+// adoptedChild is a predecessor's etcd child: not ours to wait for, so it is
+// watched through a pidfd.
+type adoptedChild struct {
+	pid   int
+	pidfd int
+}
+
+func (a *adoptedChild) wait() error { return waitPidfd(a.pidfd) }
+
+// HandOver detaches the embedded etcd child for a successor process: from
+// now on Close leaves it running. It is an error when the store is not a
+// supervised child.
+func (s *Store) HandOver() (*Handover, error) {
+	sv := s.sup
+	if sv == nil {
+		return nil, errors.New("the store is not an embedded etcd child")
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.down != "" || sv.stopping {
+		return nil, fmt.Errorf("the embedded etcd is not serving: %s", sv.down)
+	}
+	if _, err := sv.stdin.WriteString("detach\n"); err != nil {
+		return nil, fmt.Errorf("detach the embedded etcd: %w", err)
+	}
+	sv.released = true
+	pid := 0
+	if sv.cmd != nil {
+		pid = sv.cmd.Process.Pid
+	} else {
+		pid = sv.adopted.pid
+	}
+	return &Handover{Pid: pid, Endpoint: s.eps[0], Stdin: sv.stdin}, nil
+}
+
+// TakeBack undoes HandOver after a failed upgrade.
+func (s *Store) TakeBack() {
+	sv := s.sup
+	if sv == nil {
+		return
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.released {
+		sv.released = false
+		_, _ = sv.stdin.WriteString("attach\n")
+	}
+}
+
+// Own makes an adopted etcd child this store's to stop and restart: the
+// successor calls it once its predecessor handed over (before, Close leaves
+// the child to the predecessor).
+func (s *Store) Own() {
+	sv := s.sup
+	if sv == nil {
+		return
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.adopted != nil && sv.cmd == nil {
+		sv.released = false
+	}
+}
+
+// adoptSupervised supervises a predecessor's running child.
+func adoptSupervised(o Options, log *slog.Logger) (*supervisor, string, error) {
+	h := o.Adopt
+	pidfd, err := pidfdOpen(h.Pid)
+	if err != nil {
+		return nil, "", fmt.Errorf("open store: adopt the embedded etcd (pid %d): %w", h.Pid, err)
+	}
+	clientURL, err := loopbackURL(o.ClientAddr, "127.0.0.1:9479", true)
+	if err != nil {
+		closeFd(pidfd)
+		return nil, "", fmt.Errorf("open store: etcd client address: %w", err)
+	}
+	peerURL, err := loopbackURL(o.PeerAddr, "127.0.0.1:9480", true)
+	if err != nil {
+		closeFd(pidfd)
+		return nil, "", fmt.Errorf("open store: etcd peer address: %w", err)
+	}
+	// Restarts serve the same URLs the adopted child does.
+	if u, err := url.Parse(h.Endpoint); err == nil && u.Host != "" {
+		clientURL.Host = u.Host
+	}
+	argv := append(append([]string(nil), o.EtcdCommand...),
+		"--data-dir", o.DataDir, "--client-addr", clientURL.Host, "--peer-addr", peerURL.Host)
+	sv := &supervisor{argv: argv, log: log, stop: make(chan struct{}), done: make(chan struct{}),
+		adopted: &adoptedChild{pid: h.Pid, pidfd: pidfd}, stdin: h.Stdin, started: time.Now(),
+		// The predecessor still supervises it until Own: a successor
+		// that fails before then leaves it alone.
+		released: true}
+	go sv.run()
+	log.Info("adopted the embedded etcd of the previous process", "pid", h.Pid, "endpoint", h.Endpoint)
+	return sv, h.Endpoint, nil
 }

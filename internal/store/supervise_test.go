@@ -134,3 +134,81 @@ func TestUnavailableClassifies(t *testing.T) {
 		})
 	}
 }
+
+// Upgrade in place: the etcd child is handed over to a second store (the
+// successor) which adopts it and then owns it; the first store's Close
+// leaves it running,
+// writes through the successor work, and when the adopted child dies the
+// successor starts a child of its own on the same data.
+func TestSupervisedChildHandover(t *testing.T) {
+	dir := t.TempDir()
+	old := openSupervised(t, dir)
+	ctx := context.Background()
+	if _, err := old.PutService(ctx, testService("before"), true); err != nil {
+		t.Fatal(err)
+	}
+	h, err := old.HandOver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	succ, err := Open(octx, Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0", CallTimeout: testCallTimeout,
+		EtcdCommand: []string{"/usr/bin/env", "SEAMARK_TEST_ETCD_CHILD=1", os.Args[0]}, Adopt: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer succ.Close()
+	succ.Own()
+	old.Close()
+	if err := syscall.Kill(h.Pid, 0); err != nil {
+		t.Fatalf("the handed-over etcd child is gone after the old store closed: %v", err)
+	}
+	if _, err := succ.PutService(ctx, testService("after"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(h.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := succ.PutService(ctx, testService("restarted"), true); err == nil && succ.sup.pid() != h.Pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new child after the adopted one died: %s", succ.Down())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A successor that adopted the etcd child but fails before it owns it
+// leaves the child to its predecessor, which takes it back.
+func TestSupervisedChildHandoverFails(t *testing.T) {
+	dir := t.TempDir()
+	old := openSupervised(t, dir)
+	ctx := context.Background()
+	h, err := old.HandOver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	succ, err := Open(octx, Options{DataDir: dir, ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0", CallTimeout: testCallTimeout,
+		EtcdCommand: []string{"/usr/bin/env", "SEAMARK_TEST_ETCD_CHILD=1", os.Args[0]}, Adopt: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	succ.Close()
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("closing the successor took %v (it waited for a child not its own)", d)
+	}
+	old.TakeBack()
+	if err := syscall.Kill(h.Pid, 0); err != nil {
+		t.Fatalf("the etcd child died with the failed successor: %v", err)
+	}
+	if _, err := old.PutService(ctx, testService("still"), true); err != nil {
+		t.Fatal(err)
+	}
+}
