@@ -280,8 +280,12 @@ func leakCheck(t *testing.T) func() {
 				t.Fatalf("open files: %d before, %d after stop:\n%s", fdsBefore, len(open), strings.Join(open, "\n"))
 			}
 		}
+		// Up to 8 s: a context's propagation goroutine lives until its
+		// context ends, and request contexts (the agent's, the in-process
+		// server's store calls) end by their deadlines of at most 5 s. A
+		// goroutine still there after that has no owner.
 		var leaked []string
-		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			leaked = leaked[:0]
 			for id, g := range goroutines() {
 				if _, ok := before[id]; !ok && !slices.ContainsFunc(notAgent, func(s string) bool { return strings.Contains(g, s) }) {
