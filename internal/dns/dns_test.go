@@ -485,6 +485,12 @@ func TestWeightedSpreadsUncachedQueries(t *testing.T) {
 	if _, err := f.w.WaitRevision(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
+	// The DNS table follows the snapshot on its own goroutine.
+	for deadline := time.Now().Add(5 * time.Second); len(f.ask(t, query("w.cluster.test.", dns.TypeA), "udp").Answer) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("service w not answered 5s after its nodes were written")
+		}
+	}
 	for _, cookie := range []bool{false, true} {
 		seen := map[string]int{}
 		for range 40 {
