@@ -115,30 +115,7 @@ func (s *Sockets) Listen(key string, listen func() (net.Listener, error)) (net.L
 	if s == nil {
 		return listen()
 	}
-	s.mu.Lock()
-	f := s.inherited[key]
-	delete(s.inherited, key)
-	s.mu.Unlock()
-	var ln net.Listener
-	var err error
-	if f != nil {
-		ln, err = net.FileListener(f)
-		f.Close()
-		if err != nil {
-			err = fmt.Errorf("inherited socket %s: %w", key, err)
-		}
-	} else {
-		ln, err = listen()
-	}
-	if err != nil {
-		return nil, err
-	}
-	if sc, ok := ln.(syscall.Conn); ok {
-		s.mu.Lock()
-		s.live[key] = sc
-		s.mu.Unlock()
-	}
-	return ln, nil
+	return adopt(s, key, net.FileListener, listen)
 }
 
 // ListenPacket is Listen for a UDP socket.
@@ -146,25 +123,32 @@ func (s *Sockets) ListenPacket(key string, listen func() (net.PacketConn, error)
 	if s == nil {
 		return listen()
 	}
+	return adopt(s, key, net.FilePacketConn, listen)
+}
+
+// adopt turns the inherited descriptor named key into a socket with
+// fromFile, or opens one with open when none was inherited, and keeps it to
+// pass on at the next upgrade.
+func adopt[T any](s *Sockets, key string, fromFile func(*os.File) (T, error), open func() (T, error)) (T, error) {
 	s.mu.Lock()
 	f := s.inherited[key]
 	delete(s.inherited, key)
 	s.mu.Unlock()
-	var c net.PacketConn
+	var c T
 	var err error
 	if f != nil {
-		c, err = net.FilePacketConn(f)
+		c, err = fromFile(f)
 		f.Close()
 		if err != nil {
 			err = fmt.Errorf("inherited socket %s: %w", key, err)
 		}
 	} else {
-		c, err = listen()
+		c, err = open()
 	}
 	if err != nil {
-		return nil, err
+		return c, err
 	}
-	if sc, ok := c.(syscall.Conn); ok {
+	if sc, ok := any(c).(syscall.Conn); ok {
 		s.mu.Lock()
 		s.live[key] = sc
 		s.mu.Unlock()
