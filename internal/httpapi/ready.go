@@ -68,19 +68,45 @@ func (h *Handler) readiness() Readiness {
 }
 
 func (h *Handler) readyRoutes() {
-	h.mux.HandleFunc("GET "+HealthzPath, func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		fmt.Fprintln(w, "ok")
-	})
+	h.mux.HandleFunc("GET "+HealthzPath, healthz)
 	h.mux.HandleFunc("GET "+ReadyzPath, func(w http.ResponseWriter, _ *http.Request) {
-		r := h.readiness()
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		if !r.Ready {
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		json.NewEncoder(w).Encode(r)
+		writeReadiness(w, h.readiness())
 	})
+}
+
+// Starting is what the HTTP listener serves while the server starts, before
+// the API exists (the listener is bound first, so a supervisor's probes get
+// an answer rather than a refused connection): /healthz is 200, /readyz is
+// 503 naming the stage the start is in, and every other path is 503 with
+// Retry-After. stage says what the start waits for, e.g. "connecting to the
+// store".
+func Starting(stage func() string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+HealthzPath, healthz)
+	mux.HandleFunc("GET "+ReadyzPath, func(w http.ResponseWriter, _ *http.Request) {
+		writeReadiness(w, Readiness{Checks: map[string]string{
+			"start":    stage(),
+			"snapshot": "the registry is still loading",
+		}})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, &httpError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("seamark is starting (%s); retry shortly", stage())})
+	})
+	return mux
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, "ok")
+}
+
+func writeReadiness(w http.ResponseWriter, r Readiness) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !r.Ready {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(r)
 }

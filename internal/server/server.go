@@ -44,6 +44,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,6 +105,10 @@ type Server struct {
 	name    string
 	httpLn  net.Listener
 	httpSrv *http.Server
+	// handler is what httpSrv serves: httpapi.Starting until the API is
+	// built, then the API. stage names what the start waits for.
+	handler atomic.Pointer[http.Handler]
+	stage   atomic.Pointer[string]
 	tls     *certs.Server // nil without server.tls
 	api     *httpapi.Handler
 	// reg is this server's own metrics registry (served at /metrics);
@@ -166,6 +171,16 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 			return nil, fmt.Errorf("start server: %w", err)
 		}
 	}
+	// The HTTP listener is bound first: while the store opens and the first
+	// snapshot loads, /healthz answers 200 and /readyz 503 naming the stage.
+	// A successor (upgrade in place) shares its predecessor's listener and
+	// serves it only once it is whole.
+	if !o.Successor {
+		if err := s.listenHTTP(o.Config); err != nil {
+			return nil, err
+		}
+	}
+	s.setStage("connecting to the store")
 	s.st, err = store.Open(ctx, store.Options{
 		Endpoints:   sc.EtcdEndpoints,
 		DataDir:     sc.DataDir,
@@ -176,6 +191,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		EtcdCommand: o.EtcdCommand,
 		Adopt:       o.AdoptEtcd,
 		TLS:         so.TLS, Username: so.Username, Password: so.Password,
+		Patient: true,
 	})
 	if err != nil {
 		return nil, err
@@ -191,11 +207,13 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.watcher.Run(runCtx) }()
+	s.setStage("loading the first snapshot")
 	select {
 	case <-s.watcher.Ready():
 	case <-ctx.Done():
 		return nil, fmt.Errorf("start server: %w", ctx.Err())
 	}
+	s.setStage("starting the roles")
 	s.startChecker(runCtx, sc.Name)
 	auditLog := audit.New(s.st, s.name, o.Logger)
 	s.audit = auditLog
@@ -422,7 +440,9 @@ func (s *Server) DNSAddr() netip.AddrPort { return s.dns.Addr() }
 // Name is this server's name (its health checker's ID).
 func (s *Server) Name() string { return s.name }
 
-func (s *Server) startHTTP(f *config.File) error {
+// listenHTTP binds the HTTP listener and serves it with httpapi.Starting
+// until startHTTP swaps the API in.
+func (s *Server) listenHTTP(f *config.File) error {
 	ln, err := s.o.Handover.Listen("api/"+f.Server.HTTPAddr, func() (net.Listener, error) { return net.Listen("tcp", f.Server.HTTPAddr) })
 	if err != nil {
 		return fmt.Errorf("start server: listen for the HTTP API on %s: %w (change server.http_addr or --http-addr)", f.Server.HTTPAddr, err)
@@ -443,25 +463,13 @@ func (s *Server) startHTTP(f *config.File) error {
 	})
 	ln = capped
 	s.httpLn = ln
-	auth := apiAuth(f)
-	s.route53 = route53.New(route53.Options{
-		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger,
-		Credentials: route53Credentials(auth.Tokens), InsecureUnsigned: f.API.Route53.InsecureUnsigned,
-	})
-	var bal httpapi.Balancer
-	if s.lb != nil {
-		bal = s.lb
-	}
-	s.api = httpapi.New(httpapi.Options{
-		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version, Name: s.Name(),
-		Tokens: auth.Tokens, AnonymousRead: auth.AnonymousRead, Balancer: bal, UI: ui.Handler(), Audit: s.audit,
-		Route53:    s.route53,
-		Registerer: s.reg, Gatherer: s.gatherer(), Config: s.reloads.status,
-	})
+	starting := httpapi.Starting(s.currentStage)
+	s.handler.Store(&starting)
 	// No ReadTimeout or WriteTimeout: blocking reads (?wait=) last minutes.
 	// Request bodies get their own read deadline in the handler.
 	s.httpSrv = &http.Server{
-		Handler: s.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.handler.Load()).ServeHTTP(w, r) }),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ConnState: capped.ConnState, ErrorLog: newHTTPErrorLog(s.log),
 	}
 	scheme := "http"
@@ -483,6 +491,43 @@ func (s *Server) startHTTP(f *config.File) error {
 		}
 	}()
 	s.logListening(ln.Addr(), scheme)
+	return nil
+}
+
+func (s *Server) setStage(stage string) { s.stage.Store(&stage) }
+
+func (s *Server) currentStage() string {
+	if p := s.stage.Load(); p != nil {
+		return *p
+	}
+	return "starting"
+}
+
+// startHTTP builds the API and serves it on the HTTP listener (bound now
+// if listenHTTP was not called earlier).
+func (s *Server) startHTTP(f *config.File) error {
+	if s.httpSrv == nil {
+		if err := s.listenHTTP(f); err != nil {
+			return err
+		}
+	}
+	auth := apiAuth(f)
+	s.route53 = route53.New(route53.Options{
+		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger,
+		Credentials: route53Credentials(auth.Tokens), InsecureUnsigned: f.API.Route53.InsecureUnsigned,
+	})
+	var bal httpapi.Balancer
+	if s.lb != nil {
+		bal = s.lb
+	}
+	s.api = httpapi.New(httpapi.Options{
+		Store: s.st, Snapshots: s.watcher, Logger: s.o.Logger, Version: s.o.Version, Name: s.Name(),
+		Tokens: auth.Tokens, AnonymousRead: auth.AnonymousRead, Balancer: bal, UI: ui.Handler(), Audit: s.audit,
+		Route53:    s.route53,
+		Registerer: s.reg, Gatherer: s.gatherer(), Config: s.reloads.status,
+	})
+	var h http.Handler = s.api
+	s.handler.Store(&h)
 	return nil
 }
 
@@ -623,7 +668,9 @@ func changedKeys(prefix string, a, b any) []string {
 // Close stops every role and the store, and waits for their goroutines.
 func (s *Server) Close() error {
 	if s.httpSrv != nil {
-		s.api.Close()
+		if s.api != nil {
+			s.api.Close()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
 			s.httpSrv.Close()
