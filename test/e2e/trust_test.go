@@ -20,22 +20,9 @@ import (
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/certs/certstest"
+	"github.com/seamark/seamark/internal/testenv"
 	"github.com/seamark/seamark/seed"
 )
-
-// needTool returns the path of a Debian tool, skipping locally (failing in
-// CI) when it is missing.
-func needTool(t *testing.T, tool, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed: apt-get install %s", tool, pkg)
-		}
-		t.Skipf("%s not installed: apt-get install %s", tool, pkg)
-	}
-	return p
-}
 
 // The embedded store refuses etcdctl without the server's credential, the
 // server keeps working, and the credential in the data dir (0600) works.
@@ -43,7 +30,7 @@ func TestEmbeddedStoreRefusesAnonymousWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test")
 	}
-	etcdctl := needTool(t, "etcdctl", "etcd-client")
+	etcdctl := testenv.LookPath(t, "etcdctl", "etcd-client")
 	data := t.TempDir()
 	clientAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s := startAgentServer(t, "server", "--data-dir", data, "--etcd-client-addr", clientAddr)
@@ -181,7 +168,7 @@ func TestHTTPSClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test")
 	}
-	curl := needTool(t, "curl", "curl")
+	curl := testenv.LookPath(t, "curl", "curl")
 	pki := newPKI(t)
 	s := startTLSServer(t, pki)
 	if !strings.Contains(s.output(), "scheme=https") {
@@ -230,7 +217,7 @@ func TestMTLSRequiresClientCertificate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test")
 	}
-	curl := needTool(t, "curl", "curl")
+	curl := testenv.LookPath(t, "curl", "curl")
 	pki := newPKI(t)
 	s := startTLSServer(t, pki, "--tls-client-ca-file", pki.ca.CAFile)
 	if out, err := runOut(t, nil, curl, "-sS", "--fail", "--cacert", pki.ca.CAFile, s.url+"/v1/status"); err == nil {
@@ -382,7 +369,7 @@ func TestSeedIdentityOverTLS(t *testing.T) {
 // certificates required (etcd's --client-cert-auth), with pki's CA.
 func startTLSEtcd(t *testing.T, pki *testPKI) string {
 	t.Helper()
-	bin := needTool(t, "etcd", "etcd-server")
+	bin := testenv.LookPath(t, "etcd", "etcd-server")
 	ep, err := pki.ca.Issue("etcd", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -407,7 +394,7 @@ func TestExternalEtcdTLSAndPassword(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test")
 	}
-	etcdctl := needTool(t, "etcdctl", "etcd-client")
+	etcdctl := testenv.LookPath(t, "etcdctl", "etcd-client")
 	pki := newPKI(t)
 	ep := startTLSEtcd(t, pki)
 	tlsArgs := []string{"--etcd-endpoints", ep, "--etcd-ca-file", pki.ca.CAFile, "--etcd-cert-file", pki.client.CertFile, "--etcd-key-file", pki.client.KeyFile}
