@@ -6,5 +6,9 @@
 // configuration loaded last, kept in an atomic pointer, so a reload never
 // touches open connections and a reload whose files do not load (missing,
 // mismatched, expired, not PEM) is rejected with the old configuration still
-// in place. It writes nothing.
+// in place. It writes nothing of its own.
+//
+// issue.go makes certificates: an in-memory Authority that issues P-256
+// leaves, and WritePEM to write them atomically. The embedded store's private
+// peer CA (internal/store) and the test CAs (certstest) both use it.
 package certs

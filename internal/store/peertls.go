@@ -1,21 +1,16 @@
 package store
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+
+	"github.com/seamark/seamark/internal/certs"
 )
 
 // The embedded etcd's peer listener speaks raft to members; a single member
@@ -71,42 +66,11 @@ func makePeerCerts(dir, host string, info transport.TLSInfo) error {
 		return err
 	}
 	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := certs.NewAuthority("seamark embedded store peer CA", now.Add(-time.Hour), now.Add(peerCertLife))
 	if err != nil {
 		return err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: randSerial(), Subject: pkix.Name{CommonName: "seamark embedded store peer CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(peerCertLife),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: randSerial(), Subject: pkix.Name{CommonName: "seamark"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(peerCertLife),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-	} else if host != "" {
-		tmpl.DNSNames = append(tmpl.DNSNames, host)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	leaf, err := ca.Issue("seamark", []string{"localhost", "127.0.0.1", "::1", host}, now.Add(-time.Hour), now.Add(peerCertLife))
 	if err != nil {
 		return err
 	}
@@ -114,24 +78,14 @@ func makePeerCerts(dir, host string, info transport.TLSInfo) error {
 	for _, f := range []struct {
 		path, typ string
 		der       []byte
-		mode      os.FileMode
 	}{
-		{info.TrustedCAFile, "CERTIFICATE", caDER, 0o600},
-		{info.KeyFile, "PRIVATE KEY", kder, 0o600},
-		{info.CertFile, "CERTIFICATE", der, 0o600},
+		{info.TrustedCAFile, "CERTIFICATE", ca.DER},
+		{info.KeyFile, "PRIVATE KEY", leaf.KeyDER},
+		{info.CertFile, "CERTIFICATE", leaf.DER},
 	} {
-		tmp := f.path + ".tmp"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, f.path); err != nil {
+		if err := certs.WritePEM(f.path, f.typ, f.der, 0o600); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func randSerial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	return n
 }
