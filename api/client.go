@@ -354,8 +354,8 @@ func (c *Client) GroupsIndex(ctx context.Context) ([]GroupStatus, int64, error) 
 // EventQuery filters the event log.
 type EventQuery struct {
 	Service, Node string
-	// Kind keeps events of one kind (health, role, audit); Who keeps audit
-	// events of one token or TSIG key ("tsig:<key>").
+	// Kind keeps events of one kind (health, role, admin, audit); Who keeps
+	// the audit and admin events of one token or TSIG key ("tsig:<key>").
 	Kind, Who string
 	// Limit keeps the newest N events (0: all kept).
 	Limit int

@@ -636,9 +636,11 @@ type Event struct {
 	Member  string `json:"member,omitempty"`
 	Role    string `json:"role,omitempty"`
 	Fencing int64  `json:"fencing,omitempty"`
-	// Who, From, Action and Result describe an audited write (kind
-	// "audit"): the token name ("anonymous" without tokens) or
-	// "tsig:<key>", the client's address, what it asked ("POST
+	// Who names who made a change: for an audited write (kind "audit")
+	// and an operator's change (kind "admin"), the API token's name
+	// ("anonymous" without tokens; the client's address is added for an
+	// admin change) or "tsig:<key>".
+	// From, Action and Result describe an audited write: the client's address, what it asked ("POST
 	// /v1/services", "UPDATE cluster.test. add www A") and how it ended
 	// (the HTTP status or the DNS RCODE).
 	Who    string `json:"who,omitempty"`
@@ -647,9 +649,6 @@ type Event struct {
 	Result string `json:"result,omitempty"`
 	// Revision is the store revision of the event; set by the server.
 	Revision int64 `json:"revision,omitempty"`
-	// By names who made an operator's change (kind "admin"): the API
-	// token's name, or "anonymous" and the client address without tokens.
-	By string `json:"by,omitempty"`
 }
 
 // Member roles in a balancer group.

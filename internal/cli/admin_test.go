@@ -83,7 +83,7 @@ func TestEventLine(t *testing.T) {
 		want []string
 	}{
 		{api.Event{Time: at, Kind: "role", Group: "lb", Member: "lb1", Address: "127.0.0.21", Role: api.RoleActive, Reason: "highest priority", Checker: "s1"}, []string{"role", "group lb member lb1", "-> active", "highest priority"}},
-		{api.Event{Time: at, Kind: api.EventAdmin, Service: "app", Node: "a1", Old: "ready", New: "drain", By: "ops"}, []string{"admin", "app/a1", "ready -> drain", "by ops"}},
+		{api.Event{Time: at, Kind: api.EventAdmin, Service: "app", Node: "a1", Old: "ready", New: "drain", Who: "ops"}, []string{"admin", "app/a1", "ready -> drain", "by ops"}},
 		{api.Event{Time: at, Kind: api.EventHealth, Service: "app", Node: "a1", Old: "healthy", New: "unhealthy", Checker: "s1"}, []string{"health", "app/a1", "healthy -> unhealthy", "s1"}},
 	} {
 		got := eventLine(tc.e)

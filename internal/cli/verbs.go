@@ -177,7 +177,7 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 	fl.StringVar(&q.Service, "service", "", "only events of this service")
 	fl.StringVar(&q.Node, "node", "", "only events of this node")
 	fl.StringVar(&q.Kind, "kind", "", "only events of this kind: health, role or audit")
-	fl.StringVar(&q.Who, "who", "", "only audit events of this token name or TSIG key (tsig:<key>)")
+	fl.StringVar(&q.Who, "who", "", "only audit and admin events made by this token name or TSIG key (tsig:<key>)")
 	fl.IntVar(&q.Limit, "limit", 50, "show at most the newest N events (0: all kept)")
 	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new events as they happen")
 	return cmd
@@ -230,7 +230,7 @@ func eventLine(e api.Event) string {
 	case e.Kind == "role" || e.Group != "":
 		return fmt.Sprintf("%s\trole\tgroup %s member %s\t%s\t-> %s\t%s\t%s", at, e.Group, e.Member, e.Address, e.Role, e.Reason, e.Checker)
 	case e.Kind == api.EventAdmin:
-		return fmt.Sprintf("%s\tadmin\t%s/%s\t\t%s -> %s\t%s\tby %s", at, e.Service, e.Node, e.Old, e.New, e.Reason, e.By)
+		return fmt.Sprintf("%s\tadmin\t%s/%s\t\t%s -> %s\t%s\tby %s", at, e.Service, e.Node, e.Old, e.New, e.Reason, e.Who)
 	}
 	kind := e.Kind
 	if kind == "" {

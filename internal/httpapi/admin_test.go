@@ -107,7 +107,7 @@ func TestNodeAdmin(t *testing.T) {
 	var got []string
 	for _, e := range events {
 		if e.Kind == api.EventAdmin {
-			got = append(got, string(e.Old)+">"+string(e.New)+" by "+e.By)
+			got = append(got, string(e.Old)+">"+string(e.New)+" by "+e.Who)
 		}
 	}
 	if want := "ready>drain by ops,drain>maint by ops,maint>ready by ops"; strings.Join(got, ",") != want {

@@ -48,7 +48,7 @@ func (s *Store) SetAdmin(ctx context.Context, service, id string, a *api.NodeAdm
 	e := api.Event{
 		Time: time.Now().UTC(), Kind: api.EventAdmin, Service: service, Node: id,
 		Old: api.NodeState(old.StateOf()), New: api.NodeState(a.StateOf()),
-		Reason: adminChange(old, a), By: by,
+		Reason: adminChange(old, a), Who: by,
 	}
 	// The change's revision is its event's, so a reader that waits for it
 	// (the API's read-your-writes) sees the event too.

@@ -833,7 +833,7 @@
     } else if (e.kind === 'admin') {
       cls = e.new === 'ready' ? 'ok' : 'warn';
       what = `${badge(e.new || 'admin', cls)} <span class="what">${esc(e.service)}/${esc(e.node)}</span> admin ${esc(e.old || 'ready')} → ${esc(e.new)}`;
-      why = `${esc(e.reason)}${e.by ? ` · by ${esc(e.by)}` : ''}`;
+      why = `${esc(e.reason)}${e.who ? ` · by ${esc(e.who)}` : ''}`;
     } else if (e.kind === 'role') {
       cls = e.role === 'active' ? 'ok' : e.role === 'fault' ? 'down' : '';
       what = `${badge(e.role || 'role', cls)} <span class="what">${esc(e.group)}/${esc(e.member)}</span> is ${esc(e.role)}${e.fencing ? ` <span class="muted">fencing ${esc(e.fencing)}</span>` : ''}`;
