@@ -65,6 +65,24 @@ type Watcher struct {
 	next  chan struct{} // closed when a snapshot newer than cur is published
 	ready chan struct{}
 	once  sync.Once
+	// preloaded is a full load the server already read (Preload), used
+	// instead of the first Load.
+	preloaded *preload
+}
+
+type preload struct {
+	items []store.Item
+	rev   int64
+}
+
+// Preload hands the watcher a full load of the store at rev that the caller
+// already read (the server reads the store once at start, to reconcile its
+// config and to build the first snapshot). Run uses it instead of its first
+// Load; call it before Run. items must not change afterwards.
+func (w *Watcher) Preload(items []store.Item, rev int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.preloaded = &preload{items: items, rev: rev}
 }
 
 // NewWatcher returns a Watcher of src; Run starts it.
@@ -157,9 +175,19 @@ func (w *Watcher) follow(ctx context.Context) error {
 	// The store loads in pages, each bounded in time (a page sent to a
 	// member that is cut off fails, and the next load goes elsewhere), so a
 	// large store is never cut short by one deadline over the whole load.
-	items, rev, err := w.src.Load(ctx)
-	if err != nil {
-		return err
+	w.mu.Lock()
+	pre := w.preloaded
+	w.preloaded = nil
+	w.mu.Unlock()
+	var items []store.Item
+	var rev int64
+	if pre != nil {
+		items, rev = pre.items, pre.rev
+	} else {
+		var err error
+		if items, rev, err = w.src.Load(ctx); err != nil {
+			return err
+		}
 	}
 	t0 := time.Now()
 	st := newState()

@@ -306,3 +306,52 @@ func TestSnapshotResyncsAfterCompaction(t *testing.T) {
 		t.Fatalf("got %d loads, want %d: the compacted watch must lead to a full re-read", got, loads+2)
 	}
 }
+
+// A preloaded full load (the server reads the store once at start) is the
+// first snapshot without another Load, and the watch follows on from its
+// revision: writes made after the load, before Run, are not missed.
+func TestSnapshotFromPreload(t *testing.T) {
+	st := storetest.New(t)
+	ctx := context.Background()
+	if _, err := st.Reconcile(ctx, store.Desired{
+		store.ServiceKey("db"):      service("db", api.CheckNone),
+		store.NodeKey("db", "db-a"): node("db", "db-a", 1),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	items, rev, err := st.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written after the load, before the watcher runs.
+	res, err := st.ReconcileLoaded(ctx, items, store.Desired{
+		store.ServiceKey("db"):      service("db", api.CheckNone),
+		store.NodeKey("db", "db-a"): node("db", "db-a", 1),
+		store.NodeKey("db", "db-b"): node("db", "db-b", 2),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created != 1 || res.Kept != 2 || res.Revision <= rev {
+		t.Fatalf("reconcile against the load: %+v (load at %d), want 1 created, 2 kept, a newer revision", res, rev)
+	}
+	src := &breakable{Store: st}
+	w := registry.NewWatcher(src, nil)
+	w.Preload(items, rev)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	tctx, tcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer tcancel()
+	s, err := w.WaitRevision(tctx, res.Revision)
+	if err != nil {
+		t.Fatalf("snapshot never reached the reconcile's revision %d: %v", res.Revision, err)
+	}
+	if n := nodesOf(s, "db"); n != 2 {
+		t.Fatalf("db has %d nodes at revision %d, want 2", n, s.Revision)
+	}
+	if n := src.loads.Load(); n != 0 {
+		t.Fatalf("the watcher read the store %d times, want 0 (it was preloaded)", n)
+	}
+}

@@ -196,7 +196,16 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.apply(ctx, o.Config); err != nil {
+	// The store is read once at start: the config is reconciled against
+	// that load, and the first snapshot is built from it (then follows the
+	// reconcile's writes like any others).
+	s.setStage("loading the store")
+	items, rev, err := s.st.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("start server: %w", err)
+	}
+	res, err := s.apply(ctx, o.Config, items)
+	if err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -205,13 +214,13 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := s.watcher.Register(s.reg); err != nil {
 		return nil, fmt.Errorf("start server: %w", err)
 	}
+	s.watcher.Preload(items, rev)
+	items = nil
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.watcher.Run(runCtx) }()
 	s.setStage("loading the first snapshot")
-	select {
-	case <-s.watcher.Ready():
-	case <-ctx.Done():
-		return nil, fmt.Errorf("start server: %w", ctx.Err())
+	if _, err := s.watcher.WaitRevision(ctx, max(rev, res.Revision)); err != nil {
+		return nil, fmt.Errorf("start server: %w", err)
 	}
 	s.setStage("starting the roles")
 	s.startChecker(runCtx, sc.Name)
@@ -551,10 +560,18 @@ func (s *Server) Store() *store.Store { return s.st }
 func (s *Server) Snapshots() *registry.Watcher { return s.watcher }
 
 // apply writes the file's config-owned objects into the store.
-func (s *Server) apply(ctx context.Context, f *config.File) error {
-	res, err := s.st.Reconcile(ctx, Desired(f))
+// apply reconciles the store with f, against items when the caller has
+// a full load (nil: read the store).
+func (s *Server) apply(ctx context.Context, f *config.File, items []store.Item) (store.ReconcileResult, error) {
+	var res store.ReconcileResult
+	var err error
+	if items != nil {
+		res, err = s.st.ReconcileLoaded(ctx, items, Desired(f))
+	} else {
+		res, err = s.st.Reconcile(ctx, Desired(f))
+	}
 	if err != nil {
-		return fmt.Errorf("apply config: %w", err)
+		return res, fmt.Errorf("apply config: %w", err)
 	}
 	for _, w := range f.Warnings() {
 		s.log.Warn("config", "warning", w)
@@ -563,7 +580,7 @@ func (s *Server) apply(ctx context.Context, f *config.File) error {
 		s.log.Warn("config object not applied", "reason", sk)
 	}
 	s.log.Info("config applied", "file", f.Name(), "created", res.Created, "updated", res.Updated, "deleted", res.Deleted, "unchanged", res.Kept)
-	return nil
+	return res, nil
 }
 
 // ErrRestartNeeded is wrapped by Reload's error when the file changed a
@@ -609,7 +626,7 @@ func (s *Server) Reload(ctx context.Context) (err error) {
 			return fmt.Errorf("reload rejected, nothing changed (the old certificate stays):\n%w", err)
 		}
 	}
-	if err := s.apply(ctx, f); err != nil {
+	if _, err := s.apply(ctx, f, nil); err != nil {
 		return err
 	}
 	s.swapSecrets(f)

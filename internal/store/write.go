@@ -386,6 +386,8 @@ type ReconcileResult struct {
 	// Skipped names objects the file declares but another source owns and the
 	// file may not take over (a node an agent registered).
 	Skipped []string
+	// Revision is the store revision of the last write (0: none).
+	Revision int64
 }
 
 // Reconcile makes the config-owned objects in the store equal to desired:
@@ -393,11 +395,18 @@ type ReconcileResult struct {
 // no longer has. Objects owned by the API or agents are never touched, except
 // that a service, listener or group the file now declares becomes the file's.
 func (s *Store) Reconcile(ctx context.Context, desired Desired) (ReconcileResult, error) {
-	var res ReconcileResult
 	items, _, err := s.Load(ctx)
 	if err != nil {
-		return res, err
+		return ReconcileResult{}, err
 	}
+	return s.ReconcileLoaded(ctx, items, desired)
+}
+
+// ReconcileLoaded is Reconcile against items, a full Load the caller
+// already read (a start reads the store once for this and the first
+// snapshot).
+func (s *Store) ReconcileLoaded(ctx context.Context, items []Item, desired Desired) (ReconcileResult, error) {
+	var res ReconcileResult
 	current := map[Key]Item{}
 	for _, it := range items {
 		current[it.Key] = it
@@ -439,9 +448,11 @@ func (s *Store) Reconcile(ctx context.Context, desired Desired) (ReconcileResult
 	slices.SortStableFunc(ops, func(a, b clientv3.Op) int { return kindRank(s, a) - kindRank(s, b) })
 	for len(ops) > 0 {
 		n := min(len(ops), 100)
-		if _, err := s.cli.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
+		resp, err := s.cli.Txn(ctx).Then(ops[:n]...).Commit()
+		if err != nil {
 			return res, fmt.Errorf("reconcile store: %w", err)
 		}
+		res.Revision = resp.Header.Revision
 		ops = ops[n:]
 	}
 	return res, nil
