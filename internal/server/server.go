@@ -191,7 +191,6 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		EtcdCommand: o.EtcdCommand,
 		Adopt:       o.AdoptEtcd,
 		TLS:         so.TLS, Username: so.Username, Password: so.Password,
-		Patient: true,
 	})
 	if err != nil {
 		return nil, err

@@ -71,13 +71,8 @@ type Options struct {
 	EtcdCommand []string
 	// Adopt, with EtcdCommand, supervises a predecessor's running etcd
 	// child instead of starting one (upgrade in place; see Handover).
-	Adopt *Handover
-	// Patient: an external cluster that does not answer yet is asked again
-	// (every DialTimeout, a warning each time) until Open's context ends,
-	// instead of failing after one DialTimeout. A server started at boot
-	// before its etcd cluster waits for it rather than crash-looping.
-	Patient bool
-	Logger  *slog.Logger
+	Adopt  *Handover
+	Logger *slog.Logger
 }
 
 // Store is an open etcd, embedded or external.
@@ -204,9 +199,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.sup.setOnRestart(func() { cli.ActiveConnection().ResetConnectBackoff() })
 	}
 	// Prove the cluster answers before anyone relies on it.
-	if err := s.firstAnswer(ctx, o); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+	defer cancel()
+	if _, err := cli.Get(sctx, s.prefix+version+"ping", clientv3.WithCountOnly()); err != nil {
 		s.Close()
-		return nil, err
+		return nil, fmt.Errorf("open store: etcd at %s does not answer: %w", strings.Join(s.eps, ","), err)
 	}
 	if s.etcd == nil && len(s.eps) > 1 {
 		tctx, stop := context.WithCancel(context.Background())
@@ -215,33 +212,6 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s.log.Info("store ready", "kind", s.kind, "endpoints", strings.Join(s.eps, ","), "prefix", s.prefix)
 	return s, nil
-}
-
-// firstAnswer waits for the cluster's first answer: one DialTimeout, or,
-// for a Patient open of an external cluster, until ctx ends.
-func (s *Store) firstAnswer(ctx context.Context, o Options) error {
-	patient := o.Patient && s.kind == "external"
-	t0 := time.Now()
-	for {
-		sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
-		_, err := s.cli.Get(sctx, s.prefix+version+"ping", clientv3.WithCountOnly())
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if !patient || ctx.Err() != nil {
-			waited := ""
-			if patient {
-				waited = fmt.Sprintf(" after %s", time.Since(t0).Round(time.Second))
-			}
-			return fmt.Errorf("open store: etcd at %s does not answer%s: %w", strings.Join(s.eps, ","), waited, err)
-		}
-		s.log.Warn("store: etcd does not answer yet; waiting for it", "endpoints", strings.Join(s.eps, ","), "waited", time.Since(t0).Round(time.Second), "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 func startEmbedded(ctx context.Context, o Options, log *slog.Logger, closing *atomic.Bool, contain bool) (*embed.Etcd, string, string, error) {
