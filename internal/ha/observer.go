@@ -56,6 +56,7 @@ type Observer struct {
 	o           ObserverOptions
 	log         *slog.Logger
 	revocations *prometheus.CounterVec
+	late        *prometheus.CounterVec
 }
 
 // NewObserver returns an Observer; Run starts it.
@@ -70,10 +71,16 @@ func NewObserver(o ObserverOptions) *Observer {
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "seamark_group_revocations_total",
 			Help: "Active balancer members whose lease this server's observer ended (fast failover), by group and member.",
+		}, []string{"group", "member"}),
+		late: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seamark_group_observer_late_probes_total",
+			Help: "Failed probes of an active member this server's observer did not count because it was itself late (the probe took longer than its timeout plus slack: local trouble, not a vote), by group and member.",
 		}, []string{"group", "member"})}
 	if o.Registerer != nil {
-		if err := o.Registerer.Register(ob.revocations); err != nil {
-			ob.log.Warn("observer metrics not registered", "err", err)
+		for _, c := range []prometheus.Collector{ob.revocations, ob.late} {
+			if err := o.Registerer.Register(c); err != nil {
+				ob.log.Warn("observer metrics not registered", "err", err)
+			}
 		}
 	}
 	return ob
@@ -201,10 +208,15 @@ func (ob *Observer) watch(ctx context.Context, h holder, lease *observerLease) {
 			probes.Add(1)
 			go func() {
 				defer probes.Done()
+				start := time.Now()
 				pctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 				err := ob.o.Probe(pctx, h.endpoint)
 				cancel()
 				if ctx.Err() != nil {
+					return
+				}
+				if took := time.Since(start); late(err, took) {
+					ob.late.WithLabelValues(h.group, h.member).Inc()
 					return
 				}
 				select {

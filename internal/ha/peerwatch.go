@@ -29,7 +29,18 @@ const (
 	// ProbeTimeout after its successor could be named.
 	RenewEvery = 50 * time.Millisecond
 	FenceAfter = 300 * time.Millisecond
+	// LateSlack is how far past ProbeTimeout a failed probe may come back
+	// and still count. A probe that took longer failed because this
+	// observer was late (its process got no CPU, its timer fired late):
+	// local trouble, not a vote.
+	LateSlack = 50 * time.Millisecond
 )
+
+// late reports whether a probe that took took and ended in err says nothing
+// about the member: it failed, and only after this observer was late.
+func late(err error, took time.Duration) bool {
+	return err != nil && took > ProbeTimeout+LateSlack
+}
 
 // detector turns one observer's probe results into up/down: down once
 // failsToDown probes in a row (in the order they were sent) failed, up again

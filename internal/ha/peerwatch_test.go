@@ -332,3 +332,26 @@ func testMetric(t *testing.T, e *env, group, member string) float64 {
 	}
 	return sum
 }
+
+// TestLateProbesAreNotVotes: a probe that failed within its timeout (plus
+// slack) counts; one that came back later failed because the observer was
+// itself late, and counts neither way.
+func TestLateProbesAreNotVotes(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		err  error
+		took time.Duration
+		want bool
+	}{
+		{nil, 500 * ms, false},                                         // an answer always counts
+		{errors.New("refused"), ms, false},                             // refused at once
+		{errors.New("no answer"), ProbeTimeout, false},                 // timed out on time
+		{errors.New("no answer"), ProbeTimeout + LateSlack, false},     // at the slack's edge
+		{errors.New("no answer"), ProbeTimeout + LateSlack + ms, true}, // the observer was late
+		{errors.New("no answer"), 2 * time.Second, true},
+	} {
+		if got := late(tc.err, tc.took); got != tc.want {
+			t.Errorf("late(%v, %v) = %v, want %v", tc.err, tc.took, got, tc.want)
+		}
+	}
+}
