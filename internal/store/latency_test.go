@@ -38,3 +38,18 @@ func TestRoundTripsDecay(t *testing.T) {
 		}
 	}
 }
+
+// A load's page may take loadPageTimeout, or loadPageRTTs measured round
+// trips on a store measured slower than that allows.
+func TestPageTimeoutFollowsRoundTrip(t *testing.T) {
+	for _, tc := range []struct{ rtt, want time.Duration }{
+		{0, loadPageTimeout},
+		{100 * time.Millisecond, loadPageTimeout},
+		{loadPageTimeout / loadPageRTTs, loadPageTimeout},
+		{time.Second, 4 * time.Second},
+	} {
+		if got := pageTimeout(tc.rtt); got != tc.want {
+			t.Errorf("pageTimeout(%v) = %v, want %v", tc.rtt, got, tc.want)
+		}
+	}
+}

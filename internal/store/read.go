@@ -33,7 +33,8 @@ type Item struct {
 // loadPageTimeout: with objects of at most api.MaxObjectSize a page is at
 // most 32 MiB, far below gRPC's message limit, so a store of any size that
 // the API accepted loads; and a page sent to a member that is cut off fails
-// after loadPageTimeout, so the next load goes elsewhere.
+// after loadPageTimeout (or loadPageRTTs measured round trips of a store
+// measured slow), so the next load goes elsewhere.
 //
 // Pages then grow to what the objects read so far weigh: up to
 // loadPageBytes per page (at most loadPageMax keys), since every page makes
@@ -45,7 +46,16 @@ const (
 	loadPageMax     = 20000
 	loadPageBytes   = 8 << 20
 	loadPageTimeout = 2 * time.Second
+	// loadPageRTTs: on a store measured slow (a loaded machine), a page
+	// may take this many round trips before it counts as cut off.
+	loadPageRTTs = 4
 )
+
+// pageTimeout is how long one page may take: loadPageTimeout, or
+// loadPageRTTs measured round trips when that is longer.
+func pageTimeout(rtt time.Duration) time.Duration {
+	return max(loadPageTimeout, loadPageRTTs*rtt)
+}
 
 // Load reads every object at one revision, so the result is never half of a
 // change. It reads in pages (see loadPage), all at the first page's
@@ -67,7 +77,7 @@ func (s *Store) LoadPages(ctx context.Context, page int) ([]Item, int64, error) 
 			if rev != 0 {
 				opts = append(opts, clientv3.WithRev(rev))
 			}
-			pctx, cancel := context.WithTimeout(ctx, loadPageTimeout)
+			pctx, cancel := context.WithTimeout(ctx, pageTimeout(s.rtt.get()))
 			defer cancel()
 			return s.cli.Get(pctx, key, opts...)
 		}
