@@ -89,12 +89,16 @@ trap 'exit 130' INT TERM
 log() { echo "bench/dns: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-# free_port prints a loopback port free for both UDP and TCP.
+# free_port prints a loopback port free for both UDP and TCP: below the
+# kernel's ephemeral range (where busy neighbours' outgoing connections and
+# TIME_WAIT sockets hold ports that a listener then cannot bind), and used by
+# no socket in any state.
 free_port() {
-	local p
+	local p lo
+	lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 40000))
-		if [[ -z $(ss -Hlnu "sport = :$p") && -z $(ss -Hlnt "sport = :$p") ]]; then
+		p=$((10000 + RANDOM % (lo > 12000 ? lo - 10000 : 2000)))
+		if [[ -z $(ss -Hanu "sport = :$p") && -z $(ss -Hant "sport = :$p") ]]; then
 			echo "$p"
 			return
 		fi

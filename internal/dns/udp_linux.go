@@ -89,6 +89,7 @@ func (s *Server) serveUDPBatch(w *worker) bool {
 			continue
 		}
 		ns, t0 := 0, s.o.Now()
+		w.now = t0.UnixNano()
 		for i := range n {
 			if rh[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
 				continue
