@@ -11,7 +11,10 @@
 # ns.bench.test. seamark reads them from a config file, the others from one
 # zone file. Response rate limiting is off on every server (dnsperf is one
 # source asking the same names over and over: exactly what RRL exists to
-# stop); each server runs as many UDP workers as the machine has cores.
+# stop), or with RRL=1 on in every server at a rate dnsperf does not reach,
+# with no exempt sources (seamark exempts loopback by default), so each
+# answer pays for the limiter's accounting; each server runs as many UDP
+# workers as the machine has cores.
 # All servers are started first and stay up; dnsperf loads one at a time
 # (the others idle) in ROUNDS rounds that alternate between them, so noise
 # from other work on the machine falls on every server alike. Every run has
@@ -33,6 +36,12 @@
 #   VARIANTS         further CoreDNS runs, each a "+"-joined list of plugins
 #                    added after file (default "cache multisocket"; e.g.
 #                    "cache minimal cache+multisocket"; empty: file only)
+#   RRL              0 (default): rate limiting off everywhere; 1: on
+#                    everywhere at a rate per source and answer that dnsperf
+#                    never reaches (1 000 000 answers/s; Knot 65 000, its
+#                    mod-rrl limited this load at 1 000 000 (16-bit token
+#                    counts, it seems) and still drops ~0.02 % at 65 000),
+#                    loopback not exempt
 #   LATENCY          1 (default): a second pass per server with dnsperf -v for
 #                    latency percentiles (its per-query output costs dnsperf
 #                    CPU, so QPS is taken from the first pass only); 0: not
@@ -53,6 +62,7 @@ CLIENTS=${CLIENTS:-4}
 DNSPERF_EXTRA=${DNSPERF_EXTRA:-}
 VARIANTS=${VARIANTS-cache multisocket}
 LATENCY=${LATENCY:-1}
+RRL=${RRL:-0}
 COREDNS_VERSION=${COREDNS_VERSION:-latest}
 KEEP=${KEEP:-0}
 export GOTOOLCHAIN=local
@@ -89,12 +99,16 @@ trap 'exit 130' INT TERM
 log() { echo "bench/dns: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-# free_port prints a loopback port free for both UDP and TCP.
+# free_port prints a loopback port free for both UDP and TCP: below the
+# kernel's ephemeral range (where busy neighbours' outgoing connections and
+# TIME_WAIT sockets hold ports that a listener then cannot bind), and used by
+# no socket in any state.
 free_port() {
-	local p
+	local p lo
+	lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 40000))
-		if [[ -z $(ss -Hlnu "sport = :$p") && -z $(ss -Hlnt "sport = :$p") ]]; then
+		p=$((10000 + RANDOM % (lo > 12000 ? lo - 10000 : 2000)))
+		if [[ -z $(ss -Hanu "sport = :$p") && -z $(ss -Hant "sport = :$p") ]]; then
 			echo "$p"
 			return
 		fi
@@ -150,7 +164,11 @@ addr() { # service index, node index (0..2) -> a loopback address no one listens
 }
 {
 	echo "zones: [$zone]"
-	echo "dns: {rate_limit: {disabled: true}}"
+	if [[ $RRL == 1 ]]; then
+		echo "dns: {rate_limit: {responses_per_second: 1000000, exempt: []}}"
+	else
+		echo "dns: {rate_limit: {disabled: true}}"
+	fi
 	echo "services:"
 	for i in $(seq 1 "$N"); do
 		s=$(printf 'svc%04d' "$i")
@@ -240,8 +258,8 @@ start_nsd() {
 	  xfrdir: "$tmp/nsd"
 	  pidfile: "$tmp/nsd/nsd.pid"
 	  server-count: $(nproc)
-	  rrl-ratelimit: 0
-	  rrl-whitelist-ratelimit: 0
+	  rrl-ratelimit: $([[ $RRL == 1 ]] && echo 1000000 || echo 0)
+	  rrl-whitelist-ratelimit: $([[ $RRL == 1 ]] && echo 1000000 || echo 0)
 	  minimal-responses: yes
 	  verbosity: 0
 	remote-control:
@@ -278,6 +296,17 @@ start_knot() {
 	    journal-content: none
 	    zonefile-sync: -1
 	EOF
+	if [[ $RRL == 1 ]]; then
+		cat >>"$tmp/knot/knot.conf" <<-EOF
+		mod-rrl:
+		  - id: bench
+		    rate-limit: 65000
+		    slip: 2
+		template:
+		  - id: default
+		    global-module: mod-rrl/bench
+		EOF
+	fi
 	knotd -c "$tmp/knot/knot.conf" >"$tmp/knot.log" 2>&1 &
 	pids+=($!)
 	PID[knot]=$! PORT[knot]=$port
@@ -431,14 +460,20 @@ commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(cd "$root" && git status --porcelain 2>/dev/null | grep -q . && echo " + uncommitted changes" || true)
 echo "## DNS: seamark vs $(tr ' ' '\n' <<<"$PEERS" | sed 's/knot/Knot/; s/nsd/NSD/' | paste -sd, - | sed 's/,/, /g'), CoreDNS, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
-echo "\`N=$N DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=$CLIENTS PEERS='$PEERS' VARIANTS='$VARIANTS' DNSPERF_EXTRA='$DNSPERF_EXTRA' bash bench/dns/run.sh\`"
+echo "\`RRL=$RRL N=$N DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=$CLIENTS PEERS='$PEERS' VARIANTS='$VARIANTS' DNSPERF_EXTRA='$DNSPERF_EXTRA' bash bench/dns/run.sh\`"
 echo
 echo "- machine: $(nproc) cores, $(uname -sr), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 echo "- seamark: \`$("$tmp/seamark" version)\` at $commit$dirty, built with $(go version | awk '{print $3}'); GOMAXPROCS default ($(nproc)), so $(nproc) UDP sockets"
 [[ -n $coredns ]] && echo "- coredns: \`$("$coredns" -version | tr '\n' ' ' | sed 's/ *$//')\` (go install github.com/coredns/coredns@$COREDNS_VERSION)"
-[[ -n ${PID[knot]:-} ]] && echo "- knot: \`$(knotd --version | head -1)\`, udp-workers $(nproc), no RRL module, zone file"
-[[ -n ${PID[nsd]:-} ]] && echo "- nsd: \`$(nsd -v 2>&1 | head -1)\`, server-count $(nproc), rrl-ratelimit 0, minimal-responses yes, zone file"
-echo "- seamark: dns.rate_limit.disabled: true (RRL is on by default)"
+if [[ $RRL == 1 ]]; then
+	[[ -n ${PID[knot]:-} ]] && echo "- knot: \`$(knotd --version | head -1)\`, udp-workers $(nproc), mod-rrl rate-limit 65000, zone file"
+	[[ -n ${PID[nsd]:-} ]] && echo "- nsd: \`$(nsd -v 2>&1 | head -1)\`, server-count $(nproc), rrl-ratelimit 1000000 (whitelist too), minimal-responses yes, zone file"
+	echo "- seamark: dns.rate_limit: responses_per_second 1000000, exempt [] (RRL on, loopback not exempt)"
+else
+	[[ -n ${PID[knot]:-} ]] && echo "- knot: \`$(knotd --version | head -1)\`, udp-workers $(nproc), no RRL module, zone file"
+	[[ -n ${PID[nsd]:-} ]] && echo "- nsd: \`$(nsd -v 2>&1 | head -1)\`, server-count $(nproc), rrl-ratelimit 0, minimal-responses yes, zone file"
+	echo "- seamark: dns.rate_limit.disabled: true (RRL is on by default)"
+fi
 echo "- load average (1, 5, 15 min) before the run: $load0; after: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)"
 echo "- dnsperf: $(dnsperf -h 2>&1 | grep -m1 '^Version')"
 echo "- zone $zone: $N services × 3 static nodes (check none, TTL ${ttl}s), their node names and SRV sets. CoreDNS serves the same records from a zone file: \`bind\` + \`file\`$(for v in $VARIANTS; do printf '; coredns+%s adds %s' "$v" "$(tr '+' ' ' <<<"$v")"; done) (default settings)"

@@ -206,3 +206,25 @@ func TestRRLFlood(t *testing.T) {
 		t.Errorf("other source: %d of %d answered; want every one", g[1], g[0])
 	}
 }
+
+// TestSourcePrefix: the hand-masked source prefix is netip's Prefix, for
+// every prefix length of both families.
+func TestSourcePrefix(t *testing.T) {
+	for _, s := range []string{"192.0.2.255", "255.255.255.255", "10.1.2.3", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "::1", "fe80::1:2:3:4"} {
+		a := netip.MustParseAddr(s)
+		max := 128
+		if a.Is4() {
+			max = 32
+		}
+		for bits := 1; bits <= max; bits++ {
+			p, err := a.Prefix(bits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := p.Addr().As16()
+			if got := sourcePrefix(a, bits, bits); got != want {
+				t.Errorf("%s/%d: got %x, want %x", s, bits, got, want)
+			}
+		}
+	}
+}

@@ -43,6 +43,9 @@ type worker struct {
 	out   []byte
 	// dirty are the cached answers with pending hits.
 	dirty []*packed
+	// now is the time of the packets being answered (ns, the server's
+	// clock), read once per batch for rate limiting.
+	now int64
 	// rot picks the variant (rotation or weighted draw) of answers that
 	// are not cached, so they spread like cached ones.
 	rot int
@@ -67,6 +70,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			return // closed, or handed over (StopReading)
 		}
 		t0 := s.o.Now()
+		w.now = t0.UnixNano()
 		if out := w.handle(buf[:n], from); out != nil {
 			c.WriteToUDPAddrPort(out, from)
 			s.m.seconds.Observe(s.o.Now().Sub(t0).Seconds())
@@ -83,7 +87,7 @@ func (w *worker) handle(pkt []byte, from netip.AddrPort) []byte {
 	switch {
 	case out != nil:
 		if l := w.s.rrl; l != nil {
-			switch l.check(from.Addr(), key) {
+			switch l.checkAt(from.Addr(), key, w.now) {
 			case drop:
 				w.s.m.rrlDropped.Inc()
 				return nil
