@@ -145,9 +145,12 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 			lost = "the store ended the lease"
 		default:
 			if silent := time.Since(c.lease.Renewed()); silent > c.lease.TTL()-leaseMargin(c.lease.TTL(), c.lease.RoundTrip()) {
-				lost = fmt.Sprintf("the store has not confirmed the lease for %v", silent.Round(time.Millisecond))
+				// The last chance may not outlast the lease.
+				if !c.lastChance(ctx, min(RenewEvery, c.lease.TTL()-silent)) {
+					lost = fmt.Sprintf("the store has not confirmed the lease for %v", silent.Round(time.Millisecond))
+				}
 			} else if c.fencing != 0 && g.FastFailoverOn() {
-				lost = c.fence(g, me, now)
+				lost = c.fence(ctx, g, me, now)
 			}
 		}
 		if lost != "" {

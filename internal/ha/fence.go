@@ -20,14 +20,37 @@ func newFencedMetric() *prometheus.CounterVec {
 // fence is the active member's side of fast failover: once the store has not
 // confirmed its lease for FenceAfter it must assume the observers may have
 // ended it, and step down (the caller runs on_fault). "" while it may stay.
-func (c *campaign) fence(g *api.Group, me api.Member, now time.Time) string {
+func (c *campaign) fence(ctx context.Context, g *api.Group, me api.Member, now time.Time) string {
 	// A claim written on the lease is a confirmation too: the lease was live
 	// in the store when the claim was sent.
 	why := fenced(latest(c.lease.Renewed(), c.claimedAt), now, c.lease.RoundTrip())
+	if why != "" && c.lastChance(ctx, RenewEvery) {
+		return ""
+	}
 	if why != "" {
 		c.m.fenced.WithLabelValues(g.Name, me.Name).Inc()
 	}
 	return why
+}
+
+// lastChance asks the store once more, for at most d, before the member
+// steps down because the store has been silent: a process that got no CPU
+// for a moment (a loaded machine) finds its confirmation waiting. A lease
+// the store confirms now was never revoked (a revocation is final), so the
+// role on it never moved, and staying is as safe as after any renewal. A
+// store that is really cut off answers nothing: the step-down comes at most
+// d later.
+func (c *campaign) lastChance(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if err := c.lease.Renew(rctx); err != nil {
+		return false
+	}
+	c.m.lastChances.Inc()
+	return true
 }
 
 // setRenewing makes renewWhileActive confirm the lease while the member is

@@ -79,6 +79,8 @@ type Member struct {
 	o      Options
 	log    *slog.Logger
 	fenced *prometheus.CounterVec
+	// lastChances counts step-downs a last renewal avoided (fence.go).
+	lastChances prometheus.Counter
 
 	mu        sync.Mutex
 	campaigns map[string]*campaign
@@ -110,10 +112,16 @@ func New(o Options) *Member {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	m := &Member{o: o, log: o.Logger.With("component", "ha", "member", o.Name), campaigns: map[string]*campaign{}, fenced: newFencedMetric()}
+	m := &Member{o: o, log: o.Logger.With("component", "ha", "member", o.Name), campaigns: map[string]*campaign{}, fenced: newFencedMetric(),
+		lastChances: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "seamark_group_last_chance_renewals_total",
+			Help: "Times this server's member was about to step down because the store had been silent, asked once more, and was confirmed (a late process, not a lost lease).",
+		})}
 	if o.Registerer != nil {
-		if err := o.Registerer.Register(m.fenced); err != nil {
-			m.log.Warn("member metrics not registered", "err", err)
+		for _, c := range []prometheus.Collector{m.fenced, m.lastChances} {
+			if err := o.Registerer.Register(c); err != nil {
+				m.log.Warn("member metrics not registered", "err", err)
+			}
 		}
 	}
 	return m
