@@ -145,8 +145,12 @@ func (c *campaign) step(ctx context.Context, snap *registry.Snapshot, now time.T
 			lost = "the store ended the lease"
 		default:
 			if silent := time.Since(c.lease.Renewed()); silent > c.lease.TTL()-leaseMargin(c.lease.TTL(), c.lease.RoundTrip()) {
-				// The last chance may not outlast the lease.
-				if !c.lastChance(ctx, min(RenewEvery, c.lease.TTL()-silent)) {
+				// The last chance may not outlast the lease: it ends one
+				// round trip before the store could expire it (Renewed is
+				// when the answer came, up to a round trip after the
+				// request the store counts from).
+				rtt := c.lease.RoundTrip()
+				if !c.lastChance(ctx, min(max(RenewEvery, 2*rtt), c.lease.TTL()-silent-rtt)) {
 					lost = fmt.Sprintf("the store has not confirmed the lease for %v", silent.Round(time.Millisecond))
 				}
 			} else if c.fencing != 0 && g.FastFailoverOn() {
