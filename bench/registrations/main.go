@@ -41,6 +41,7 @@ func main() {
 	dur := flag.Duration("d", 5*time.Second, "duration of each phase")
 	rate := flag.Int("rate", 0, "open loop: start this many writes per second in total (0: as fast as the clients go)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	https := flag.Bool("https", true, "run the https phases too (on a second server)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -50,7 +51,7 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*conc, *dur, *rate); err != nil {
+	if err := run(*conc, *dur, *rate, *https); err != nil {
 		log.Print(err)
 	}
 }
@@ -154,7 +155,7 @@ func registering(ctx context.Context, c *api.Client, ttl time.Duration, tag stri
 	}
 }
 
-func run(conc int, dur time.Duration, rate int) error {
+func run(conc int, dur time.Duration, rate int, https bool) error {
 	dir, err := os.MkdirTemp("", "seamark-bench-")
 	if err != nil {
 		return err
@@ -197,6 +198,18 @@ func run(conc int, dur time.Duration, rate int) error {
 	leased := phase(conc, dur, rate, registering(ctx, c, 30*time.Second, "l"))
 	stop()
 	cli.Close()
+	if !https {
+		defer srv.Close()
+		fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 |")
+		fmt.Println("|---|---|---|---|---|---|---|")
+		floor.print("etcd Put (floor, same store)", nil)
+		plain.print("seamark register (no ttl)", snaps)
+		leased.print("seamark register (ttl 30s, own lease)", snaps)
+		if rate == 0 {
+			fmt.Printf("\nratio seamark/etcd: %.2f (no ttl), %.2f (ttl)\n", plain.rate()/floor.rate(), leased.rate()/floor.rate())
+		}
+		return nil
+	}
 	srv.Close()
 
 	// The same over https, on a server of its own with a CA made now.

@@ -18,7 +18,10 @@
 //   - DNS QPS: 8 UDP clients asking node names one after the other;
 //
 //   - restart: the server stopped and started again on the same data:
-//     the time until DNS answers for all N nodes.
+//     the time until DNS answers for all N nodes;
+//
+//   - SIGTERM → exit: how long the server took to stop (after the churn,
+//     with the N nodes registered).
 //
 //     go run ./bench/scale [-sizes 1000,10000,100000] [-samples 200]
 package main
@@ -79,8 +82,8 @@ func main() {
 	}
 	fmt.Printf("seamark scale benchmark, %s, %s/%s, %d cores, %d registration clients, %d changes/s churn\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), *clients, *churn)
-	fmt.Println("| nodes | write→DNS p50 | write→DNS p99 | registrations/s | RSS/node | snapshot build (registry + DNS) | DNS QPS | restart → DNS answers all |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| nodes | write→DNS p50 | write→DNS p99 | registrations/s | RSS/node | snapshot build (registry + DNS) | DNS QPS | restart → DNS answers all | SIGTERM → exit |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, f := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
@@ -123,10 +126,16 @@ func start(bin, dir string) (*server, error) {
 	}
 	s := &server{cmd: cmd, done: make(chan struct{})}
 	found := make(chan []string, 1)
+	logf, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
 	go func() {
+		defer logf.Close()
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			fmt.Fprintln(logf, sc.Text())
 			if m := running.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case found <- m:
@@ -149,13 +158,27 @@ func start(bin, dir string) (*server, error) {
 	}
 }
 
-func (s *server) stop() {
+// stop sends SIGTERM and waits (SIGQUIT after 20 s, then SIGKILL); it returns
+// how long the server took to exit, or 0 when it had to be killed.
+func (s *server) stop() time.Duration {
+	t0 := time.Now()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
+		return time.Since(t0)
 	case <-time.After(20 * time.Second):
+		// SIGQUIT makes the Go runtime print every goroutine (to the
+		// server.log beside its data) and exit.
+		log.Printf("seamark (pid %d) did not exit within 20 s of SIGTERM: SIGQUIT, stacks in server.log", s.cmd.Process.Pid)
+		s.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-s.done:
+			return 0
+		case <-time.After(5 * time.Second):
+		}
 		s.cmd.Process.Kill()
 		<-s.done
+		return 0
 	}
 }
 
@@ -202,7 +225,13 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer func() { s.stop() }()
+	restarted := false
+	defer func() {
+		d := s.stop()
+		if restarted {
+			log.Printf("%d nodes: the restarted server stopped in %s after SIGTERM (0: killed)", n, fmtD(d))
+		}
+	}()
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	c, err := api.NewClient([]string{"http://" + s.http}, api.WithHTTPClient(&http.Client{Transport: tr, Timeout: 30 * time.Second}))
 	if err != nil {
@@ -300,12 +329,16 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 
 	// Restart on the same data: until DNS answers for all of them (one
 	// snapshot holds them all; 200 random ones are asked to check).
-	s.stop()
+	stopped := "killed after 20 s"
+	if d := s.stop(); d > 0 {
+		stopped = fmtD(d)
+	}
 	t1 := time.Now()
 	s, err = start(bin, dir)
 	if err != nil {
 		return "", err
 	}
+	restarted = true
 	dc, conn, err = dial(s.dns)
 	if err != nil {
 		return "", err
@@ -327,7 +360,7 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	slices.Sort(lat)
 	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*q))] }
 	build := fmt.Sprintf("%s + %s", fmtMean(reg0, reg1), fmtMean(dns0, dns1))
-	return fmt.Sprintf("| %d | %s | %s | %.0f | %.0f B | %s | %.0f | %s |", n, fmtD(p(0.5)), fmtD(p(0.99)), regRate, perNode, build, qps, restart), nil
+	return fmt.Sprintf("| %d | %s | %s | %.0f | %.0f B | %s | %.0f | %s | %s |", n, fmtD(p(0.5)), fmtD(p(0.99)), regRate, perNode, build, qps, restart, stopped), nil
 }
 
 // register registers n, trying again (up to 5 times) when the server

@@ -96,6 +96,8 @@ type Store struct {
 	recheck    chan struct{}
 	stopTender context.CancelFunc
 	tended     chan struct{}
+	// group commits concurrent conditional writes together (group.go).
+	group *groupCommit
 }
 
 // Embedded etcd timing: a single member has no peers to wait for, so short
@@ -188,6 +190,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	cli.KV = boundedKV{KV: cli.KV, d: o.CallTimeout, rtt: s.rtt}
 	cli.Lease = boundedLease{Lease: cli.Lease, d: o.CallTimeout}
 	s.cli = cli
+	s.group = &groupCommit{kv: cli.KV, timeout: o.CallTimeout}
 	if s.etcd != nil || s.sup != nil {
 		if err := s.checkAuth(ctx, o.DialTimeout); err != nil {
 			s.Close()
