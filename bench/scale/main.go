@@ -304,7 +304,9 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	reg0, dns0 := buildTimes(s)
 
 	// write → DNS: a new node each time, 20 per second.
-	var lat []time.Duration
+	// Each sample is split in two: the API write (answered once the
+	// server's snapshot shows it) and from its answer to DNS answering.
+	var lat, write, toDNS []time.Duration
 	for k := range samples {
 		id := fmt.Sprintf("w%06d", k)
 		a := addr(k + 7)
@@ -312,12 +314,16 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 		if _, err := c.Register(ctx, api.Node{ID: id, Service: "web", Address: a}); err != nil {
 			continue // a 503 under load: not a sample of write→DNS
 		}
+		tw := time.Now()
 		if !resolves(dc, conn, nodeName(id), a, time.Now().Add(5*time.Second)) {
 			return "", fmt.Errorf("%s never answered", id)
 		}
 		lat = append(lat, time.Since(t))
+		write, toDNS = append(write, tw.Sub(t)), append(toDNS, time.Since(tw))
 		time.Sleep(50 * time.Millisecond)
 	}
+	log.Printf("%d nodes: write→DNS split: API write (answered at snapshot) p50 %s p99 %s max %s; answer→DNS p50 %s p99 %s max %s",
+		n, fmtD(pctl(write, 0.5)), fmtD(pctl(write, 0.99)), fmtD(pctl(write, 1)), fmtD(pctl(toDNS, 0.5)), fmtD(pctl(toDNS, 0.99)), fmtD(pctl(toDNS, 1)))
 	reg1, dns1 := buildTimes(s)
 	qps := dnsQPS(s.dns, n, 3*time.Second)
 	stopChurn()
@@ -361,6 +367,15 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*q))] }
 	build := fmt.Sprintf("%s + %s", fmtMean(reg0, reg1), fmtMean(dns0, dns1))
 	return fmt.Sprintf("| %d | %s | %s | %.0f | %.0f B | %s | %.0f | %s | %s |", n, fmtD(p(0.5)), fmtD(p(0.99)), regRate, perNode, build, qps, restart, stopped), nil
+}
+
+// pctl returns the q-quantile of ds (sorting it).
+func pctl(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(float64(len(ds))*q))]
 }
 
 // register registers n, trying again (up to 5 times) when the server
