@@ -5,7 +5,12 @@
 // churn (re-registrations at new addresses), and prints one row:
 //
 //   - write→DNS p50/p99: a new node registered through the API, then its
-//     <id>.node.<zone> name polled over UDP until it answers;
+//     <id>.node.<zone> name polled over UDP until it answers; beside it
+//     the p99 of its two parts: the API write (answered once the server's
+//     snapshot shows it) and from that answer until DNS answers; and the
+//     embedded etcd's WAL fsyncs meanwhile (p99 and max, bucket bounds of
+//     its own histogram), which is where a write's tail comes from on a
+//     shared disk;
 //
 //   - registrations/s with 64 clients (while the N nodes are registered);
 //
@@ -32,6 +37,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -82,8 +88,8 @@ func main() {
 	}
 	fmt.Printf("seamark scale benchmark, %s, %s/%s, %d cores, %d registration clients, %d changes/s churn\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), *clients, *churn)
-	fmt.Println("| nodes | write→DNS p50 | write→DNS p99 | registrations/s | RSS/node | snapshot build (registry + DNS) | DNS QPS | restart → DNS answers all | SIGTERM → exit |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| nodes | write→DNS p50 | write→DNS p99 | p99 of API write / answer→DNS | etcd WAL fsync p99 / max | registrations/s | RSS/node | snapshot build (registry + DNS) | DNS QPS | restart → DNS answers all | SIGTERM → exit |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, f := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
@@ -101,10 +107,14 @@ func main() {
 type server struct {
 	cmd       *exec.Cmd
 	http, dns string
+	etcd      atomic.Value // the embedded etcd's client URL, a string
 	done      chan struct{}
 }
 
-var running = regexp.MustCompile(`seamark server running.*http=(\S+) dns=(\S+)`)
+var (
+	running    = regexp.MustCompile(`seamark server running.*http=(\S+) dns=(\S+)`)
+	storeReady = regexp.MustCompile(`store ready.*endpoints=(\S+)`)
+)
 
 func start(bin, dir string) (*server, error) {
 	cfg := filepath.Join(dir, "seamark.yaml")
@@ -136,6 +146,9 @@ func start(bin, dir string) (*server, error) {
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			fmt.Fprintln(logf, sc.Text())
+			if m := storeReady.FindStringSubmatch(sc.Text()); m != nil {
+				s.etcd.Store(strings.Trim(m[1], `"`))
+			}
 			if m := running.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case found <- m:
@@ -307,6 +320,7 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	// Each sample is split in two: the API write (answered once the
 	// server's snapshot shows it) and from its answer to DNS answering.
 	var lat, write, toDNS []time.Duration
+	fsync0 := s.etcdHist("etcd_disk_wal_fsync_duration_seconds")
 	for k := range samples {
 		id := fmt.Sprintf("w%06d", k)
 		a := addr(k + 7)
@@ -322,8 +336,11 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 		write, toDNS = append(write, tw.Sub(t)), append(toDNS, time.Since(tw))
 		time.Sleep(50 * time.Millisecond)
 	}
-	log.Printf("%d nodes: write→DNS split: API write (answered at snapshot) p50 %s p99 %s max %s; answer→DNS p50 %s p99 %s max %s",
-		n, fmtD(pctl(write, 0.5)), fmtD(pctl(write, 0.99)), fmtD(pctl(write, 1)), fmtD(pctl(toDNS, 0.5)), fmtD(pctl(toDNS, 0.99)), fmtD(pctl(toDNS, 1)))
+	split := fmt.Sprintf("%s / %s", fmtD(pctl(write, 0.99)), fmtD(pctl(toDNS, 0.99)))
+	fsync := "-"
+	if fs := s.etcdHist("etcd_disk_wal_fsync_duration_seconds").since(fsync0); fs.n > 0 {
+		fsync = fmt.Sprintf("%s / %s", fmtD(fs.q(0.99)), fmtD(fs.q(1)))
+	}
 	reg1, dns1 := buildTimes(s)
 	qps := dnsQPS(s.dns, n, 3*time.Second)
 	stopChurn()
@@ -366,7 +383,7 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	slices.Sort(lat)
 	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*q))] }
 	build := fmt.Sprintf("%s + %s", fmtMean(reg0, reg1), fmtMean(dns0, dns1))
-	return fmt.Sprintf("| %d | %s | %s | %.0f | %.0f B | %s | %.0f | %s | %s |", n, fmtD(p(0.5)), fmtD(p(0.99)), regRate, perNode, build, qps, restart, stopped), nil
+	return fmt.Sprintf("| %d | %s | %s | %s | %s | %.0f | %.0f B | %s | %.0f | %s | %s |", n, fmtD(p(0.5)), fmtD(p(0.99)), split, fsync, regRate, perNode, build, qps, restart, stopped), nil
 }
 
 // pctl returns the q-quantile of ds (sorting it).
@@ -392,6 +409,72 @@ func register(ctx context.Context, c *api.Client, n api.Node, retries *atomic.In
 		}
 	}
 	return err
+}
+
+// buckets is a Prometheus histogram: cumulative counts by upper bound.
+type buckets struct {
+	le []float64
+	c  []float64
+	n  float64
+}
+
+// etcdHist reads histogram name from the embedded etcd's /metrics.
+func (s *server) etcdHist(name string) buckets {
+	var b buckets
+	u, _ := s.etcd.Load().(string)
+	if u == "" {
+		return b
+	}
+	resp, err := http.Get(u + "/metrics")
+	if err != nil {
+		return b
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"_bucket{le=\"") {
+			continue
+		}
+		rest := strings.TrimPrefix(line, name+"_bucket{le=\"")
+		le, count, ok := strings.Cut(rest, "\"} ")
+		if !ok {
+			continue
+		}
+		l, err1 := strconv.ParseFloat(le, 64)
+		c, err2 := strconv.ParseFloat(count, 64)
+		if err1 == nil && err2 == nil {
+			b.le, b.c = append(b.le, l), append(b.c, c)
+			b.n = c
+		}
+	}
+	return b
+}
+
+// since is b minus an earlier reading a.
+func (b buckets) since(a buckets) buckets {
+	if len(a.c) != len(b.c) {
+		return b
+	}
+	out := buckets{le: b.le, c: make([]float64, len(b.c)), n: b.n - a.n}
+	for i := range b.c {
+		out.c[i] = b.c[i] - a.c[i]
+	}
+	return out
+}
+
+// q is the upper bound of the bucket holding quantile p.
+func (b buckets) q(p float64) time.Duration {
+	for i, c := range b.c {
+		if c >= p*b.n {
+			if math.IsInf(b.le[i], 1) {
+				return time.Duration(math.MaxInt64)
+			}
+			return time.Duration(b.le[i] * float64(time.Second))
+		}
+	}
+	return 0
 }
 
 // hist is a histogram's sum and count.
