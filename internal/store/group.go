@@ -181,18 +181,19 @@ func (g *groupCommit) commitOne(w *condWrite) {
 	w.result(resp.Header.Revision, (*pb.TxnResponse)(resp))
 }
 
-// context bounds a commit: by the latest deadline of the batch's callers,
-// at most the call timeout, never cut short by one caller going away.
+// context bounds a commit as each caller's own call would be (bound): by
+// the latest deadline among the batch's callers, and by the call timeout for
+// a caller without one; never cut short by one caller going away.
 func (g *groupCommit) context(batch []*condWrite) (context.Context, context.CancelFunc) {
-	deadline := time.Now().Add(g.timeout)
-	latest := time.Time{}
+	var deadline time.Time
 	for _, w := range batch {
-		if d, ok := w.ctx.Deadline(); ok && d.After(latest) {
-			latest = d
+		d, ok := w.ctx.Deadline()
+		if !ok {
+			d = time.Now().Add(g.timeout)
 		}
-	}
-	if !latest.IsZero() && latest.Before(deadline) {
-		deadline = latest
+		if d.After(deadline) {
+			deadline = d
+		}
 	}
 	return context.WithDeadline(context.WithoutCancel(batch[0].ctx), deadline)
 }
