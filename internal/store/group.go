@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -67,8 +68,11 @@ type groupCommit struct {
 }
 
 // do commits w (with whatever else is queued) and returns when its outcome
-// is known. The commit is bounded by the store's call timeout.
-func (g *groupCommit) do(w *condWrite) {
+// is known, or when w's caller gives up (its context ends): a write still
+// queued is then taken out, one in flight has an unknown outcome, as any
+// store call cut short. The commit itself is bounded by the latest deadline
+// of its batch.
+func (g *groupCommit) do(w *condWrite) error {
 	w.done = make(chan struct{})
 	g.mu.Lock()
 	g.queue = append(g.queue, w)
@@ -77,7 +81,17 @@ func (g *groupCommit) do(w *condWrite) {
 		go g.run()
 	}
 	g.mu.Unlock()
-	<-w.done
+	select {
+	case <-w.done:
+		return nil
+	case <-w.ctx.Done():
+		g.mu.Lock()
+		if i := slices.Index(g.queue, w); i >= 0 {
+			g.queue = slices.Delete(g.queue, i, i+1)
+		}
+		g.mu.Unlock()
+		return unavailable(w.ctx, w.ctx.Err())
+	}
 }
 
 func (g *groupCommit) run() {

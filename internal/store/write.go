@@ -59,8 +59,11 @@ func (s *Store) update(ctx context.Context, k Key, guard *Key, lease clientv3.Le
 		if guard != nil {
 			w.guard = guard.path(s.prefix)
 		}
-		s.group.do(w)
-		if err := w.err; err != nil {
+		err = s.group.do(w)
+		if err == nil {
+			err = w.err
+		}
+		if err != nil {
 			if leaseGone(err) {
 				return 0, 0, fmt.Errorf("write %s: lease expired before the write: %w", k, err)
 			}
