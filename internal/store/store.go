@@ -6,6 +6,12 @@
 // typed events. The key layout is documented in keys.go and known nowhere else.
 // Anything that must vanish when its owner dies (a node registered with a ttl)
 // lives on an etcd lease.
+//
+// Conditional writes made at the same time (registrations, deregistrations,
+// service and listener puts) are committed together, as the nested
+// transactions of one etcd transaction, each with its own compares and its
+// own outcome (group.go): a burst of API writes costs etcd one request, one
+// raft entry and one revision per batch.
 package store
 
 import (
