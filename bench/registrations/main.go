@@ -23,6 +23,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -200,8 +201,8 @@ func run(conc int, dur time.Duration, rate int, https bool) error {
 	cli.Close()
 	if !https {
 		defer srv.Close()
-		fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 |")
-		fmt.Println("|---|---|---|---|---|---|---|")
+		fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 | CPU per write |")
+		fmt.Println("|---|---|---|---|---|---|---|---|")
 		floor.print("etcd Put (floor, same store)", nil)
 		plain.print("seamark register (no ttl)", snaps)
 		leased.print("seamark register (ttl 30s, own lease)", snaps)
@@ -228,8 +229,8 @@ func run(conc int, dur time.Duration, rate int, https bool) error {
 	tlsLeased := phase(conc, dur, rate, registering(ctx, c, 30*time.Second, "l"))
 	stop()
 
-	fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 | CPU per write |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	floor.print("etcd Put (floor, same store)", nil)
 	plain.print("seamark register (no ttl)", snaps)
 	leased.print("seamark register (ttl 30s, own lease)", snaps)
@@ -282,6 +283,7 @@ type result struct {
 	samples []sample
 	errors  int64
 	elapsed time.Duration
+	cpu     time.Duration // the process's CPU time (user + system) during the phase
 }
 
 func (r *result) rate() float64 { return float64(len(r.samples)) / r.elapsed.Seconds() }
@@ -317,7 +319,25 @@ func (r *result) print(name string, snaps *snapTimes) {
 	if snaps != nil {
 		v50, v99 = fmtD(pct(vis, 0.50)), fmtD(pct(vis, 0.99))
 	}
-	fmt.Printf("| %s | %.0f | %d | %s | %s | %s | %s |\n", name, r.rate(), r.errors, fmtD(pct(resp, 0.5)), fmtD(pct(resp, 0.99)), v50, v99)
+	fmt.Printf("| %s | %.0f | %d | %s | %s | %s | %s | %s |\n", name, r.rate(), r.errors, fmtD(pct(resp, 0.5)), fmtD(pct(resp, 0.99)), v50, v99, r.cpuPerWrite())
+}
+
+// processCPU is the CPU time (user + system) this process has used: server,
+// embedded etcd and load generator together, whatever else the machine runs.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPerWrite is the process's CPU time per write of the phase.
+func (r *result) cpuPerWrite() string {
+	if len(r.samples) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f µs", float64(r.cpu)/float64(len(r.samples))/1e3)
 }
 
 func fmtD(d time.Duration) string {
@@ -350,6 +370,7 @@ func phase(conc int, dur time.Duration, rate int, op func(worker, i int) (int64,
 	res := &result{}
 	var errs atomic.Int64
 	deadline := time.Now().Add(dur)
+	cpu0 := processCPU()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for w := range conc {
@@ -381,6 +402,7 @@ func phase(conc int, dur time.Duration, rate int, op func(worker, i int) (int64,
 	}
 	wg.Wait()
 	res.elapsed = time.Since(t0)
+	res.cpu = processCPU() - cpu0
 	res.errors = errs.Load()
 	return res
 }
