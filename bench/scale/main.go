@@ -240,6 +240,9 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	}
 	restarted := false
 	defer func() {
+		if s == nil {
+			return
+		}
 		d := s.stop()
 		if restarted {
 			log.Printf("%d nodes: the restarted server stopped in %s after SIGTERM (0: killed)", n, fmtD(d))
@@ -357,11 +360,12 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 		stopped = fmtD(d)
 	}
 	t1 := time.Now()
-	s, err = start(bin, dir)
+	s2, err := start(bin, dir)
 	if err != nil {
+		s = nil
 		return "", err
 	}
-	restarted = true
+	s, restarted = s2, true
 	dc, conn, err = dial(s.dns)
 	if err != nil {
 		return "", err
