@@ -23,6 +23,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,7 @@ func main() {
 	dur := flag.Duration("d", 5*time.Second, "duration of each phase")
 	rate := flag.Int("rate", 0, "open loop: start this many writes per second in total (0: as fast as the clients go)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	https := flag.Bool("https", true, "run the https phases too (on a second server)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -50,7 +52,7 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*conc, *dur, *rate); err != nil {
+	if err := run(*conc, *dur, *rate, *https); err != nil {
 		log.Print(err)
 	}
 }
@@ -154,7 +156,7 @@ func registering(ctx context.Context, c *api.Client, ttl time.Duration, tag stri
 	}
 }
 
-func run(conc int, dur time.Duration, rate int) error {
+func run(conc int, dur time.Duration, rate int, https bool) error {
 	dir, err := os.MkdirTemp("", "seamark-bench-")
 	if err != nil {
 		return err
@@ -197,6 +199,18 @@ func run(conc int, dur time.Duration, rate int) error {
 	leased := phase(conc, dur, rate, registering(ctx, c, 30*time.Second, "l"))
 	stop()
 	cli.Close()
+	if !https {
+		defer srv.Close()
+		fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 | CPU per write |")
+		fmt.Println("|---|---|---|---|---|---|---|---|")
+		floor.print("etcd Put (floor, same store)", nil)
+		plain.print("seamark register (no ttl)", snaps)
+		leased.print("seamark register (ttl 30s, own lease)", snaps)
+		if rate == 0 {
+			fmt.Printf("\nratio seamark/etcd: %.2f (no ttl), %.2f (ttl)\n", plain.rate()/floor.rate(), leased.rate()/floor.rate())
+		}
+		return nil
+	}
 	srv.Close()
 
 	// The same over https, on a server of its own with a CA made now.
@@ -215,8 +229,8 @@ func run(conc int, dur time.Duration, rate int) error {
 	tlsLeased := phase(conc, dur, rate, registering(ctx, c, 30*time.Second, "l"))
 	stop()
 
-	fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| what | writes/s | errors | response p50 | response p99 | write→snapshot p50 | write→snapshot p99 | CPU per write |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	floor.print("etcd Put (floor, same store)", nil)
 	plain.print("seamark register (no ttl)", snaps)
 	leased.print("seamark register (ttl 30s, own lease)", snaps)
@@ -269,6 +283,7 @@ type result struct {
 	samples []sample
 	errors  int64
 	elapsed time.Duration
+	cpu     time.Duration // the process's CPU time (user + system) during the phase
 }
 
 func (r *result) rate() float64 { return float64(len(r.samples)) / r.elapsed.Seconds() }
@@ -304,7 +319,25 @@ func (r *result) print(name string, snaps *snapTimes) {
 	if snaps != nil {
 		v50, v99 = fmtD(pct(vis, 0.50)), fmtD(pct(vis, 0.99))
 	}
-	fmt.Printf("| %s | %.0f | %d | %s | %s | %s | %s |\n", name, r.rate(), r.errors, fmtD(pct(resp, 0.5)), fmtD(pct(resp, 0.99)), v50, v99)
+	fmt.Printf("| %s | %.0f | %d | %s | %s | %s | %s | %s |\n", name, r.rate(), r.errors, fmtD(pct(resp, 0.5)), fmtD(pct(resp, 0.99)), v50, v99, r.cpuPerWrite())
+}
+
+// processCPU is the CPU time (user + system) this process has used: server,
+// embedded etcd and load generator together, whatever else the machine runs.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPerWrite is the process's CPU time per write of the phase.
+func (r *result) cpuPerWrite() string {
+	if len(r.samples) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f µs", float64(r.cpu)/float64(len(r.samples))/1e3)
 }
 
 func fmtD(d time.Duration) string {
@@ -337,6 +370,7 @@ func phase(conc int, dur time.Duration, rate int, op func(worker, i int) (int64,
 	res := &result{}
 	var errs atomic.Int64
 	deadline := time.Now().Add(dur)
+	cpu0 := processCPU()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for w := range conc {
@@ -368,6 +402,7 @@ func phase(conc int, dur time.Duration, rate int, op func(worker, i int) (int64,
 	}
 	wg.Wait()
 	res.elapsed = time.Since(t0)
+	res.cpu = processCPU() - cpu0
 	res.errors = errs.Load()
 	return res
 }

@@ -5,7 +5,12 @@
 // churn (re-registrations at new addresses), and prints one row:
 //
 //   - write→DNS p50/p99: a new node registered through the API, then its
-//     <id>.node.<zone> name polled over UDP until it answers;
+//     <id>.node.<zone> name polled over UDP until it answers; beside it
+//     the p99 of its two parts: the API write (answered once the server's
+//     snapshot shows it) and from that answer until DNS answers; and the
+//     embedded etcd's WAL fsyncs meanwhile (p99 and max, bucket bounds of
+//     its own histogram), which is where a write's tail comes from on a
+//     shared disk;
 //
 //   - registrations/s with 64 clients (while the N nodes are registered);
 //
@@ -18,7 +23,10 @@
 //   - DNS QPS: 8 UDP clients asking node names one after the other;
 //
 //   - restart: the server stopped and started again on the same data:
-//     the time until DNS answers for all N nodes.
+//     the time until DNS answers for all N nodes;
+//
+//   - SIGTERM → exit: how long the server took to stop (after the churn,
+//     with the N nodes registered).
 //
 //     go run ./bench/scale [-sizes 1000,10000,100000] [-samples 200]
 package main
@@ -29,6 +37,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -79,8 +88,8 @@ func main() {
 	}
 	fmt.Printf("seamark scale benchmark, %s, %s/%s, %d cores, %d registration clients, %d changes/s churn\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), *clients, *churn)
-	fmt.Println("| nodes | write→DNS p50 | write→DNS p99 | registrations/s | RSS/node | snapshot build (registry + DNS) | DNS QPS | restart → DNS answers all |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| nodes | write→DNS p50 | write→DNS p99 | p99 of API write / answer→DNS | etcd WAL fsync p99 / max | registrations/s | RSS/node | snapshot build (registry + DNS) | DNS QPS | restart → DNS answers all | SIGTERM → exit |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, f := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
@@ -98,10 +107,14 @@ func main() {
 type server struct {
 	cmd       *exec.Cmd
 	http, dns string
+	etcd      atomic.Value // the embedded etcd's client URL, a string
 	done      chan struct{}
 }
 
-var running = regexp.MustCompile(`seamark server running.*http=(\S+) dns=(\S+)`)
+var (
+	running    = regexp.MustCompile(`seamark server running.*http=(\S+) dns=(\S+)`)
+	storeReady = regexp.MustCompile(`store ready.*endpoints=(\S+)`)
+)
 
 func start(bin, dir string) (*server, error) {
 	cfg := filepath.Join(dir, "seamark.yaml")
@@ -123,10 +136,19 @@ func start(bin, dir string) (*server, error) {
 	}
 	s := &server{cmd: cmd, done: make(chan struct{})}
 	found := make(chan []string, 1)
+	logf, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
 	go func() {
+		defer logf.Close()
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			fmt.Fprintln(logf, sc.Text())
+			if m := storeReady.FindStringSubmatch(sc.Text()); m != nil {
+				s.etcd.Store(strings.Trim(m[1], `"`))
+			}
 			if m := running.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case found <- m:
@@ -149,13 +171,27 @@ func start(bin, dir string) (*server, error) {
 	}
 }
 
-func (s *server) stop() {
+// stop sends SIGTERM and waits (SIGQUIT after 20 s, then SIGKILL); it returns
+// how long the server took to exit, or 0 when it had to be killed.
+func (s *server) stop() time.Duration {
+	t0 := time.Now()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
+		return time.Since(t0)
 	case <-time.After(20 * time.Second):
+		// SIGQUIT makes the Go runtime print every goroutine (to the
+		// server.log beside its data) and exit.
+		log.Printf("seamark (pid %d) did not exit within 20 s of SIGTERM: SIGQUIT, stacks in server.log", s.cmd.Process.Pid)
+		s.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-s.done:
+			return 0
+		case <-time.After(5 * time.Second):
+		}
 		s.cmd.Process.Kill()
 		<-s.done
+		return 0
 	}
 }
 
@@ -202,7 +238,16 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer func() { s.stop() }()
+	restarted := false
+	defer func() {
+		if s == nil {
+			return
+		}
+		d := s.stop()
+		if restarted {
+			log.Printf("%d nodes: the restarted server stopped in %s after SIGTERM (0: killed)", n, fmtD(d))
+		}
+	}()
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	c, err := api.NewClient([]string{"http://" + s.http}, api.WithHTTPClient(&http.Client{Transport: tr, Timeout: 30 * time.Second}))
 	if err != nil {
@@ -275,7 +320,10 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	reg0, dns0 := buildTimes(s)
 
 	// write → DNS: a new node each time, 20 per second.
-	var lat []time.Duration
+	// Each sample is split in two: the API write (answered once the
+	// server's snapshot shows it) and from its answer to DNS answering.
+	var lat, write, toDNS []time.Duration
+	fsync0 := s.etcdHist("etcd_disk_wal_fsync_duration_seconds")
 	for k := range samples {
 		id := fmt.Sprintf("w%06d", k)
 		a := addr(k + 7)
@@ -283,11 +331,18 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 		if _, err := c.Register(ctx, api.Node{ID: id, Service: "web", Address: a}); err != nil {
 			continue // a 503 under load: not a sample of write→DNS
 		}
+		tw := time.Now()
 		if !resolves(dc, conn, nodeName(id), a, time.Now().Add(5*time.Second)) {
 			return "", fmt.Errorf("%s never answered", id)
 		}
 		lat = append(lat, time.Since(t))
+		write, toDNS = append(write, tw.Sub(t)), append(toDNS, time.Since(tw))
 		time.Sleep(50 * time.Millisecond)
+	}
+	split := fmt.Sprintf("%s / %s", fmtD(pctl(write, 0.99)), fmtD(pctl(toDNS, 0.99)))
+	fsync := "-"
+	if fs := s.etcdHist("etcd_disk_wal_fsync_duration_seconds").since(fsync0); fs.n > 0 {
+		fsync = fmt.Sprintf("%s / %s", fmtD(fs.q(0.99)), fmtD(fs.q(1)))
 	}
 	reg1, dns1 := buildTimes(s)
 	qps := dnsQPS(s.dns, n, 3*time.Second)
@@ -300,12 +355,17 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 
 	// Restart on the same data: until DNS answers for all of them (one
 	// snapshot holds them all; 200 random ones are asked to check).
-	s.stop()
+	stopped := "killed after 20 s"
+	if d := s.stop(); d > 0 {
+		stopped = fmtD(d)
+	}
 	t1 := time.Now()
-	s, err = start(bin, dir)
+	s2, err := start(bin, dir)
 	if err != nil {
+		s = nil
 		return "", err
 	}
+	s, restarted = s2, true
 	dc, conn, err = dial(s.dns)
 	if err != nil {
 		return "", err
@@ -327,7 +387,16 @@ func runSize(bin, dir string, n, samples, churn, clients int) (string, error) {
 	slices.Sort(lat)
 	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*q))] }
 	build := fmt.Sprintf("%s + %s", fmtMean(reg0, reg1), fmtMean(dns0, dns1))
-	return fmt.Sprintf("| %d | %s | %s | %.0f | %.0f B | %s | %.0f | %s |", n, fmtD(p(0.5)), fmtD(p(0.99)), regRate, perNode, build, qps, restart), nil
+	return fmt.Sprintf("| %d | %s | %s | %s | %s | %.0f | %.0f B | %s | %.0f | %s | %s |", n, fmtD(p(0.5)), fmtD(p(0.99)), split, fsync, regRate, perNode, build, qps, restart, stopped), nil
+}
+
+// pctl returns the q-quantile of ds (sorting it).
+func pctl(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(float64(len(ds))*q))]
 }
 
 // register registers n, trying again (up to 5 times) when the server
@@ -344,6 +413,72 @@ func register(ctx context.Context, c *api.Client, n api.Node, retries *atomic.In
 		}
 	}
 	return err
+}
+
+// buckets is a Prometheus histogram: cumulative counts by upper bound.
+type buckets struct {
+	le []float64
+	c  []float64
+	n  float64
+}
+
+// etcdHist reads histogram name from the embedded etcd's /metrics.
+func (s *server) etcdHist(name string) buckets {
+	var b buckets
+	u, _ := s.etcd.Load().(string)
+	if u == "" {
+		return b
+	}
+	resp, err := http.Get(u + "/metrics")
+	if err != nil {
+		return b
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"_bucket{le=\"") {
+			continue
+		}
+		rest := strings.TrimPrefix(line, name+"_bucket{le=\"")
+		le, count, ok := strings.Cut(rest, "\"} ")
+		if !ok {
+			continue
+		}
+		l, err1 := strconv.ParseFloat(le, 64)
+		c, err2 := strconv.ParseFloat(count, 64)
+		if err1 == nil && err2 == nil {
+			b.le, b.c = append(b.le, l), append(b.c, c)
+			b.n = c
+		}
+	}
+	return b
+}
+
+// since is b minus an earlier reading a.
+func (b buckets) since(a buckets) buckets {
+	if len(a.c) != len(b.c) {
+		return b
+	}
+	out := buckets{le: b.le, c: make([]float64, len(b.c)), n: b.n - a.n}
+	for i := range b.c {
+		out.c[i] = b.c[i] - a.c[i]
+	}
+	return out
+}
+
+// q is the upper bound of the bucket holding quantile p.
+func (b buckets) q(p float64) time.Duration {
+	for i, c := range b.c {
+		if c >= p*b.n {
+			if math.IsInf(b.le[i], 1) {
+				return time.Duration(math.MaxInt64)
+			}
+			return time.Duration(b.le[i] * float64(time.Second))
+		}
+	}
+	return 0
 }
 
 // hist is a histogram's sum and count.

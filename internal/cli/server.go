@@ -88,6 +88,11 @@ and the running state stays. Flags override the file's server: section.`,
 				Handover: ho, AdoptEtcd: succ.etcd, Successor: succ.upgraded,
 			})
 			cancel()
+			if err != nil && ctx.Err() != nil && !succ.upgraded {
+				// SIGTERM or SIGINT while starting: a clean stop, not a failure.
+				log.Info("stopped while starting", "err", err)
+				return nil
+			}
 			if err != nil {
 				if succ.upgraded {
 					return fmt.Errorf("upgrade: the new process could not start (the old one serves on): %w", err)

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/store"
@@ -36,7 +37,10 @@ type state struct {
 	// verdicts are the live checkers' judgements: service -> node -> checker -> verdict.
 	verdicts map[string]map[string]map[string]api.Verdict
 	checkers map[string]*api.Checker
-	events   map[string]api.Event // key -> event
+	// events: key -> its events (one, or an audit batch). A snapshot
+	// holds the map as it was (eventsShared) and the next change copies it.
+	events       map[string][]api.Event
+	eventsShared bool
 	// admin are the operator's admin states: service -> node -> state.
 	admin map[string]map[string]*api.NodeAdmin
 
@@ -55,7 +59,7 @@ func newState() *state {
 		fresh:      map[*api.Node]bool{},
 		verdicts:   map[string]map[string]map[string]api.Verdict{},
 		checkers:   map[string]*api.Checker{},
-		events:     map[string]api.Event{},
+		events:     map[string][]api.Event{},
 		nodes:      map[string]nodeList{},
 		healthy:    map[string]nodeList{},
 		records:    map[string]map[string]store.Item{},
@@ -93,6 +97,52 @@ func (d *dirty) touch(service, id string) {
 }
 
 // mirror keeps m[key] in step with a store item: set to value(), or deleted.
+// eventLog is a snapshot's event log: the store's events by key (a map no
+// one changes any more), made into one list at the first call of list.
+type eventLog struct {
+	byKey map[string][]api.Event
+	once  sync.Once
+	list  []api.Event
+}
+
+// events returns the events oldest first: keys sort by time within health
+// and audit events, and audit events have keys of their own, so the list is
+// sorted by time; of the audit events only the newest MaxAuditEvents.
+func (l *eventLog) events() []api.Event {
+	if l == nil {
+		return nil
+	}
+	l.once.Do(func() {
+		n, audit := 0, 0
+		for _, es := range l.byKey {
+			n += len(es)
+		}
+		out := make([]api.Event, 0, n)
+		for _, k := range slices.Sorted(maps.Keys(l.byKey)) {
+			out = append(out, l.byKey[k]...)
+		}
+		slices.SortStableFunc(out, func(a, b api.Event) int { return a.Time.Compare(b.Time) })
+		for _, e := range out {
+			if e.Kind == api.EventAudit {
+				audit++
+			}
+		}
+		// A trim keeps whole batches: drop the oldest audit events beyond
+		// the bound here.
+		if extra := audit - store.MaxAuditEvents; extra > 0 {
+			out = slices.DeleteFunc(out, func(e api.Event) bool {
+				if extra > 0 && e.Kind == api.EventAudit {
+					extra--
+					return true
+				}
+				return false
+			})
+		}
+		l.list = out
+	})
+	return l.list
+}
+
 func mirror[V any](m map[string]V, key string, it store.Item, value func() V) {
 	if it.Deleted {
 		delete(m, key)
@@ -167,10 +217,21 @@ func (st *state) apply(it store.Item, d *dirty) {
 	case store.KindChecker:
 		mirror(st.checkers, k.A, it, pointerOf[api.Checker](it))
 	case store.KindEvent:
-		mirror(st.events, k.A, it, func() api.Event {
-			e := *it.Value.(*api.Event)
-			e.Revision = it.ModRevision
-			return e
+		if st.eventsShared {
+			st.events, st.eventsShared = maps.Clone(st.events), false
+		}
+		mirror(st.events, k.A, it, func() []api.Event {
+			var es []api.Event
+			switch v := it.Value.(type) {
+			case *api.Event:
+				es = []api.Event{*v}
+			case *[]api.Event:
+				es = *v
+			}
+			for i := range es {
+				es[i].Revision = it.ModRevision
+			}
+			return es
 		})
 	case store.KindRecord:
 		mirror2(st.records, k.A, k.B, it, func() store.Item { return it })
@@ -272,12 +333,11 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		}
 	}
 	if prev == nil || d.kinds[store.KindEvent] {
-		s.events = make([]api.Event, 0, len(st.events))
-		for _, k := range slices.Sorted(maps.Keys(st.events)) {
-			s.events = append(s.events, st.events[k])
-		}
-		// Audit events have keys of their own: order the log by time.
-		slices.SortStableFunc(s.events, func(a, b api.Event) int { return a.Time.Compare(b.Time) })
+		// The list is made when first asked for (Events): most snapshots
+		// of a burst of API writes, each with its audit batch, are never
+		// asked.
+		s.events = &eventLog{byKey: st.events}
+		st.eventsShared = true
 	}
 	for name := range d.services {
 		if v := st.serviceView(name, rev); v != nil {

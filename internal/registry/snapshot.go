@@ -56,7 +56,7 @@ type Snapshot struct {
 	roles     map[string]*api.Role
 	observed  map[string][]*api.Observation
 	checkers  []api.Checker
-	events    []api.Event
+	events    *eventLog
 	admin     []AdminState
 	// listIndex is the last revision that changed any object of a kind (or
 	// deleted one), for blocking reads of whole lists.
@@ -381,4 +381,4 @@ func (s *Snapshot) AdminStates() []AdminState { return s.admin }
 func (s *Snapshot) Checkers() []api.Checker { return s.checkers }
 
 // Events returns the event log, oldest first.
-func (s *Snapshot) Events() []api.Event { return s.events }
+func (s *Snapshot) Events() []api.Event { return s.events.events() }

@@ -682,12 +682,16 @@ func changedKeys(prefix string, a, b any) []string {
 }
 
 // Close stops every role and the store, and waits for their goroutines.
+// Every step is bounded (the API's graceful shutdown by closeHTTPTimeout,
+// the audit log's last write by 2 s, the store's child by its stop
+// timeout), none by the size of the registry; how long each took is logged.
 func (s *Server) Close() error {
+	t0 := time.Now()
 	if s.httpSrv != nil {
 		if s.api != nil {
 			s.api.Close()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), closeHTTPTimeout)
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
 			s.httpSrv.Close()
 		}
@@ -695,15 +699,24 @@ func (s *Server) Close() error {
 	} else if s.httpLn != nil {
 		s.httpLn.Close()
 	}
+	tHTTP := time.Since(t0)
 	if s.cancel != nil {
 		s.cancel()
 	}
 	s.wg.Wait()
+	tRoles := time.Since(t0) - tHTTP
+	var err error
 	if s.st != nil {
-		return s.st.Close()
+		err = s.st.Close()
 	}
-	return nil
+	s.log.Info("stopped", "took", time.Since(t0).Round(time.Millisecond), "http", tHTTP.Round(time.Millisecond),
+		"roles", tRoles.Round(time.Millisecond), "store", (time.Since(t0) - tHTTP - tRoles).Round(time.Millisecond))
+	return err
 }
+
+// closeHTTPTimeout bounds the API's graceful shutdown: requests under way
+// get this long to finish before their connections are closed.
+const closeHTTPTimeout = 5 * time.Second
 
 // Desired turns the config file into the store objects it owns.
 func Desired(f *config.File) store.Desired {

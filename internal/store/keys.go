@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -23,7 +24,7 @@ import (
 //	<prefix>v1/checkers/<checker-id>                api.Checker (on the checker's lease)
 //	<prefix>v1/health/<service>/<node-id>/<checker> api.Verdict (on the checker's lease)
 //	<prefix>v1/events/<unix-nanos, 20 digits>-<origin> api.Event (the newest MaxEvents are kept)
-//	<prefix>v1/events/audit-<unix-nanos>-<origin>     api.Event of kind audit (the newest MaxAuditEvents)
+//	<prefix>v1/events/audit-<unix-nanos>-<origin>-<i>-n<count>  []api.Event of kind audit, a batch (the newest MaxAuditEvents)
 //	<prefix>v1/admin/<service>/<node-id>            api.NodeAdmin (no lease: the operator's, kept across re-registrations)
 //	<prefix>v1/healthchecks/<id>                    a Route 53 health check (JSON owned by internal/route53)
 //
@@ -165,6 +166,9 @@ func decodeValue(k Key, data []byte) (any, error) {
 		v = new(api.Verdict)
 	case KindEvent:
 		v = new(api.Event)
+		if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+			v = new([]api.Event) // a batch of audit events (lease.go)
+		}
 	case KindAdmin:
 		v = new(api.NodeAdmin)
 	case KindHealthCheck:

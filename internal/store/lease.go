@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -173,19 +174,52 @@ func eventKey(e api.Event, origin, seq string) Key {
 	return Key{Kind: KindEvent, A: a}
 }
 
-// AppendEvents adds events to the log in batches, then drops the oldest
-// beyond MaxEvents (and MaxAuditEvents).
+// Audit events are kept in batches: the audit events of one AppendEvents
+// share a key (a JSON array, at most maxAuditBatchBytes), so a burst of API
+// writes costs the store one key per batch, not one per write, and readers
+// one watch event per batch. The key ends in "-n<count>", so a trim counts
+// events from the keys alone.
+const maxAuditBatchBytes = 32 << 10
+
+// AppendEvents adds events to the log in batches (audit events as batches
+// of their own), then drops the oldest beyond MaxEvents (and the oldest
+// audit batches beyond MaxAuditEvents).
 func (s *Store) AppendEvents(ctx context.Context, es []api.Event, origin string) error {
 	ops := make([]clientv3.Op, 0, len(es))
-	audit := false
+	var batch []byte // audit events, a JSON array being filled
+	var first api.Event
+	count, audit := 0, false
+	closeBatch := func() {
+		if count == 0 {
+			return
+		}
+		batch = append(batch, ']')
+		k := eventKey(first, origin, fmt.Sprintf("-%d-n%d", len(ops), count))
+		ops = append(ops, clientv3.OpPut(k.path(s.prefix), string(batch)))
+		batch, count = nil, 0
+	}
 	for i, e := range es {
 		val, err := json.Marshal(e)
 		if err != nil {
 			return err
 		}
-		audit = audit || e.Kind == api.EventAudit
-		ops = append(ops, clientv3.OpPut(eventKey(e, origin, fmt.Sprintf("-%d", i)).path(s.prefix), string(val)))
+		if e.Kind != api.EventAudit {
+			ops = append(ops, clientv3.OpPut(eventKey(e, origin, fmt.Sprintf("-%d", i)).path(s.prefix), string(val)))
+			continue
+		}
+		audit = true
+		if count > 0 && len(batch)+len(val)+2 > maxAuditBatchBytes {
+			closeBatch()
+		}
+		if count == 0 {
+			first, batch = e, append(batch, '[')
+		} else {
+			batch = append(batch, ',')
+		}
+		batch = append(batch, val...)
+		count++
 	}
+	closeBatch()
 	if err := s.commitBatches(ctx, ops); err != nil {
 		return err
 	}
@@ -205,13 +239,14 @@ func (s *Store) AppendEvent(ctx context.Context, e api.Event, origin string) (in
 }
 
 // trimEvents drops the oldest events beyond MaxEvents, or, for audit, the
-// oldest audit events beyond MaxAuditEvents.
+// oldest audit batches while the newer ones still hold MaxAuditEvents.
 func (s *Store) trimEvents(ctx context.Context, audit bool) {
 	all := kindPrefix(s.prefix, KindEvent)
-	from, end, keep := all, all+auditKeyPrefix, int64(MaxEvents) // time-stamped keys sort before "audit-"
 	if audit {
-		from, end, keep = all+auditKeyPrefix, clientv3.GetPrefixRangeEnd(all+auditKeyPrefix), MaxAuditEvents
+		s.trimAudit(ctx, all+auditKeyPrefix)
+		return
 	}
+	from, end, keep := all, all+auditKeyPrefix, int64(MaxEvents) // time-stamped keys sort before "audit-"
 	cnt, err := s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithCountOnly())
 	if err != nil || cnt.Count <= keep {
 		return
@@ -226,6 +261,44 @@ func (s *Store) trimEvents(ctx context.Context, audit bool) {
 	if _, err := s.cli.Delete(ctx, from, clientv3.WithRange(string(last))); err != nil {
 		s.log.Warn("trim event log", "err", err)
 	}
+}
+
+func (s *Store) trimAudit(ctx context.Context, from string) {
+	end := clientv3.GetPrefixRangeEnd(from)
+	keys, err := s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return
+	}
+	total := 0
+	for _, kv := range keys.Kvs {
+		total += auditCount(string(kv.Key))
+	}
+	drop := 0 // the oldest keys to delete
+	for drop < len(keys.Kvs) && total-auditCount(string(keys.Kvs[drop].Key)) >= MaxAuditEvents {
+		total -= auditCount(string(keys.Kvs[drop].Key))
+		drop++
+	}
+	if drop == 0 {
+		return
+	}
+	if _, err := s.cli.Delete(ctx, from, clientv3.WithRange(string(keys.Kvs[drop].Key))); err != nil {
+		s.log.Warn("trim audit log", "err", err)
+	}
+}
+
+// auditCount is how many audit events the key holds: the count after its
+// last "-n" (a batch), or 1 (a single event).
+func auditCount(key string) int {
+	i := strings.LastIndex(key, "-n")
+	if i < 0 {
+		return 1
+	}
+	n, err := strconv.Atoi(key[i+2:])
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
 }
 
 // PutCandidacy writes a balancer member's candidacy on its lease.

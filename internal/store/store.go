@@ -6,6 +6,12 @@
 // typed events. The key layout is documented in keys.go and known nowhere else.
 // Anything that must vanish when its owner dies (a node registered with a ttl)
 // lives on an etcd lease.
+//
+// Conditional writes made at the same time (registrations, deregistrations,
+// service and listener puts) are committed together, as the nested
+// transactions of one etcd transaction, each with its own compares and its
+// own outcome (group.go): a burst of API writes costs etcd one request, one
+// raft entry and one revision per batch.
 package store
 
 import (
@@ -96,6 +102,8 @@ type Store struct {
 	recheck    chan struct{}
 	stopTender context.CancelFunc
 	tended     chan struct{}
+	// group commits concurrent conditional writes together (group.go).
+	group *groupCommit
 }
 
 // Embedded etcd timing: a single member has no peers to wait for, so short
@@ -188,6 +196,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	cli.KV = boundedKV{KV: cli.KV, d: o.CallTimeout, rtt: s.rtt}
 	cli.Lease = boundedLease{Lease: cli.Lease, d: o.CallTimeout}
 	s.cli = cli
+	s.group = &groupCommit{kv: cli.KV, timeout: o.CallTimeout}
 	if s.etcd != nil || s.sup != nil {
 		if err := s.checkAuth(ctx, o.DialTimeout); err != nil {
 			s.Close()

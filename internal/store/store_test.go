@@ -317,8 +317,9 @@ func TestLoadInPages(t *testing.T) {
 	}
 }
 
-// Audit events are kept apart: a burst of them never pushes health events
-// out, and they are trimmed to MaxAuditEvents on their own.
+// Audit events are kept apart, a batch per key: a burst of them never
+// pushes health events out, and they are trimmed to MaxAuditEvents on their
+// own.
 func TestAuditEventsKeptApart(t *testing.T) {
 	s := storetest.New(t)
 	ctx := context.Background()
@@ -338,20 +339,33 @@ func TestAuditEventsKeptApart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var health, audit int
+	var health, audit, auditKeys int
 	for k, it := range load(t, s) {
 		if k.Kind != store.KindEvent {
 			continue
 		}
-		switch e := it.Value.(*api.Event); e.Kind {
-		case api.EventHealth:
-			health++
-		case api.EventAudit:
-			audit++
-			if n, _ := strconv.Atoi(e.Action); n < total-store.MaxAuditEvents {
-				t.Fatalf("audit event %s kept, want only the newest %d", e.Action, store.MaxAuditEvents)
+		var es []api.Event
+		switch v := it.Value.(type) {
+		case *api.Event:
+			es = []api.Event{*v}
+		case *[]api.Event: // a batch of audit events
+			es = *v
+			auditKeys++
+		}
+		for _, e := range es {
+			switch e.Kind {
+			case api.EventHealth:
+				health++
+			case api.EventAudit:
+				audit++
+				if n, _ := strconv.Atoi(e.Action); n < total-store.MaxAuditEvents {
+					t.Fatalf("audit event %s kept, want only the newest %d", e.Action, store.MaxAuditEvents)
+				}
 			}
 		}
+	}
+	if auditKeys != store.MaxAuditEvents/100 {
+		t.Errorf("got %d audit keys, want %d (one per batch of 100)", auditKeys, store.MaxAuditEvents/100)
 	}
 	if health != 10 || audit != store.MaxAuditEvents {
 		t.Fatalf("got %d health and %d audit events, want 10 and %d", health, audit, store.MaxAuditEvents)

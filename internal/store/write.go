@@ -23,7 +23,8 @@ import (
 //
 // The first attempt assumes k is absent and costs one round trip: the
 // transaction writes if k is still absent and otherwise returns k's current
-// value, which the next attempt decides on.
+// value, which the next attempt decides on. Concurrent updates are committed
+// together (group.go).
 func (s *Store) update(ctx context.Context, k Key, guard *Key, lease clientv3.LeaseID, fn func(old []byte, oldLease int64) ([]byte, error)) (int64, int64, error) {
 	path := k.path(s.prefix)
 	var old []byte
@@ -43,10 +44,6 @@ func (s *Store) update(ctx context.Context, k Key, guard *Key, lease clientv3.Le
 			}
 			return 0, 0, err
 		}
-		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(path), "=", oldMod)}
-		if guard != nil {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(guard.path(s.prefix)), ">", 0))
-		}
 		var op clientv3.Op
 		switch {
 		case val == nil && old == nil:
@@ -58,25 +55,26 @@ func (s *Store) update(ctx context.Context, k Key, guard *Key, lease clientv3.Le
 		default:
 			op = clientv3.OpPut(path, string(val))
 		}
-		tr, err := s.cli.Txn(ctx).If(cmps...).Then(op).Else(clientv3.OpGet(path)).Commit()
+		w := &condWrite{ctx: ctx, path: path, mod: oldMod, op: op, size: len(path) + len(val)}
+		if guard != nil {
+			w.guard = guard.path(s.prefix)
+		}
+		err = s.group.do(w)
+		if err == nil {
+			err = w.err
+		}
 		if err != nil {
-			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			if leaseGone(err) {
 				return 0, 0, fmt.Errorf("write %s: lease expired before the write: %w", k, err)
 			}
 			return 0, 0, fmt.Errorf("write %s: %w", k, err)
 		}
-		if tr.Succeeded {
-			return tr.Header.Revision, oldLease, nil
+		if w.ok {
+			return w.rev, oldLease, nil
 		}
-		old, oldMod, oldLease = nil, 0, 0
-		if kvs := tr.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
-			old, oldMod, oldLease = kvs[0].Value, kvs[0].ModRevision, kvs[0].Lease
-		}
-		if guard != nil {
-			g, err := s.cli.Get(ctx, guard.path(s.prefix), clientv3.WithCountOnly())
-			if err == nil && g.Count == 0 {
-				return 0, 0, fmt.Errorf("%s does not exist: %w", *guard, ErrNotFound)
-			}
+		old, oldMod, oldLease = w.old, w.oldMod, w.oldLease
+		if w.guardGone {
+			return 0, 0, fmt.Errorf("%s does not exist: %w", *guard, ErrNotFound)
 		}
 		if attempt >= 20 {
 			return 0, 0, fmt.Errorf("write %s: changed by others 20 times in a row: %w", k, ErrConflict)
