@@ -74,7 +74,7 @@ var decodeOptions = yamlstrict.Options{
 	Root: "sections (zones, services, listeners ...)",
 	ServerSet: map[reflect.Type][]string{
 		reflect.TypeFor[Service]():      {"source"},
-		reflect.TypeFor[api.Node]():     {"service", "source", "registered", "healthy", "lease"},
+		reflect.TypeFor[api.Node]():     {"service", "source", "registered", "healthy", "lease", "held"},
 		reflect.TypeFor[api.Listener](): {"source"},
 		reflect.TypeFor[api.Group]():    {"source"},
 	},

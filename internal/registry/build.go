@@ -36,6 +36,9 @@ type state struct {
 	// verdicts are the live checkers' judgements: service -> node -> checker -> verdict.
 	verdicts map[string]map[string]map[string]api.Verdict
 	checkers map[string]*api.Checker
+	// placement ranks the live checkers: which of them own each node and
+	// have their verdicts counted (placement.go).
+	placement *Placement
 	events   map[string]api.Event // key -> event
 	// admin are the operator's admin states: service -> node -> state.
 	admin map[string]map[string]*api.NodeAdmin
@@ -80,6 +83,8 @@ type dirty struct {
 	nodes map[string]map[string]bool
 	// wholeServices are the services whose definition changed.
 	wholeServices map[string]bool
+	// checkers: a checker came, went or changed its record.
+	checkers bool
 }
 
 // touch records that node id of service may have changed.
@@ -135,7 +140,7 @@ func (st *state) apply(it store.Item, d *dirty) {
 		mirror2(st.registered, k.A, k.B, it, func() *api.Node {
 			n := it.Value.(*api.Node)
 			n.ID, n.Service, n.Lease = k.B, k.A, it.Lease
-			n.Healthy, n.Checks, n.Admin, n.RegisteredWeight = false, nil, nil, 0 // decided by judge
+			n.Healthy, n.Checks, n.Admin, n.RegisteredWeight, n.Held = false, nil, nil, 0, false // decided by judge
 			st.fresh[n] = true
 			return n
 		})
@@ -166,6 +171,7 @@ func (st *state) apply(it store.Item, d *dirty) {
 		d.touch(k.A, k.B)
 	case store.KindChecker:
 		mirror(st.checkers, k.A, it, pointerOf[api.Checker](it))
+		d.checkers = true
 	case store.KindEvent:
 		mirror(st.events, k.A, it, func() api.Event {
 			e := *it.Value.(*api.Event)
@@ -203,8 +209,11 @@ func (st *state) apply(it store.Item, d *dirty) {
 // build makes the Snapshot at rev from st, reusing prev's untouched parts.
 // With prev nil everything is built.
 func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
+	if d.checkers {
+		st.replace(d)
+	}
 	clear(st.fresh)
-	s := &Snapshot{Revision: rev, delta: d.delta(prev)}
+	s := &Snapshot{Revision: rev, delta: d.delta(prev), placement: st.placement}
 	if prev != nil {
 		h := prev.history
 		if len(h) >= historyMax {
@@ -300,6 +309,36 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 	return s
 }
 
+// placementOf ranks the live checkers of st.
+func (st *state) placementOf() *Placement {
+	cs := make([]api.Checker, 0, len(st.checkers))
+	for _, id := range slices.Sorted(maps.Keys(st.checkers)) {
+		cs = append(cs, *st.checkers[id])
+	}
+	return NewPlacement(cs)
+}
+
+// replace ranks the checkers again after one came, went or changed, and
+// when the ranking changed decides again every node of every checked
+// service (its owners may have changed). That costs a pass over those
+// nodes, once per change of the set of live checkers: rare, and the
+// departed checker's verdicts touch its nodes anyway.
+func (st *state) replace(d *dirty) {
+	p := st.placementOf()
+	if p.Equal(st.placement) {
+		return
+	}
+	st.placement = p
+	for name, it := range st.services {
+		if it.Value.(*api.Service).Check.Type == api.CheckNone {
+			continue
+		}
+		st.rejudge(name)
+		d.services[name] = true
+		d.whole(name)
+	}
+}
+
 // whole marks every node of service as changed: its definition changed.
 func (d *dirty) whole(service string) {
 	if d.wholeServices == nil {
@@ -385,8 +424,15 @@ func (st *state) judge(service, id string) *api.Node {
 		n = *reg
 	} else {
 		a, ok := api.ParseCandidateID(id)
-		if !ok || len(votes) == 0 || !api.InCandidates(svc.Candidates, a) {
+		if !ok || !api.InCandidates(svc.Candidates, a) {
 			return nil
+		}
+		if len(votes) == 0 {
+			// A candidate is a node while verdicts say it passes, or while
+			// what they said holds (decide).
+			if prev, _ := st.nodes[service].get(id); prev == nil || (len(prev.Checks) == 0 && !prev.Held) {
+				return nil
+			}
 		}
 		n = api.Node{ID: id, Service: service, Address: a, Weight: 1, State: api.StateHealthy, Source: api.SourceCandidate}
 	}
@@ -405,11 +451,16 @@ func (st *state) judge(service, id string) *api.Node {
 		}
 		slices.SortFunc(n.Checks, func(a, b api.Verdict) int { return cmp.Compare(a.Checker, b.Checker) })
 	}
-	n.Healthy = Healthy(svc, &n)
+	up, down := st.placement.Count(NodeKey(service, id), svc.Check, votes)
+	var prev *api.Node
+	if up+down == 0 {
+		prev, _ = st.nodes[service].get(id)
+	}
+	n.Healthy, n.Held = decide(svc, &n, up, down, prev)
 	if n.Source == api.SourceCandidate && !n.Healthy {
 		return nil // a candidate is a node only while it passes
 	}
-	if reg := st.registered[service][id]; reg != nil && n.Admin == nil && n.Checks == nil && reg.Checks == nil && reg.Admin == nil && reg.RegisteredWeight == 0 {
+	if reg := st.registered[service][id]; reg != nil && n.Admin == nil && n.Checks == nil && !n.Held && reg.Checks == nil && reg.Admin == nil && reg.RegisteredWeight == 0 {
 		if n.Healthy == reg.Healthy {
 			return reg // as registered: share it, no copy per node
 		}
@@ -490,6 +541,8 @@ func (st *state) load(items []store.Item, rev int64) (*Snapshot, *state) {
 		st.apply(it, d)
 	}
 	st.loading = false
+	st.placement = st.placementOf()
+	d.checkers = false
 	for service := range d.services {
 		st.bulk(service)
 	}
