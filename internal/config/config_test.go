@@ -938,7 +938,7 @@ func TestDefaults(t *testing.T) {
 				return []any{f.Services[0].Check, f.Services[0].Answers, f.Services[0].Source}
 			},
 			[]any{api.Check{Type: "tcp", Interval: api.Duration(time.Second), Timeout: api.Duration(time.Second),
-				FastInterval: api.Duration(time.Second), DownInterval: api.Duration(time.Second), Rise: 2, Fall: 2, Initial: "unhealthy"},
+				FastInterval: api.Duration(time.Second), DownInterval: api.Duration(time.Second), Rise: 2, Fall: 2, Initial: "unhealthy", Replicas: 3},
 				api.AnswerPolicy{Policy: "all", MaxAnswers: 8, TTL: api.Duration(5 * time.Second), WhenNoneHealthy: "fail_open"},
 				api.SourceConfig}},
 		{"nodes", "services: [{name: db, port: 3000, nodes: [{id: a, address: 10.0.0.1}]}]",

@@ -39,7 +39,7 @@ type state struct {
 	// placement ranks the live checkers: which of them own each node and
 	// have their verdicts counted (placement.go).
 	placement *Placement
-	events   map[string]api.Event // key -> event
+	events    map[string]api.Event // key -> event
 	// admin are the operator's admin states: service -> node -> state.
 	admin map[string]map[string]*api.NodeAdmin
 
