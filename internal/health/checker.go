@@ -210,9 +210,9 @@ type target struct {
 	// node over ("" when none had): a first verdict that agrees is no
 	// change of the node, so no event and no hook.
 	adopted api.NodeState
-	since    time.Time
-	last     Result
-	done     func(Result) // delivers this target's results to the checker
+	since   time.Time
+	last    Result
+	done    func(Result) // delivers this target's results to the checker
 }
 
 type probeDone struct {
