@@ -917,12 +917,13 @@ func TestDefaults(t *testing.T) {
 		want any
 	}{
 		{"server", "", func(f *config.File) any { return f.Server }, config.Server{
-			HTTPAddr:       "127.0.0.1:9400",
-			DNSAddr:        "127.0.0.1:9453",
-			DataDir:        "./seamark-data",
-			EtcdClientAddr: "127.0.0.1:9479",
-			EtcdPeerAddr:   "127.0.0.1:9480",
-			StorePrefix:    "/seamark/",
+			HTTPAddr:        "127.0.0.1:9400",
+			DNSAddr:         "127.0.0.1:9453",
+			DataDir:         "./seamark-data",
+			EtcdClientAddr:  "127.0.0.1:9479",
+			EtcdPeerAddr:    "127.0.0.1:9480",
+			StorePrefix:     "/seamark/",
+			CheckerLeaseTTL: api.Duration(3 * time.Second),
 		}},
 		{"server keeps what is given", "server: {http_addr: 0.0.0.0:80, store_prefix: /x/}",
 			func(f *config.File) any { return []string{f.Server.HTTPAddr, f.Server.DNSAddr, f.Server.StorePrefix} },
