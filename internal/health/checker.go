@@ -170,6 +170,9 @@ type Checker struct {
 	// handoffs are the targets it probes only until their new owners write.
 	place    *registry.Placement
 	handoffs map[string]*target
+	// moving: the live checkers changed in this sync; targets taken over
+	// are probed sooner (firstProbe).
+	moving bool
 }
 
 // degradedHold is how long after its last local failure a checker stays
@@ -602,6 +605,7 @@ func (c *Checker) sync(s *registry.Snapshot) {
 	// A change of the live checkers moves targets: every service is
 	// synced whole against the new placement.
 	replaced := c.replace(s)
+	c.moving = replaced
 	for _, v := range s.Services() {
 		name := v.Service.Name
 		seen[name] = true
@@ -712,7 +716,7 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 		c.targets[key] = t
 		c.counts[t.written]++
 		if t.paused = maint[w.Node]; !t.paused {
-			c.schedule(t, now.Add(jitter(w.Check.Interval.D())))
+			c.schedule(t, now.Add(c.firstProbe(w.Check)))
 		}
 	}
 }
@@ -775,7 +779,7 @@ func (c *Checker) syncNodes(v *registry.ServiceView, ids []string) {
 		c.targets[key] = t
 		c.counts[t.written]++
 		if t.paused = n.Admin.Maint(); !t.paused {
-			c.schedule(t, now.Add(jitter(w.Check.Interval.D())))
+			c.schedule(t, now.Add(c.firstProbe(w.Check)))
 		}
 	}
 }

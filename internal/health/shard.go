@@ -2,6 +2,7 @@ package health
 
 import (
 	"slices"
+	"time"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/registry"
@@ -38,6 +39,17 @@ func (c *Checker) replace(s *registry.Snapshot) bool {
 		c.log.Info("live checkers changed: targets move", "checkers", p.Len())
 	}
 	return !first
+}
+
+// firstProbe is when a new target's first probe is due: spread over one
+// interval, so that thousands of new targets do not fire together, or over
+// a quarter of it for targets taken over from a checker that left (nobody
+// has probed them since it died).
+func (c *Checker) firstProbe(check api.Check) time.Duration {
+	if c.moving {
+		return jitter(check.Interval.D() / 4)
+	}
+	return jitter(check.Interval.D())
 }
 
 // owns reports whether this checker is one of t's owners.
