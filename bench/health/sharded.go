@@ -351,6 +351,14 @@ func runSharded(ctx context.Context, n, servers, replicas int, dur, leaseTTL tim
 		left := 0
 		for _, nd := range v.Nodes() {
 			if !nd.Healthy {
+				if len(falls) == 0 {
+					var live []string
+					for _, c := range s.Checkers() {
+						live = append(live, c.ID)
+					}
+					log.Printf("first node out at revision %d, %v after the kill: %s checks %+v held %v; live checkers %v; %d of %d nodes healthy",
+						s.Revision, time.Since(killed).Round(time.Millisecond), nd.ID, nd.Checks, nd.Held, live, v.HealthyCount(), v.NodeCount())
+				}
 				falls[nd.ID] = true
 			}
 			if orphans[nd.ID] && (nd.Held || len(nd.Checks) < min(k, servers-1)) {

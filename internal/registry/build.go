@@ -39,6 +39,9 @@ type state struct {
 	// placement ranks the live checkers: which of them own each node and
 	// have their verdicts counted (placement.go).
 	placement *Placement
+	// prior is the snapshot served before a full re-read (nil otherwise):
+	// a node no verdict decides now keeps the state it had there.
+	prior *Snapshot
 	events    map[string]api.Event // key -> event
 	// admin are the operator's admin states: service -> node -> state.
 	admin map[string]map[string]*api.NodeAdmin
@@ -430,7 +433,7 @@ func (st *state) judge(service, id string) *api.Node {
 		if len(votes) == 0 {
 			// A candidate is a node while verdicts say it passes, or while
 			// what they said holds (decide).
-			if prev, _ := st.nodes[service].get(id); prev == nil || (len(prev.Checks) == 0 && !prev.Held) {
+			if prev := st.previous(service, id); prev == nil || (len(prev.Checks) == 0 && !prev.Held) {
 				return nil
 			}
 		}
@@ -454,7 +457,7 @@ func (st *state) judge(service, id string) *api.Node {
 	up, down := st.placement.Count(NodeKey(service, id), svc.Check, votes)
 	var prev *api.Node
 	if up+down == 0 {
-		prev, _ = st.nodes[service].get(id)
+		prev = st.previous(service, id)
 	}
 	n.Healthy, n.Held = decide(svc, &n, up, down, prev)
 	if n.Source == api.SourceCandidate && !n.Healthy {
@@ -471,6 +474,21 @@ func (st *state) judge(service, id string) *api.Node {
 		}
 	}
 	return &n
+}
+
+// previous is node id of service as last decided: in the lists, or during
+// a full re-read in the snapshot served before it.
+func (st *state) previous(service, id string) *api.Node {
+	if n, ok := st.nodes[service].get(id); ok {
+		return n
+	}
+	if st.prior != nil {
+		if v, ok := st.prior.Service(service); ok {
+			n, _ := v.Node(id)
+			return n
+		}
+	}
+	return nil
 }
 
 // rejudge decides every node of a service again, after the service changed.
@@ -546,6 +564,7 @@ func (st *state) load(items []store.Item, rev int64) (*Snapshot, *state) {
 	for service := range d.services {
 		st.bulk(service)
 	}
+	st.prior = nil
 	return st.build(nil, rev, d), st
 }
 
