@@ -41,8 +41,8 @@ type state struct {
 	placement *Placement
 	// prior is the snapshot served before a full re-read (nil otherwise):
 	// a node no verdict decides now keeps the state it had there.
-	prior *Snapshot
-	events    map[string]api.Event // key -> event
+	prior  *Snapshot
+	events map[string]api.Event // key -> event
 	// admin are the operator's admin states: service -> node -> state.
 	admin map[string]map[string]*api.NodeAdmin
 
