@@ -88,6 +88,22 @@ type dirty struct {
 	wholeServices map[string]bool
 	// checkers: a checker came, went or changed its record.
 	checkers bool
+	// verdicts are the nodes whose verdicts changed, by service: decided
+	// again in build.
+	verdicts map[string]map[string]bool
+}
+
+// verdict records that a verdict on node id of service changed.
+func (d *dirty) verdict(service, id string) {
+	if d.verdicts == nil {
+		d.verdicts = map[string]map[string]bool{}
+	}
+	m := d.verdicts[service]
+	if m == nil {
+		m = map[string]bool{}
+		d.verdicts[service] = m
+	}
+	m[id] = true
 }
 
 // touch records that node id of service may have changed.
@@ -162,7 +178,10 @@ func (st *state) apply(it store.Item, d *dirty) {
 			v.Checker = checker
 			return v
 		})
-		st.refresh(k.A, node)
+		// Decided in build, once per node however many of its verdicts
+		// the batch holds, and by one sorted pass when the batch holds a
+		// large part of the service (a checker's lease expired).
+		d.verdict(k.A, node)
 		d.services[k.A] = true
 		d.touch(k.A, node)
 	case store.KindAdmin:
@@ -214,6 +233,15 @@ func (st *state) apply(it store.Item, d *dirty) {
 func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 	if d.checkers {
 		st.replace(d)
+	}
+	for service, ids := range d.verdicts {
+		if len(ids) > max(rebulkMin, st.nodes[service].n/8) {
+			st.rebulk(service)
+			continue
+		}
+		for id := range ids {
+			st.refresh(service, id)
+		}
 	}
 	clear(st.fresh)
 	s := &Snapshot{Revision: rev, delta: d.delta(prev), placement: st.placement}
@@ -336,10 +364,49 @@ func (st *state) replace(d *dirty) {
 		if it.Value.(*api.Service).Check.Type == api.CheckNone {
 			continue
 		}
-		st.rejudge(name)
+		st.rebulk(name)
+		delete(d.verdicts, name)
 		d.services[name] = true
 		d.whole(name)
 	}
+}
+
+// rebulkMin is the fewest changed nodes of a service that build decides by
+// one sorted pass over the service (rebulk) rather than node by node.
+const rebulkMin = 256
+
+// rebulk decides every node of a service again and builds its lists in one
+// sorted pass: what refresh does node by node, for when many nodes changed
+// at once (each refresh copies the list of pieces).
+func (st *state) rebulk(service string) {
+	if st.loading {
+		return
+	}
+	ids := map[string]bool{}
+	for id := range st.registered[service] {
+		ids[id] = true
+	}
+	for id := range st.verdicts[service] {
+		ids[id] = true
+	}
+	for _, c := range st.nodes[service].chunks {
+		for _, n := range c {
+			ids[n.ID] = true
+		}
+	}
+	var nodes, healthy []*api.Node
+	for id := range ids {
+		n := st.judge(service, id)
+		if n == nil {
+			continue
+		}
+		nodes = append(nodes, n)
+		if n.Healthy && !n.Admin.Out() {
+			healthy = append(healthy, n)
+		}
+	}
+	st.setList(st.nodes, service, chunked(nodes))
+	st.setList(st.healthy, service, chunked(healthy))
 }
 
 // whole marks every node of service as changed: its definition changed.
