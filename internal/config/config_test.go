@@ -226,6 +226,22 @@ services: []
 		want: `t.yaml:4: services[0].check.timeout: 2s is longer than the interval 1s; a probe must end before the next starts`,
 	},
 	{
+		name: "check replicas out of range",
+		in: `services:
+  - name: db
+    port: 3000
+    check: {replicas: 17}
+`,
+		want: `t.yaml:4: services[0].check.replicas: 17 is out of range (1-16)`,
+	},
+	{
+		name: "checker lease too short",
+		in: `server:
+  checker_lease_ttl: 500ms
+`,
+		want: `t.yaml:2: server.checker_lease_ttl: 500ms is out of range (1s to 60s)`,
+	},
+	{
 		name: "node validation with path prefix",
 		in: `services:
   - name: db
