@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -242,5 +243,38 @@ func TestShardedMajority(t *testing.T) {
 	}
 	if u, d := p4.Count(key, check, votes); u != 3 || d != 0 {
 		t.Fatalf("4 holders, 3 owners up: got %d up %d down, want 3 0 (the non-owner's down not counted)", u, d)
+	}
+}
+
+// A candidate passing by its only owner's verdict stays a node when that
+// owner dies, until a verdict counts again.
+func TestShardedCandidateHeld(t *testing.T) {
+	svc := service("pool", api.CheckTCP)
+	svc.Check.Replicas = 1
+	svc.Candidates = []string{"127.0.61.0/28"}
+	id := api.CandidateID(netip.MustParseAddr("127.0.61.5"))
+	vote := func(checker string, st api.NodeState) store.Item {
+		return store.Item{Key: store.HealthKey("pool", id, checker), Value: &api.Verdict{Checker: checker, State: st}}
+	}
+	b := registry.NewBuilder([]store.Item{
+		{Key: store.ServiceKey("pool"), Value: svc},
+		{Key: store.CheckerKey("a"), Value: &api.Checker{ID: "a"}},
+		vote("a", api.StateHealthy),
+	}, 10)
+	served := func(s *registry.Snapshot) (bool, bool) {
+		v, _ := s.Service("pool")
+		n, ok := v.Node(id)
+		return ok && n.Healthy, ok && n.Held
+	}
+	if ok, _ := served(b.Snapshot()); !ok {
+		t.Fatal("candidate not served with its owner's healthy verdict")
+	}
+	s := b.Apply([]store.Item{{Key: store.HealthKey("pool", id, "a"), Deleted: true}, {Key: store.CheckerKey("a"), Deleted: true}}, 11)
+	if ok, held := served(s); !ok || !held {
+		t.Fatalf("owner gone: got served %v held %v, want the candidate held", ok, held)
+	}
+	s = b.Apply([]store.Item{{Key: store.CheckerKey("b"), Value: &api.Checker{ID: "b"}}, vote("b", api.StateUnhealthy)}, 12)
+	if ok, _ := served(s); ok {
+		t.Fatal("new owner says down: candidate still served")
 	}
 }
