@@ -73,12 +73,13 @@ func main() {
 	servers := flag.Int("servers", 0, "sharded mode (issue 18): run this many `seamark server` processes on one etcd (Debian's etcd-server) sharing the targets, measure each one's CPU, then kill -9 one (no HAProxy phase)")
 	replicas := flag.Int("replicas", 1, "with -servers: check.replicas, the owners of each target")
 	leaseTTL := flag.Duration("lease", time.Second, "with -servers: the servers' checker lease (--checker-lease-ttl)")
+	wildcard := flag.Bool("wildcard", false, "with -servers: serve every target with one listener on 0.0.0.0 (any 127/8 address), for more targets than descriptors; only in a network namespace with lo alone (unshare -n)")
 	epollOnly := flag.Bool("epoll-only", false, "experiment: every seamark probe ends its connect through the epoll loop (health.NetProber.EpollOnly), as a probe across a network does, instead of asking right after connect")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench/health: ")
-	if *n < 1 || *n > maxTargets {
-		log.Fatalf("-n %d: want 1..%d (addresses 127.1.x.y)", *n, maxTargets)
+	if limit := map[bool]int{false: maxTargets, true: 2 * maxTargets}[*wildcard]; *n < 1 || *n > limit {
+		log.Fatalf("-n %d: want 1..%d (addresses 127.1.x.y, with -wildcard 127.2.x.y too)", *n, limit)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	dial, err := experimentalDial(*dialer)
@@ -86,7 +87,7 @@ func main() {
 		log.Fatal(err)
 	}
 	if *servers > 0 {
-		err = runSharded(ctx, *n, *servers, *replicas, *dur, *leaseTTL)
+		err = runSharded(ctx, *n, *servers, *replicas, *dur, *leaseTTL, *wildcard)
 	} else {
 		err = run(ctx, *n, *dur, *base, *cpuprofile, dial, *dialer, *epollOnly)
 	}

@@ -18,6 +18,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,7 +169,48 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func runSharded(ctx context.Context, n, servers, replicas int, dur, leaseTTL time.Duration) error {
+// wildTargets serves every target address with one listener on 0.0.0.0,
+// which on lo answers any 127/8 address: targets beyond the open-file
+// limit. Only inside a network namespace whose one interface is lo (run
+// under `unshare -n`), so the port is open to nothing but this machine's
+// own namespace.
+type wildTargets struct {
+	l    net.Listener
+	port int
+}
+
+func startWildTargets() (*wildTargets, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback == 0 {
+			return nil, fmt.Errorf("-wildcard listens on 0.0.0.0: run it in a network namespace with lo alone (unshare -n sh -c 'ip link set lo up; go run ./bench/health ...'); this one has %s", i.Name)
+		}
+	}
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return &wildTargets{l: l, port: l.Addr().(*net.TCPAddr).Port}, nil
+}
+
+// wideAddr is target i's address with -wildcard: 127.1.x.y, then 127.2.x.y.
+func wideAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, byte(1 + i/maxTargets), byte(i % maxTargets / 254), byte(i%254 + 1)})
+}
+
+func runSharded(ctx context.Context, n, servers, replicas int, dur, leaseTTL time.Duration, wildcard bool) error {
 	soft, hard, err := raiseNoFile()
 	if err != nil {
 		return err
@@ -193,12 +235,26 @@ func runSharded(ctx context.Context, n, servers, replicas int, dur, leaseTTL tim
 		return err
 	}
 	defer stopEtcd()
-	log.Printf("starting %d targets", n)
-	tg, err := startTargets(n, 2*time.Minute)
-	if err != nil {
-		return err
+	var port int
+	addr := targetAddr
+	if wildcard {
+		wt, err := startWildTargets()
+		if err != nil {
+			return err
+		}
+		defer wt.l.Close()
+		port, addr = wt.port, wideAddr
+		fmt.Printf("- targets: %d addresses 127.1.0.1–%s port %d, one listener on 0.0.0.0 in this network namespace (lo only)\n", n, wideAddr(n-1), port)
+	} else {
+		log.Printf("starting %d targets", n)
+		tg, err := startTargets(n, 2*time.Minute)
+		if err != nil {
+			return err
+		}
+		defer tg.close()
+		port = tg.port
+		fmt.Printf("- targets: %d listeners %s–%s port %d, in a child process\n", n, targetAddr(0), targetAddr(n-1), port)
 	}
-	defer tg.close()
 
 	st, err := store.Open(ctx, store.Options{Endpoints: []string{etcd}})
 	if err != nil {
@@ -212,7 +268,7 @@ func runSharded(ctx context.Context, n, servers, replicas int, dur, leaseTTL tim
 	defer func() { stopWatcher(); <-watcherDone }()
 	<-w.Ready()
 
-	svc := api.Service{Name: serviceName, Port: tg.port, Source: api.SourceAPI,
+	svc := api.Service{Name: serviceName, Port: port, Source: api.SourceAPI,
 		Check: api.Check{Type: api.CheckTCP, Interval: api.Duration(time.Second), Timeout: api.Duration(time.Second), Rise: 2, Fall: 2, Replicas: replicas}}
 	svc.SetDefaults()
 	if _, err := st.PutService(ctx, svc, false); err != nil {
@@ -227,7 +283,7 @@ func runSharded(ctx context.Context, n, servers, replicas int, dur, leaseTTL tim
 		go func() {
 			defer wg.Done()
 			for i := g; i < n; i += 32 {
-				nd := api.Node{ID: fmt.Sprintf("n%05d", i), Service: svc.Name, Address: targetAddr(i), Source: api.SourceAPI}
+				nd := api.Node{ID: fmt.Sprintf("n%05d", i), Service: svc.Name, Address: addr(i), Source: api.SourceAPI}
 				nd.SetDefaults()
 				if _, _, err := st.PutNode(ctx, nd, 0); err != nil {
 					errs <- err
