@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -393,8 +394,33 @@ func runSharded(ctx context.Context, n, servers, replicas int, dur, leaseTTL tim
 	for _, e := range before.Events() {
 		lastEvent = max(lastEvent, e.Revision)
 	}
-	log.Printf("killing %s (owner of %d targets)", victim.name, len(orphans))
+	// Every SYN to the targets from here on: the first probe of each
+	// after the kill (kernel timestamps).
+	firstSYN := make([]atomic.Int64, n)
+	synFD, synErr := synSocket(port)
 	killed := time.Now()
+	if synErr == nil {
+		from := killed.Add(100 * time.Millisecond).UnixNano()
+		go func() {
+			buf, oob := make([]byte, 128), make([]byte, 128)
+			for {
+				dst, ts, ok, err := readSYN(synFD, buf, oob)
+				if err != nil && err != syscall.EINTR {
+					return
+				}
+				if !ok || dst[0] != 127 || dst[1] < 1 || dst[3] == 0 || dst[3] == 255 || ts < from {
+					continue
+				}
+				if i := int(dst[1]-1)*maxTargets + int(dst[2])*254 + int(dst[3]) - 1; i < n {
+					firstSYN[i].CompareAndSwap(0, ts)
+				}
+			}
+		}()
+	} else {
+		log.Printf("no SYN capture (%v): only verdicts are timed", synErr)
+	}
+	log.Printf("killing %s (owner of %d targets)", victim.name, len(orphans))
+	killed = time.Now()
 	victim.kill()
 	var expired, covered time.Time
 	falls := map[string]bool{}
@@ -439,6 +465,24 @@ func runSharded(ctx context.Context, n, servers, replicas int, dur, leaseTTL tim
 	if err := waitQuiet(ctx, w, 2*time.Second, time.Minute); err != nil {
 		return err
 	}
+	probedRow := "no SYN capture: " + fmt.Sprint(synErr)
+	if synErr == nil {
+		syscall.Close(synFD)
+		var last int64
+		unseen := 0
+		for i := range n {
+			if !orphans[fmt.Sprintf("n%05d", i)] {
+				continue
+			}
+			ts := firstSYN[i].Load()
+			if ts == 0 {
+				unseen++
+			}
+			last = max(last, ts)
+		}
+		at := time.Unix(0, last)
+		probedRow = fmt.Sprintf("%s after the kill, **%s after the lease expired** (%d never seen: capture drops)", fmtMs(at.Sub(killed)), fmtMs(at.Sub(expired)), unseen)
+	}
 	events := 0
 	for _, e := range w.Current().Events() {
 		if e.Revision > lastEvent && e.Kind == api.EventHealth {
@@ -447,6 +491,7 @@ func runSharded(ctx context.Context, n, servers, replicas int, dur, leaseTTL tim
 	}
 	fmt.Printf("\n| kill -9 of %s (owner of %d targets) | |\n|---|---|\n", victim.name, len(orphans))
 	fmt.Printf("| its checker gone from the snapshot (lease %v expired) | %s after the kill |\n", leaseTTL, fmtMs(expired.Sub(killed)))
+	fmt.Printf("| every one of its targets probed again (first SYN on lo, kernel time) | %s |\n", probedRow)
 	fmt.Printf("| every one of its targets has a verdict from a new owner (probed, written, in the snapshot) | %s after the kill, %s after the lease expired |\n",
 		fmtMs(covered.Sub(killed)), fmtMs(covered.Sub(expired)))
 	fmt.Printf("| nodes seen out of the healthy set in any snapshot | %d |\n", len(falls))
