@@ -5,10 +5,12 @@
 //
 //	go run ./bench/health [-n 10000] [-d 30s] [-cpuprofile cpu.out] [-dialer ...]
 //	go run ./bench/health -servers 3 [-replicas 1] [-n 10000] [-d 30s]
+//	unshare -n -- sh -c 'ip link set lo up && go run ./bench/health -servers 3 -n 100000 -wildcard'
 //
 // With -servers, sharded checks (sharded.go): real `seamark server`
 // processes share the targets; each one's CPU is measured, then one is
-// killed with SIGKILL.
+// killed with SIGKILL. -wildcard serves every target with one listener on
+// 0.0.0.0, for more targets than descriptors, in a network namespace only.
 //
 // The targets are n listeners on 127.1.x.y with one common port, served by a
 // child process (this binary run again), so their CPU and descriptors count
