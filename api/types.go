@@ -84,6 +84,12 @@ type Check struct {
 	// Initial is the state of a node before its first verdict: unhealthy
 	// (default: never advertise an unchecked node) or healthy.
 	Initial NodeState `json:"initial,omitempty"`
+	// Replicas is how many checkers probe each node: the live seamark
+	// servers are ranked per node by rendezvous hashing and the first
+	// replicas of them (or every one, when fewer are live) own the node;
+	// the majority of their verdicts decides (docs/health.md). Default 3;
+	// 1 to 16.
+	Replicas int `json:"replicas,omitempty"`
 	// Address overrides the probed address (host:port); used by group tracks.
 	Address string `json:"address,omitempty"`
 	// Method, Path, Host, ExpectStatus and ExpectBody shape http/https probes.
@@ -156,6 +162,10 @@ type Node struct {
 	Lease int64 `json:"lease,omitempty"`
 	// Checks are the live health checkers' verdicts on the node; set by the server.
 	Checks []Verdict `json:"checks,omitempty"`
+	// Held is true while Healthy is the state verdicts decided before and no
+	// verdict counts now: the checker that owned the node is gone and the
+	// new owner has not written yet (docs/health.md); set by the server.
+	Held bool `json:"held,omitempty"`
 	// Admin is the operator's admin state of the node (drain, maint, a
 	// weight override), kept apart from the registration and never changed
 	// by it; nil means ready. Set by the server from

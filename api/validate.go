@@ -184,6 +184,21 @@ func NormalizeZone(zone string) (string, error) {
 	return z + ".", nil
 }
 
+// DefaultReplicas and MaxReplicas bound Check.Replicas.
+const (
+	DefaultReplicas = 3
+	MaxReplicas     = 16
+)
+
+// Owners is how many checkers own each node of the check: Replicas, or
+// DefaultReplicas for a check stored before replicas existed.
+func (c Check) Owners() int {
+	if c.Replicas <= 0 {
+		return DefaultReplicas
+	}
+	return min(c.Replicas, MaxReplicas)
+}
+
 // SetDefaults fills every unset field of c with its default.
 func (c *Check) SetDefaults() {
 	if c.Type == "" {
@@ -209,6 +224,9 @@ func (c *Check) SetDefaults() {
 	}
 	if c.Initial == "" {
 		c.Initial = StateUnhealthy
+	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
 	}
 	if (c.Type == CheckHTTP || c.Type == CheckHTTPS) && c.Method == "" {
 		c.Method = "GET"
@@ -244,6 +262,9 @@ func (c Check) Validate() FieldErrors {
 		v.add("fall", "%d is out of range (1-100)", c.Fall)
 	}
 	v.oneOf("initial", string(c.Initial), string(StateHealthy), string(StateUnhealthy))
+	if c.Replicas < 1 || c.Replicas > MaxReplicas {
+		v.add("replicas", "%d is out of range (1-%d)", c.Replicas, MaxReplicas)
+	}
 	if c.Address != "" {
 		if _, err := netip.ParseAddrPort(c.Address); err != nil {
 			v.add("address", "%q is not an address:port like \"127.0.0.1:9400\"", c.Address)

@@ -4,6 +4,13 @@
 // and prints the ratio.
 //
 //	go run ./bench/health [-n 10000] [-d 30s] [-cpuprofile cpu.out] [-dialer ...]
+//	go run ./bench/health -servers 3 [-replicas 1] [-n 10000] [-d 30s]
+//	unshare -n -- sh -c 'ip link set lo up && go run ./bench/health -servers 3 -n 100000 -wildcard'
+//
+// With -servers, sharded checks (sharded.go): real `seamark server`
+// processes share the targets; each one's CPU is measured, then one is
+// killed with SIGKILL. -wildcard serves every target with one listener on
+// 0.0.0.0, for more targets than descriptors, in a network namespace only.
 //
 // The targets are n listeners on 127.1.x.y with one common port, served by a
 // child process (this binary run again), so their CPU and descriptors count
@@ -65,19 +72,27 @@ func main() {
 	base := flag.Duration("baseline", 5*time.Second, "measuring time of the baseline (store and watcher, no checker)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the seamark measuring phase here")
 	dialer := flag.String("dialer", "", "experiment: give NetProber another dialer, options comma-separated: keepalive-off, quickack-off (as HAProxy: the target never sees the connection), no-ctx (deadline instead of a context, so no watcher goroutine); empty: NetProber as shipped")
+	servers := flag.Int("servers", 0, "sharded mode (issue 18): run this many `seamark server` processes on one etcd (Debian's etcd-server) sharing the targets, measure each one's CPU, then kill -9 one (no HAProxy phase)")
+	replicas := flag.Int("replicas", 1, "with -servers: check.replicas, the owners of each target")
+	leaseTTL := flag.Duration("lease", time.Second, "with -servers: the servers' checker lease (--checker-lease-ttl)")
+	wildcard := flag.Bool("wildcard", false, "with -servers: serve every target with one listener on 0.0.0.0 (any 127/8 address), for more targets than descriptors; only in a network namespace with lo alone (unshare -n)")
 	epollOnly := flag.Bool("epoll-only", false, "experiment: every seamark probe ends its connect through the epoll loop (health.NetProber.EpollOnly), as a probe across a network does, instead of asking right after connect")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench/health: ")
-	if *n < 1 || *n > maxTargets {
-		log.Fatalf("-n %d: want 1..%d (addresses 127.1.x.y)", *n, maxTargets)
+	if limit := map[bool]int{false: maxTargets, true: 2 * maxTargets}[*wildcard]; *n < 1 || *n > limit {
+		log.Fatalf("-n %d: want 1..%d (addresses 127.1.x.y, with -wildcard 127.2.x.y too)", *n, limit)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	dial, err := experimentalDial(*dialer)
 	if err != nil {
 		log.Fatal(err)
 	}
-	err = run(ctx, *n, *dur, *base, *cpuprofile, dial, *dialer, *epollOnly)
+	if *servers > 0 {
+		err = runSharded(ctx, *n, *servers, *replicas, *dur, *leaseTTL, *wildcard)
+	} else {
+		err = run(ctx, *n, *dur, *base, *cpuprofile, dial, *dialer, *epollOnly)
+	}
 	stop()
 	if err != nil {
 		log.Print(err)

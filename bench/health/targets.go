@@ -352,19 +352,19 @@ func runTargets(n int, in io.Reader, out io.Writer) error {
 	return nil
 }
 
-// captureSYNs opens a packet socket on lo that sees every SYN to port (a BPF
-// filter drops the rest in the kernel) and feeds the interval between two
-// SYNs to the same target into sp, from the kernel's receive timestamps.
-func captureSYNs(n, port int, sp *spacing, bu *bursts, syns *atomic.Uint64) error {
+// synSocket opens a packet socket on lo that sees every SYN to port (a BPF
+// filter drops the rest in the kernel), with the kernel's receive
+// timestamps.
+func synSocket(port int) (int, error) {
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
-		return err
+		return -1, err
 	}
 	const ethPIP = 0x0800
 	proto := int(ethPIP>>8 | (ethPIP&0xff)<<8) // htons
 	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, proto)
 	if err != nil {
-		return fmt.Errorf("packet socket: %w", err)
+		return -1, fmt.Errorf("packet socket: %w", err)
 	}
 	const (
 		ldAbsB, ldAbsH = 0x30, 0x28 // BPF_LD|BPF_B|BPF_ABS, BPF_LD|BPF_H|BPF_ABS
@@ -389,25 +389,65 @@ func captureSYNs(n, port int, sp *spacing, bu *bursts, syns *atomic.Uint64) erro
 	}
 	if err := syscall.AttachLsf(fd, prog); err != nil {
 		syscall.Close(fd)
-		return fmt.Errorf("attach filter: %w", err)
+		return -1, fmt.Errorf("attach filter: %w", err)
 	}
 	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: lo.Index}); err != nil {
 		syscall.Close(fd)
-		return fmt.Errorf("bind packet socket to lo: %w", err)
+		return -1, fmt.Errorf("bind packet socket to lo: %w", err)
 	}
-	const soTimestampNS = 35 // SO_TIMESTAMPNS, also the control message's type
 	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, soTimestampNS, 1); err != nil {
 		syscall.Close(fd)
-		return fmt.Errorf("SO_TIMESTAMPNS: %w", err)
+		return -1, fmt.Errorf("SO_TIMESTAMPNS: %w", err)
 	}
 	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<20)
+	return fd, nil
+}
+
+const soTimestampNS = 35 // SO_TIMESTAMPNS, also the control message's type
+
+// readSYN reads the next SYN from a synSocket: the destination address and
+// the kernel's receive time (ns). ok is false for a packet to skip.
+func readSYN(fd int, buf, oob []byte) (dst [4]byte, ts int64, ok bool, err error) {
+	nb, oobn, _, from, err := syscall.Recvmsg(fd, buf, oob, 0)
+	if err != nil {
+		return dst, 0, false, err
+	}
+	if ll, isLL := from.(*syscall.SockaddrLinklayer); !isLL || ll.Pkttype != syscall.PACKET_HOST {
+		return dst, 0, false, nil // lo shows each packet twice: outgoing and received
+	}
+	if nb < 20 || buf[9] != 6 {
+		return dst, 0, false, nil
+	}
+	copy(dst[:], buf[16:20])
+	if cms, err := syscall.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for _, cm := range cms {
+			if cm.Header.Level == syscall.SOL_SOCKET && cm.Header.Type == soTimestampNS && len(cm.Data) >= 16 {
+				sec := int64(binary.NativeEndian.Uint64(cm.Data[0:8]))
+				nsec := int64(binary.NativeEndian.Uint64(cm.Data[8:16]))
+				ts = sec*1e9 + nsec
+			}
+		}
+	}
+	if ts == 0 {
+		ts = time.Now().UnixNano()
+	}
+	return dst, ts, true, nil
+}
+
+// captureSYNs feeds the interval between two SYNs to the same target into
+// sp, from the kernel's receive timestamps (synSocket).
+func captureSYNs(n, port int, sp *spacing, bu *bursts, syns *atomic.Uint64) error {
+	fd, err := synSocket(port)
+	if err != nil {
+		return err
+	}
 	go func() {
 		last := make([]int64, n) // kernel time of the last SYN per target, ns
 		gen := sp.gen.Load()
 		buf := make([]byte, 128)
 		oob := make([]byte, 128)
 		for {
-			nb, oobn, _, from, err := syscall.Recvmsg(fd, buf, oob, 0)
+			dst, ts, ok, err := readSYN(fd, buf, oob)
 			if err != nil {
 				if err == syscall.EINTR {
 					continue
@@ -415,28 +455,12 @@ func captureSYNs(n, port int, sp *spacing, bu *bursts, syns *atomic.Uint64) erro
 				fmt.Fprintf(os.Stderr, "targets: SYN capture: %v\n", err)
 				return
 			}
-			if ll, ok := from.(*syscall.SockaddrLinklayer); !ok || ll.Pkttype != syscall.PACKET_HOST {
-				continue // lo shows each packet twice: outgoing and received
-			}
-			if nb < 20 || buf[9] != 6 || buf[16] != 127 || buf[17] != 1 || buf[19] == 0 || buf[19] == 255 {
+			if !ok || dst[0] != 127 || dst[1] != 1 || dst[3] == 0 || dst[3] == 255 {
 				continue
 			}
-			i := int(buf[18])*254 + int(buf[19]) - 1
+			i := int(dst[2])*254 + int(dst[3]) - 1
 			if i >= n {
 				continue
-			}
-			var ts int64
-			if cms, err := syscall.ParseSocketControlMessage(oob[:oobn]); err == nil {
-				for _, cm := range cms {
-					if cm.Header.Level == syscall.SOL_SOCKET && cm.Header.Type == soTimestampNS && len(cm.Data) >= 16 {
-						sec := int64(binary.NativeEndian.Uint64(cm.Data[0:8]))
-						nsec := int64(binary.NativeEndian.Uint64(cm.Data[8:16]))
-						ts = sec*1e9 + nsec
-					}
-				}
-			}
-			if ts == 0 {
-				ts = time.Now().UnixNano()
 			}
 			syns.Add(1)
 			bu.add(ts)

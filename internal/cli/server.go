@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/seamark/seamark/api"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -189,6 +191,7 @@ and the running state stays. Flags override the file's server: section.`,
 	fl.StringVar(&flagSrv.EtcdUsername, "etcd-username", "", "user of the external etcd cluster (with --etcd-password-file)")
 	fl.StringVar(&flagSrv.EtcdPasswordFile, "etcd-password-file", "", "file holding --etcd-username's password")
 	fl.BoolVar(&flagSrv.InsecureExpose, "insecure-expose", false, "start even when the API or the embedded store listens on a non-loopback address without TLS and a token")
+	fl.Var(durationFlag{&flagSrv.CheckerLeaseTTL}, "checker-lease-ttl", "lease of this server's health checker: its nodes move to the other servers this long after it dies (default 3s)")
 	flagBalancer := fl.Bool("balancer", true, "run the listeners (TCP load balancer) on this server")
 	flagSrv.Balancer = flagBalancer
 	fl.StringVar(&pidFile, "pid-file", "", "write the server's process ID here, for seamark upgrade; the new process rewrites it after an upgrade")
@@ -199,19 +202,32 @@ and the running state stays. Flags override the file's server: section.`,
 	return cmd
 }
 
+// durationFlag is a flag of an api.Duration.
+type durationFlag struct{ d *api.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil || *f.d == 0 {
+		return ""
+	}
+	return f.d.String()
+}
+func (f durationFlag) Set(s string) error { return f.d.UnmarshalText([]byte(s)) }
+func (f durationFlag) Type() string       { return "duration" }
+
 // overrideServer copies every flag the user set onto the file's server section.
 func overrideServer(fs *pflag.FlagSet, dst *config.Server, src config.Server) {
 	set := map[string]func(){
-		"http-addr":        func() { dst.HTTPAddr = src.HTTPAddr },
-		"dns-addr":         func() { dst.DNSAddr = src.DNSAddr },
-		"data-dir":         func() { dst.DataDir = src.DataDir },
-		"etcd-endpoints":   func() { dst.EtcdEndpoints = src.EtcdEndpoints },
-		"etcd-client-addr": func() { dst.EtcdClientAddr = src.EtcdClientAddr },
-		"etcd-peer-addr":   func() { dst.EtcdPeerAddr = src.EtcdPeerAddr },
-		"store-prefix":     func() { dst.StorePrefix = src.StorePrefix },
-		"name":             func() { dst.Name = src.Name },
-		"balancer":         func() { dst.Balancer = src.Balancer },
-		"member":           func() { dst.Member = src.Member },
+		"http-addr":         func() { dst.HTTPAddr = src.HTTPAddr },
+		"dns-addr":          func() { dst.DNSAddr = src.DNSAddr },
+		"data-dir":          func() { dst.DataDir = src.DataDir },
+		"etcd-endpoints":    func() { dst.EtcdEndpoints = src.EtcdEndpoints },
+		"etcd-client-addr":  func() { dst.EtcdClientAddr = src.EtcdClientAddr },
+		"etcd-peer-addr":    func() { dst.EtcdPeerAddr = src.EtcdPeerAddr },
+		"store-prefix":      func() { dst.StorePrefix = src.StorePrefix },
+		"name":              func() { dst.Name = src.Name },
+		"balancer":          func() { dst.Balancer = src.Balancer },
+		"member":            func() { dst.Member = src.Member },
+		"checker-lease-ttl": func() { dst.CheckerLeaseTTL = src.CheckerLeaseTTL },
 	}
 	maps.Copy(set, securityOverrides(dst, src))
 	fs.Visit(func(f *pflag.Flag) {

@@ -184,9 +184,16 @@ func newEventsCmd(cf *clientFlags) *cobra.Command {
 }
 
 // checksColumn sums up the checkers' verdicts on n: "2/2 up", "0/2 up",
-// "none" (no checker has reported: check.initial decides), and the
-// verdict it leads to.
+// "none" (no checker has reported: check.initial decides), "held" (no
+// verdict counts now: the last decision stands until the node's new owner
+// writes), and the verdict it leads to.
 func checksColumn(n api.Node) string {
+	if n.Held {
+		if n.Healthy {
+			return "held (healthy)"
+		}
+		return "held (unhealthy)"
+	}
 	if len(n.Checks) == 0 {
 		if n.Healthy {
 			return "none (healthy)"

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/seamark/seamark/api"
 	"github.com/seamark/seamark/internal/yamlstrict"
@@ -20,6 +21,8 @@ const (
 	DefaultEtcdClientAddr = "127.0.0.1:9479"
 	DefaultEtcdPeerAddr   = "127.0.0.1:9480"
 	DefaultStorePrefix    = "/seamark/"
+	// DefaultCheckerLeaseTTL is the health checker's lease.
+	DefaultCheckerLeaseTTL = api.Duration(3 * time.Second)
 )
 
 // Default TSIG algorithm.
@@ -74,7 +77,7 @@ var decodeOptions = yamlstrict.Options{
 	Root: "sections (zones, services, listeners ...)",
 	ServerSet: map[reflect.Type][]string{
 		reflect.TypeFor[Service]():      {"source"},
-		reflect.TypeFor[api.Node]():     {"service", "source", "registered", "healthy", "lease"},
+		reflect.TypeFor[api.Node]():     {"service", "source", "registered", "healthy", "lease", "held"},
 		reflect.TypeFor[api.Listener](): {"source"},
 		reflect.TypeFor[api.Group]():    {"source"},
 	},
@@ -155,6 +158,9 @@ func (s *Server) setDefaults() {
 	set(&s.EtcdClientAddr, DefaultEtcdClientAddr)
 	set(&s.EtcdPeerAddr, DefaultEtcdPeerAddr)
 	set(&s.StorePrefix, DefaultStorePrefix)
+	if s.CheckerLeaseTTL == 0 {
+		s.CheckerLeaseTTL = DefaultCheckerLeaseTTL
+	}
 	s.setTLSDefaults()
 }
 

@@ -226,6 +226,22 @@ services: []
 		want: `t.yaml:4: services[0].check.timeout: 2s is longer than the interval 1s; a probe must end before the next starts`,
 	},
 	{
+		name: "check replicas out of range",
+		in: `services:
+  - name: db
+    port: 3000
+    check: {replicas: 17}
+`,
+		want: `t.yaml:4: services[0].check.replicas: 17 is out of range (1-16)`,
+	},
+	{
+		name: "checker lease too short",
+		in: `server:
+  checker_lease_ttl: 500ms
+`,
+		want: `t.yaml:2: server.checker_lease_ttl: 500ms is out of range (1s to 60s)`,
+	},
+	{
 		name: "node validation with path prefix",
 		in: `services:
   - name: db
@@ -917,12 +933,13 @@ func TestDefaults(t *testing.T) {
 		want any
 	}{
 		{"server", "", func(f *config.File) any { return f.Server }, config.Server{
-			HTTPAddr:       "127.0.0.1:9400",
-			DNSAddr:        "127.0.0.1:9453",
-			DataDir:        "./seamark-data",
-			EtcdClientAddr: "127.0.0.1:9479",
-			EtcdPeerAddr:   "127.0.0.1:9480",
-			StorePrefix:    "/seamark/",
+			HTTPAddr:        "127.0.0.1:9400",
+			DNSAddr:         "127.0.0.1:9453",
+			DataDir:         "./seamark-data",
+			EtcdClientAddr:  "127.0.0.1:9479",
+			EtcdPeerAddr:    "127.0.0.1:9480",
+			StorePrefix:     "/seamark/",
+			CheckerLeaseTTL: api.Duration(3 * time.Second),
 		}},
 		{"server keeps what is given", "server: {http_addr: 0.0.0.0:80, store_prefix: /x/}",
 			func(f *config.File) any { return []string{f.Server.HTTPAddr, f.Server.DNSAddr, f.Server.StorePrefix} },
@@ -938,7 +955,7 @@ func TestDefaults(t *testing.T) {
 				return []any{f.Services[0].Check, f.Services[0].Answers, f.Services[0].Source}
 			},
 			[]any{api.Check{Type: "tcp", Interval: api.Duration(time.Second), Timeout: api.Duration(time.Second),
-				FastInterval: api.Duration(time.Second), DownInterval: api.Duration(time.Second), Rise: 2, Fall: 2, Initial: "unhealthy"},
+				FastInterval: api.Duration(time.Second), DownInterval: api.Duration(time.Second), Rise: 2, Fall: 2, Initial: "unhealthy", Replicas: 3},
 				api.AnswerPolicy{Policy: "all", MaxAnswers: 8, TTL: api.Duration(5 * time.Second), WhenNoneHealthy: "fail_open"},
 				api.SourceConfig}},
 		{"nodes", "services: [{name: db, port: 3000, nodes: [{id: a, address: 10.0.0.1}]}]",

@@ -76,6 +76,11 @@ type Server struct {
 	// InsecureExpose lets the server listen on a non-loopback API or
 	// embedded etcd address without TLS and a token.
 	InsecureExpose bool `json:"insecure_expose"`
+	// CheckerLeaseTTL is the lease this server's health checker announces
+	// itself and writes its verdicts on: when the server dies without a
+	// word, the other servers take over the nodes it probed once it
+	// expires (docs/health.md). Default 3s; from 1s to 60s.
+	CheckerLeaseTTL api.Duration `json:"checker_lease_ttl"`
 }
 
 // RunsBalancer reports whether this server opens the listeners.

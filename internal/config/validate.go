@@ -131,6 +131,9 @@ func (c *checker) server() {
 		}
 	}
 	c.serverTLS()
+	if s.CheckerLeaseTTL < api.Duration(time.Second) || s.CheckerLeaseTTL > api.Duration(time.Minute) {
+		c.add("server.checker_lease_ttl", "%s is out of range (1s to 60s)", s.CheckerLeaseTTL)
+	}
 	if !strings.HasPrefix(s.StorePrefix, "/") || !strings.HasSuffix(s.StorePrefix, "/") {
 		c.add("server.store_prefix", "%q must start and end with '/' (like \"/seamark/\")", s.StorePrefix)
 	}

@@ -57,6 +57,8 @@ type checkerMetrics struct {
 	localErrors  prometheus.Counter
 	degraded     prometheus.Gauge
 	grants       *prometheus.CounterVec
+	owned        prometheus.Gauge
+	handoff      prometheus.Gauge
 }
 
 func newCheckerMetrics(reg prometheus.Registerer) *checkerMetrics {
@@ -84,9 +86,15 @@ func newCheckerMetrics(reg prometheus.Registerer) *checkerMetrics {
 		grants: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "seamark_health_lease_grants_total", Help: "Attempts of the checker to grant its lease again after it was lost, by result.",
 		}, []string{"result"}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "seamark_health_targets_owned", Help: "Targets this checker owns (is one of the check.replicas checkers placed on) and probes.",
+		}),
+		handoff: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "seamark_health_targets_handoff", Help: "Targets this checker no longer owns but still probes until their new owners have written a verdict.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.probes, m.probeSeconds, m.lateness, m.targets, m.localErrors, m.degraded, m.grants)
+		reg.MustRegister(m.probes, m.probeSeconds, m.lateness, m.targets, m.localErrors, m.degraded, m.grants, m.owned, m.handoff)
 	}
 	return m
 }
@@ -118,7 +126,8 @@ type Options struct {
 	LeaseTTL time.Duration
 }
 
-// Checker probes every target of the snapshot and writes its verdicts.
+// Checker probes the targets of the snapshot it owns (shard.go) and writes
+// its verdicts.
 type Checker struct {
 	o   Options
 	log *slog.Logger
@@ -157,6 +166,13 @@ type Checker struct {
 	// local failure. It clears degradedHold after the last one.
 	degraded  string
 	lastLocal time.Time
+	// place ranks the live checkers, this one among them (shard.go);
+	// handoffs are the targets it probes only until their new owners write.
+	place    *registry.Placement
+	handoffs map[string]*target
+	// moving: the live checkers changed in this sync; targets taken over
+	// are probed sooner (firstProbe).
+	moving bool
 }
 
 // degradedHold is how long after its last local failure a checker stays
@@ -191,9 +207,15 @@ type target struct {
 	gone     bool   // removed while a probe was in flight
 	hurry    bool   // passive failure reported: probe at once, then fast
 	paused   bool   // the node is in maint: not probed, its verdict kept (maint.go)
-	since    time.Time
-	last     Result
-	done     func(Result) // delivers this target's results to the checker
+	said     bool   // a verdict of this checker is written (or on its way)
+	handoff  bool   // no longer owned: probed until the owners have written (shard.go)
+	// adopted is the state verdicts had decided when this checker took the
+	// node over ("" when none had): a first verdict that agrees is no
+	// change of the node, so no event and no hook.
+	adopted api.NodeState
+	since   time.Time
+	last    Result
+	done    func(Result) // delivers this target's results to the checker
 }
 
 type probeDone struct {
@@ -230,6 +252,7 @@ func New(o Options) *Checker {
 		kinds:    map[string]*kindMetrics{},
 		m:        newCheckerMetrics(o.Registerer),
 		targets:  map[string]*target{},
+		handoffs: map[string]*target{},
 		bySvc:    map[string]map[string]*target{},
 		svcIndex: map[string]int64{},
 		services: map[string]api.Service{},
@@ -528,6 +551,18 @@ func (c *Checker) transition(t *target, old api.NodeState, res Result) {
 	t.written = t.state
 	c.counts[t.written]++
 	c.w.verdict(t, t.state)
+	t.said = true
+	if old == "" && t.adopted != "" {
+		adopted := t.adopted
+		t.adopted = ""
+		if t.state == adopted {
+			// A new owner agreeing with what its predecessors said: no
+			// change of the node.
+			c.log.Debug("took over node", "service", t.Service, "node", t.Node, "state", t.state)
+			c.countTargets()
+			return
+		}
+	}
 	from := old
 	if from == "" {
 		from = "unchecked"
@@ -550,6 +585,8 @@ func (c *Checker) countTargets() {
 	c.m.targets.WithLabelValues("healthy").Set(float64(c.counts[api.StateHealthy]))
 	c.m.targets.WithLabelValues("unhealthy").Set(float64(c.counts[api.StateUnhealthy]))
 	c.m.targets.WithLabelValues("unknown").Set(float64(c.counts[""]))
+	c.m.owned.Set(float64(len(c.targets) - len(c.handoffs)))
+	c.m.handoff.Set(float64(len(c.handoffs)))
 }
 
 // sync brings the targets in line with the snapshot: services whose view
@@ -565,16 +602,20 @@ func (c *Checker) sync(s *registry.Snapshot) {
 		d = s.DeltaSince(c.syncedRev)
 	}
 	c.syncedRev = s.Revision
+	// A change of the live checkers moves targets: every service is
+	// synced whole against the new placement.
+	replaced := c.replace(s)
+	c.moving = replaced
 	for _, v := range s.Services() {
 		name := v.Service.Name
 		seen[name] = true
 		idx, ok := c.svcIndex[name]
-		if ok && idx == v.SpecIndex {
+		if ok && idx == v.SpecIndex && !replaced {
 			continue // only verdicts changed: nothing to probe differently
 		}
 		c.svcIndex[name] = v.SpecIndex
 		c.services[name] = v.Service
-		if sd, changed := d.ServiceOf(name); ok && changed && !sd.Whole && len(v.Service.Candidates) == 0 {
+		if sd, changed := d.ServiceOf(name); ok && changed && !sd.Whole && !replaced && len(v.Service.Candidates) == 0 {
 			c.syncNodes(v, sd.Nodes)
 			continue
 		}
@@ -591,6 +632,7 @@ func (c *Checker) sync(s *registry.Snapshot) {
 			delete(c.bySvc, name)
 		}
 	}
+	c.reviewHandoffs(s, d, replaced)
 	c.countTargets()
 }
 
@@ -598,10 +640,14 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 	svc := v.Service
 	want := map[string]Target{}
 	consensus := map[string]bool{}
+	decided := map[string]bool{}
 	maint := map[string]bool{}
 	if svc.Check.Type != api.CheckNone {
 		for _, n := range v.Nodes() {
 			consensus[n.ID] = n.Healthy
+			if len(n.Checks) > 0 || n.Held {
+				decided[n.ID] = true
+			}
 			if n.Admin.Maint() {
 				maint[n.ID] = true
 			}
@@ -632,6 +678,14 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 		}
 		t.onChange, t.owner = svc.OnChange, svc.Source
 		c.setPaused(t, maint[w.Node])
+		if !c.owns(w) {
+			if !c.disown(t, v) {
+				delete(have, key)
+				continue
+			}
+		} else if t.handoff {
+			c.reown(t)
+		}
 		if w.Check != t.Check {
 			t.Check = w.Check
 			if !t.running && !t.paused {
@@ -641,7 +695,7 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 	}
 	now := c.o.Clock.Now()
 	for key, w := range want {
-		if _, ok := have[key]; ok {
+		if _, ok := have[key]; ok || !c.owns(w) {
 			continue
 		}
 		t := &target{Target: w, onChange: svc.OnChange, owner: svc.Source, state: api.StateUnhealthy, since: now}
@@ -652,6 +706,9 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 		if consensus[w.Node] {
 			t.state = api.StateHealthy
 		}
+		if decided[w.Node] {
+			t.adopted = t.state
+		}
 		if w.Candidate && !consensus[w.Node] {
 			t.written = api.StateUnhealthy // absence means unhealthy for candidates: nothing to write until one passes
 		}
@@ -659,7 +716,7 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 		c.targets[key] = t
 		c.counts[t.written]++
 		if t.paused = maint[w.Node]; !t.paused {
-			c.schedule(t, now.Add(jitter(w.Check.Interval.D())))
+			c.schedule(t, now.Add(c.firstProbe(w.Check)))
 		}
 	}
 }
@@ -694,9 +751,20 @@ func (c *Checker) syncNodes(v *registry.ServiceView, ids []string) {
 			delete(have, key)
 			t = nil
 		}
+		owned := c.owns(w)
 		if t != nil {
 			t.onChange = svc.OnChange
 			c.setPaused(t, n.Admin.Maint())
+			if !owned {
+				if !c.disown(t, v) {
+					delete(have, key)
+				}
+			} else if t.handoff {
+				c.reown(t)
+			}
+			continue
+		}
+		if !owned {
 			continue
 		}
 		t = &target{Target: w, onChange: svc.OnChange, state: api.StateUnhealthy, since: now}
@@ -704,11 +772,14 @@ func (c *Checker) syncNodes(v *registry.ServiceView, ids []string) {
 		if n.Healthy {
 			t.state = api.StateHealthy // the consensus, as in syncService
 		}
+		if len(n.Checks) > 0 || n.Held {
+			t.adopted = t.state
+		}
 		have[key] = t
 		c.targets[key] = t
 		c.counts[t.written]++
 		if t.paused = n.Admin.Maint(); !t.paused {
-			c.schedule(t, now.Add(jitter(w.Check.Interval.D())))
+			c.schedule(t, now.Add(c.firstProbe(w.Check)))
 		}
 	}
 }
@@ -729,9 +800,11 @@ func (c *Checker) remove(t *target) {
 	c.unschedule(t)
 	t.gone = true
 	delete(c.targets, t.Key())
+	delete(c.handoffs, t.Key())
 	c.counts[t.written]--
-	if t.written != "" && !(t.Candidate && t.written == api.StateUnhealthy) {
+	if t.said {
 		c.w.forget(t)
+		t.said = false
 	}
 }
 

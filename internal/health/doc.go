@@ -1,9 +1,12 @@
 // Package health decides, for every node of every service, whether it is up.
 //
 // What it reads: the registry snapshot (services, their nodes and candidate
-// pools, and the verdicts other checkers wrote). What it does: probes every
-// target (tcp connect, http/https request, tls handshake) on a schedule spread
-// with jitter, with HAProxy's rise/fall counting and inter/fastinter/downinter
+// pools, the live checkers and the verdicts they wrote). What it does:
+// probes the targets placed on it (each node is owned by check.replicas of
+// the live checkers, chosen by rendezvous hashing: registry.Placement,
+// shard.go; targets move with no gap when checkers come and go) by tcp
+// connect, http/https request or tls handshake, on a schedule spread with
+// jitter, with HAProxy's rise/fall counting and inter/fastinter/downinter
 // intervals, each probe bounded by its timeout so one slow target never delays
 // another. What it writes: this checker's verdict on a node, only when it
 // changes, on the checker's own lease (a checker that dies stops counting when
@@ -15,6 +18,7 @@
 // said anything new, and probing starts again when it is ready (maint.go).
 //
 // The node's state that DNS and the balancer use is decided by the registry
-// from the verdicts of every live checker (see registry.Healthy), so several
-// seamark servers on one store agree on one answer.
+// from the verdicts of the node's owners (see registry.Placement.Count and
+// docs/health.md), so several seamark servers on one store agree on one
+// answer.
 package health

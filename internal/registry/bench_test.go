@@ -99,3 +99,49 @@ func BenchmarkLoad(b *testing.B) {
 		Build(fresh, 1)
 	}
 }
+
+// BenchmarkCheckerLeaves is what a change of the live checkers costs a
+// registry of 100 000 tcp-checked nodes, each with the verdict of its one
+// owner (replicas 1) of three checkers: one checker's record and its third
+// of the verdicts go in one batch, and every node is decided again under
+// the new placement.
+//
+//	go test -run '^$' -bench CheckerLeaves -benchtime 5x ./internal/registry/
+func BenchmarkCheckerLeaves(b *testing.B) {
+	const n = 100_000
+	svc := &api.Service{Name: "web", Port: 80, Check: api.Check{Type: api.CheckTCP, Replicas: 1}}
+	svc.SetDefaults()
+	ids := []string{"s1", "s2", "s3"}
+	var cs []api.Checker
+	for _, id := range ids {
+		cs = append(cs, api.Checker{ID: id})
+	}
+	p := NewPlacement(cs)
+	for b.Loop() {
+		b.StopTimer()
+		items := []store.Item{{Key: store.ServiceKey("web"), Value: svc}}
+		for _, id := range ids {
+			items = append(items, store.Item{Key: store.CheckerKey(id), Value: &api.Checker{ID: id}})
+		}
+		var gone []store.Item
+		for i := range n {
+			node := scaleNode(i, 1)
+			items = append(items, node)
+			o := p.Owners(NodeKey("web", node.Key.B), 1, nil)[0]
+			v := store.Item{Key: store.HealthKey("web", node.Key.B, o), Value: &api.Verdict{Checker: o, State: api.StateHealthy}}
+			items = append(items, v)
+			if o == "s3" {
+				gone = append(gone, store.Item{Key: v.Key, Deleted: true})
+			}
+		}
+		bl := NewBuilder(items, 1)
+		gone = append(gone, store.Item{Key: store.CheckerKey("s3"), Deleted: true})
+		b.StartTimer()
+		s := bl.Apply(gone, 2)
+		b.StopTimer()
+		if _, healthy := s.Counts(); healthy != n {
+			b.Fatalf("%d of %d healthy after s3 left, want all (held)", healthy, n)
+		}
+		b.StartTimer()
+	}
+}

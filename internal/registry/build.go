@@ -37,6 +37,12 @@ type state struct {
 	// verdicts are the live checkers' judgements: service -> node -> checker -> verdict.
 	verdicts map[string]map[string]map[string]api.Verdict
 	checkers map[string]*api.Checker
+	// placement ranks the live checkers: which of them own each node and
+	// have their verdicts counted (placement.go).
+	placement *Placement
+	// prior is the snapshot served before a full re-read (nil otherwise):
+	// a node no verdict decides now keeps the state it had there.
+	prior *Snapshot
 	// events: key -> its events (one, or an audit batch). A snapshot
 	// holds the map as it was (eventsShared) and the next change copies it.
 	events       map[string][]api.Event
@@ -84,6 +90,24 @@ type dirty struct {
 	nodes map[string]map[string]bool
 	// wholeServices are the services whose definition changed.
 	wholeServices map[string]bool
+	// checkers: a checker came, went or changed its record.
+	checkers bool
+	// verdicts are the nodes whose verdicts changed, by service: decided
+	// again in build.
+	verdicts map[string]map[string]bool
+}
+
+// verdict records that a verdict on node id of service changed.
+func (d *dirty) verdict(service, id string) {
+	if d.verdicts == nil {
+		d.verdicts = map[string]map[string]bool{}
+	}
+	m := d.verdicts[service]
+	if m == nil {
+		m = map[string]bool{}
+		d.verdicts[service] = m
+	}
+	m[id] = true
 }
 
 // touch records that node id of service may have changed.
@@ -185,7 +209,7 @@ func (st *state) apply(it store.Item, d *dirty) {
 		mirror2(st.registered, k.A, k.B, it, func() *api.Node {
 			n := it.Value.(*api.Node)
 			n.ID, n.Service, n.Lease = k.B, k.A, it.Lease
-			n.Healthy, n.Checks, n.Admin, n.RegisteredWeight = false, nil, nil, 0 // decided by judge
+			n.Healthy, n.Checks, n.Admin, n.RegisteredWeight, n.Held = false, nil, nil, 0, false // decided by judge
 			st.fresh[n] = true
 			return n
 		})
@@ -204,7 +228,10 @@ func (st *state) apply(it store.Item, d *dirty) {
 			v.Checker = checker
 			return v
 		})
-		st.refresh(k.A, node)
+		// Decided in build, once per node however many of its verdicts
+		// the batch holds, and by one sorted pass when the batch holds a
+		// large part of the service (a checker's lease expired).
+		d.verdict(k.A, node)
 		d.services[k.A] = true
 		d.touch(k.A, node)
 	case store.KindAdmin:
@@ -216,6 +243,7 @@ func (st *state) apply(it store.Item, d *dirty) {
 		d.touch(k.A, k.B)
 	case store.KindChecker:
 		mirror(st.checkers, k.A, it, pointerOf[api.Checker](it))
+		d.checkers = true
 	case store.KindEvent:
 		if st.eventsShared {
 			st.events, st.eventsShared = maps.Clone(st.events), false
@@ -264,8 +292,20 @@ func (st *state) apply(it store.Item, d *dirty) {
 // build makes the Snapshot at rev from st, reusing prev's untouched parts.
 // With prev nil everything is built.
 func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
+	if d.checkers {
+		st.replace(d)
+	}
+	for service, ids := range d.verdicts {
+		if len(ids) > max(rebulkMin, st.nodes[service].n/8) {
+			st.rebulk(service)
+			continue
+		}
+		for id := range ids {
+			st.refresh(service, id)
+		}
+	}
 	clear(st.fresh)
-	s := &Snapshot{Revision: rev, delta: d.delta(prev)}
+	s := &Snapshot{Revision: rev, delta: d.delta(prev), placement: st.placement}
 	if prev != nil {
 		h := prev.history
 		if len(h) >= historyMax {
@@ -360,6 +400,75 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 	return s
 }
 
+// placementOf ranks the live checkers of st.
+func (st *state) placementOf() *Placement {
+	cs := make([]api.Checker, 0, len(st.checkers))
+	for _, id := range slices.Sorted(maps.Keys(st.checkers)) {
+		cs = append(cs, *st.checkers[id])
+	}
+	return NewPlacement(cs)
+}
+
+// replace ranks the checkers again after one came, went or changed, and
+// when the ranking changed decides again every node of every checked
+// service (its owners may have changed). That costs a pass over those
+// nodes, once per change of the set of live checkers: rare, and the
+// departed checker's verdicts touch its nodes anyway.
+func (st *state) replace(d *dirty) {
+	p := st.placementOf()
+	if p.Equal(st.placement) {
+		return
+	}
+	st.placement = p
+	for name, it := range st.services {
+		if it.Value.(*api.Service).Check.Type == api.CheckNone {
+			continue
+		}
+		st.rebulk(name)
+		delete(d.verdicts, name)
+		d.services[name] = true
+		d.whole(name)
+	}
+}
+
+// rebulkMin is the fewest changed nodes of a service that build decides by
+// one sorted pass over the service (rebulk) rather than node by node.
+const rebulkMin = 256
+
+// rebulk decides every node of a service again and builds its lists in one
+// sorted pass: what refresh does node by node, for when many nodes changed
+// at once (each refresh copies the list of pieces).
+func (st *state) rebulk(service string) {
+	if st.loading {
+		return
+	}
+	ids := map[string]bool{}
+	for id := range st.registered[service] {
+		ids[id] = true
+	}
+	for id := range st.verdicts[service] {
+		ids[id] = true
+	}
+	for _, c := range st.nodes[service].chunks {
+		for _, n := range c {
+			ids[n.ID] = true
+		}
+	}
+	var nodes, healthy []*api.Node
+	for id := range ids {
+		n := st.judge(service, id)
+		if n == nil {
+			continue
+		}
+		nodes = append(nodes, n)
+		if n.Healthy && !n.Admin.Out() {
+			healthy = append(healthy, n)
+		}
+	}
+	st.setList(st.nodes, service, chunked(nodes))
+	st.setList(st.healthy, service, chunked(healthy))
+}
+
 // whole marks every node of service as changed: its definition changed.
 func (d *dirty) whole(service string) {
 	if d.wholeServices == nil {
@@ -445,8 +554,15 @@ func (st *state) judge(service, id string) *api.Node {
 		n = *reg
 	} else {
 		a, ok := api.ParseCandidateID(id)
-		if !ok || len(votes) == 0 || !api.InCandidates(svc.Candidates, a) {
+		if !ok || !api.InCandidates(svc.Candidates, a) {
 			return nil
+		}
+		if len(votes) == 0 {
+			// A candidate is a node while verdicts say it passes, or while
+			// what they said holds (decide).
+			if prev := st.previous(service, id); prev == nil || (len(prev.Checks) == 0 && !prev.Held) {
+				return nil
+			}
 		}
 		n = api.Node{ID: id, Service: service, Address: a, Weight: 1, State: api.StateHealthy, Source: api.SourceCandidate}
 	}
@@ -465,11 +581,16 @@ func (st *state) judge(service, id string) *api.Node {
 		}
 		slices.SortFunc(n.Checks, func(a, b api.Verdict) int { return cmp.Compare(a.Checker, b.Checker) })
 	}
-	n.Healthy = Healthy(svc, &n)
+	up, down := st.placement.Count(NodeKey(service, id), svc.Check, votes)
+	var prev *api.Node
+	if up+down == 0 {
+		prev = st.previous(service, id)
+	}
+	n.Healthy, n.Held = decide(svc, &n, up, down, prev)
 	if n.Source == api.SourceCandidate && !n.Healthy {
 		return nil // a candidate is a node only while it passes
 	}
-	if reg := st.registered[service][id]; reg != nil && n.Admin == nil && n.Checks == nil && reg.Checks == nil && reg.Admin == nil && reg.RegisteredWeight == 0 {
+	if reg := st.registered[service][id]; reg != nil && n.Admin == nil && n.Checks == nil && !n.Held && reg.Checks == nil && reg.Admin == nil && reg.RegisteredWeight == 0 {
 		if n.Healthy == reg.Healthy {
 			return reg // as registered: share it, no copy per node
 		}
@@ -480,6 +601,21 @@ func (st *state) judge(service, id string) *api.Node {
 		}
 	}
 	return &n
+}
+
+// previous is node id of service as last decided: in the lists, or during
+// a full re-read in the snapshot served before it.
+func (st *state) previous(service, id string) *api.Node {
+	if n, ok := st.nodes[service].get(id); ok {
+		return n
+	}
+	if st.prior != nil {
+		if v, ok := st.prior.Service(service); ok {
+			n, _ := v.Node(id)
+			return n
+		}
+	}
+	return nil
 }
 
 // rejudge decides every node of a service again, after the service changed.
@@ -550,9 +686,12 @@ func (st *state) load(items []store.Item, rev int64) (*Snapshot, *state) {
 		st.apply(it, d)
 	}
 	st.loading = false
+	st.placement = st.placementOf()
+	d.checkers = false
 	for service := range d.services {
 		st.bulk(service)
 	}
+	st.prior = nil
 	return st.build(nil, rev, d), st
 }
 

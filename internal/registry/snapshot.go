@@ -66,6 +66,8 @@ type Snapshot struct {
 	// oldest first, ending with delta.
 	delta   *Delta
 	history []*Delta
+	// placement ranks the live checkers (placement.go).
+	placement *Placement
 }
 
 // historyMax is how many deltas back DeltaSince can reach: a reader that
@@ -335,34 +337,33 @@ func (s *Snapshot) Counts() (nodes, healthy int) {
 	return nodes, healthy
 }
 
-// Healthy decides whether a node may be advertised. A node is healthy when its
+// decide says whether a node may be advertised. A node is healthy when its
 // registrant says so and its checks agree: a service with check type none
-// trusts the registration; otherwise the verdicts of the live checkers in
-// n.Checks vote, and the node is healthy when at least half of them say so
-// (a tie favours availability: a node every checker finds dead is out, a node
-// only some checkers cannot reach stays in). A checker's verdicts live on its
-// lease, so a dead checker's vote disappears with it. Until any checker has
-// reported, the service's check.initial decides (unhealthy by default: never
+// trusts the registration; otherwise up and down are the verdicts counted
+// (Placement.Count: its owners', and while an owner has not written yet,
+// those of the checkers that still hold one) and the node is healthy when
+// at least half of them say so (a tie favours availability: a node every
+// counted checker finds dead is out, a node only some cannot reach stays
+// in). When no verdict counts, what verdicts decided before holds (prev, the
+// node as last decided, when its address is the same): a checker that dies
+// takes its verdicts with its lease, and the node keeps its state (held
+// reports true) until its new owner writes one. A node never decided by
+// verdicts takes the service's check.initial (unhealthy by default: never
 // advertise an unchecked node).
-func Healthy(svc *api.Service, n *api.Node) bool {
+func decide(svc *api.Service, n *api.Node, up, down int, prev *api.Node) (healthy, held bool) {
 	if n.State != api.StateHealthy {
-		return false
+		return false, false
 	}
 	if svc.Check.Type == api.CheckNone {
-		return true
-	}
-	up, down := 0, 0
-	for _, v := range n.Checks {
-		if v.State == api.StateHealthy {
-			up++
-		} else {
-			down++
-		}
+		return true, false
 	}
 	if up+down == 0 {
-		return n.Source != api.SourceCandidate && svc.Check.Initial == api.StateHealthy
+		if prev != nil && (len(prev.Checks) > 0 || prev.Held) && prev.Address == n.Address && prev.Port == n.Port && prev.Source == n.Source {
+			return prev.Healthy, true
+		}
+		return n.Source != api.SourceCandidate && svc.Check.Initial == api.StateHealthy, false
 	}
-	return up >= down
+	return up >= down, false
 }
 
 // AdminState is an operator's admin state of one node, registered now or
@@ -376,6 +377,10 @@ type AdminState struct {
 // node, also those of nodes that are not registered now. They must not be
 // modified.
 func (s *Snapshot) AdminStates() []AdminState { return s.admin }
+
+// Placement returns the ranking of the live checkers that says which of
+// them own each node.
+func (s *Snapshot) Placement() *Placement { return s.placement }
 
 // Checkers returns the live health checkers, sorted by ID.
 func (s *Snapshot) Checkers() []api.Checker { return s.checkers }

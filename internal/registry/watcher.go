@@ -191,6 +191,9 @@ func (w *Watcher) follow(ctx context.Context) error {
 	}
 	t0 := time.Now()
 	st := newState()
+	// What verdicts decided before the re-read holds for a node none
+	// decides now (its only owner's lease expired meanwhile).
+	st.prior = w.Current()
 	snap, _ := st.load(items, rev)
 	w.m.build.Observe(time.Since(t0).Seconds())
 	if cur := w.Current(); cur == nil || cur.Revision != rev {

@@ -222,7 +222,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, fmt.Errorf("start server: %w", err)
 	}
 	s.setStage("starting the roles")
-	s.startChecker(runCtx, sc.Name)
+	s.startChecker(runCtx, sc.Name, sc.CheckerLeaseTTL.D())
 	auditLog := audit.New(s.st, s.name, o.Logger)
 	s.audit = auditLog
 	s.wg.Add(1)
@@ -296,7 +296,7 @@ func (s *Server) Registry() *prometheus.Registry { return s.reg }
 func (s *Server) gatherer() prometheus.Gatherer { return s.reg }
 
 // startChecker runs the health checker and the hooks it fires.
-func (s *Server) startChecker(ctx context.Context, name string) {
+func (s *Server) startChecker(ctx context.Context, name string, leaseTTL time.Duration) {
 	if name == "" {
 		host, _ := os.Hostname()
 		name = fmt.Sprintf("%s-%04x", strings.ToLower(strings.ReplaceAll(host, ".", "-")), rand.N(1<<16))
@@ -306,6 +306,7 @@ func (s *Server) startChecker(ctx context.Context, name string) {
 	s.hooks = hooks
 	s.checker = health.New(health.Options{
 		ID: name, Version: s.o.Version, Store: s.st, Snapshots: s.watcher, Hooks: hooks, Logger: s.o.Logger, Registerer: s.reg,
+		LeaseTTL: leaseTTL,
 	})
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); hooks.Run(ctx) }()
