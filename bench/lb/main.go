@@ -116,7 +116,7 @@ func (o *options) check() error {
 	default:
 		errs = append(errs, fmt.Sprintf("-haproxy-splice %q: want auto, always or off", o.splice))
 	}
-	all := []string{"idle", "throughput", "conns", "latency", "listeners"}
+	all := []string{"idle", "throughput", "conns", "keepalive", "latency", "listeners"}
 	o.phases = map[string]bool{}
 	for _, p := range all {
 		o.phases[p] = o.only == ""
@@ -266,9 +266,18 @@ func run(ctx context.Context, o options) (err error) {
 				}
 			}
 		}
+		if o.phases["keepalive"] {
+			for _, s := range append([]side{e.direct}, sides...) {
+				row, err := e.wrkRun(ctx, s, r, false)
+				if err != nil {
+					return err
+				}
+				rep.rows = append(rep.rows, row)
+			}
+		}
 		if o.phases["conns"] {
 			for _, s := range append([]side{e.direct}, sides...) {
-				row, err := e.wrkRun(ctx, s, r)
+				row, err := e.wrkRun(ctx, s, r, true)
 				if err != nil {
 					return err
 				}
@@ -448,15 +457,19 @@ func (e *env) iperfRun(ctx context.Context, s side, round, parallel int) (loadRo
 	return row, nil
 }
 
-func (e *env) wrkRun(ctx context.Context, s side, round int) (loadRow, error) {
-	log.Printf("round %d: wrk (Connection: close) through %s", round+1, s.name)
+func (e *env) wrkRun(ctx context.Context, s side, round int, closeEach bool) (loadRow, error) {
+	test, how := "wrk-keepalive", "kept-alive"
+	if closeEach {
+		test, how = "wrk", "Connection: close"
+	}
+	log.Printf("round %d: wrk (%s) through %s", round+1, how, s.name)
 	u0, c0 := e.usage(), procCPU(s.pid)
-	res, err := runWrk(ctx, e.o.wrkPath, "http://"+s.port["web"]+"/", e.o.d, 2, e.o.wrkConns)
+	res, err := runWrk(ctx, e.o.wrkPath, "http://"+s.port["web"]+"/", e.o.d, 2, e.o.wrkConns, closeEach)
 	c1, u1 := procCPU(s.pid), e.usage()
 	if err != nil {
 		return loadRow{}, fmt.Errorf("through %s: %w", s.name, err)
 	}
-	row := loadRow{test: "wrk", side: s.name, round: round, value: res.rps, count: res.requests,
+	row := loadRow{test: test, side: s.name, round: round, value: res.rps, count: res.requests,
 		errors: res.errors, errText: res.errText, wall: u1.t.Sub(u0.t), toolCPU: res.cpu,
 		backCPU: u1.backs.sub(u0.backs)}
 	row.othersPc, row.irqPc = others(u0, u1, res.cpu)
@@ -690,7 +703,7 @@ func (r *report) print() {
 	if sm, smV := r.mean("wrk", "seamark", value); smV != nil {
 		hp, hpV := r.mean("wrk", "HAProxy", value)
 		d, _ := r.mean("wrk", "direct", value)
-		row(fmt.Sprintf("new connections/s, wrk -t2 -c%d, `Connection: close` (mean of %d) **goal ≥ 0.8×**", r.o.wrkConns, len(smV)),
+		row(fmt.Sprintf("new connections/s, wrk -t2 -c%d, `Connection: close` (mean of %d) **goal ≥ 1.0×**", r.o.wrkConns, len(smV)),
 			fmt.Sprintf("%.0f", sm), fmt.Sprintf("%.0f", hp), "**"+ratio(sm, hp)+"**", fmt.Sprintf("%.0f", d))
 		smC, _ := r.mean("wrk", "seamark", lbPct)
 		hpC, _ := r.mean("wrk", "HAProxy", lbPct)
@@ -713,6 +726,16 @@ func (r *report) print() {
 		smPV := r.values("wrk", "seamark", perConn)
 		hpPV := r.values("wrk", "HAProxy", perConn)
 		goals = append(goals, fmt.Sprintf("balancer CPU per connection, seamark / HAProxy (each round: %s)", roundRatios(smPV, hpPV)))
+	}
+	if sm, smV := r.mean("wrk-keepalive", "seamark", value); smV != nil {
+		hp, hpV := r.mean("wrk-keepalive", "HAProxy", value)
+		d, _ := r.mean("wrk-keepalive", "direct", value)
+		row(fmt.Sprintf("keep-alive requests/s, wrk -t2 -c%d (mean of %d) **goal ≥ 1.0×**", r.o.wrkConns, len(smV)),
+			fmt.Sprintf("%.0f", sm), fmt.Sprintf("%.0f", hp), "**"+ratio(sm, hp)+"**", fmt.Sprintf("%.0f", d))
+		smC, _ := r.mean("wrk-keepalive", "seamark", lbPct)
+		hpC, _ := r.mean("wrk-keepalive", "HAProxy", lbPct)
+		row("balancer CPU during keep-alive wrk (% of one core)", fmt.Sprintf("%.0f %%", smC), fmt.Sprintf("%.0f %%", hpC), ratio(smC, hpC), "-")
+		goals = append(goals, fmt.Sprintf("keep-alive requests/s, seamark / HAProxy: %s (each round: %s)", ratio(sm, hp), roundRatios(smV, hpV)))
 	}
 	if r.lat != nil {
 		d, sm, hp := r.lat["direct"], r.lat["seamark"], r.lat["HAProxy"]
@@ -788,8 +811,11 @@ func (r *report) print() {
 		for _, x := range rows {
 			res := fmt.Sprintf("%.2f Gbit/s", x.value)
 			note := fmt.Sprintf("retransmits %d", x.retrans)
-			if x.test == "wrk" {
+			if x.test == "wrk" || x.test == "wrk-keepalive" {
 				res = fmt.Sprintf("%.0f conn/s", x.value)
+				if x.test == "wrk-keepalive" {
+					res = fmt.Sprintf("%.0f req/s", x.value)
+				}
 				note = fmt.Sprintf("%d requests", x.count)
 				if x.errText != "" {
 					note += "; " + x.errText

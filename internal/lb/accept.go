@@ -230,13 +230,15 @@ func (p *port) ready(s *Server, _ uint32, _ int32) {
 			s.waitRoom(p)
 			return
 		}
-		nfd, sa, err := unix.Accept4(p.lfd.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		// syscall's, not x/sys/unix's Accept4, which asks the socket's
+		// protocol (one getsockopt more per connection).
+		nfd, sa, err := syscall.Accept4(p.lfd.fd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 		if err != nil {
 			switch err {
-			case unix.EAGAIN:
+			case syscall.EAGAIN:
 				s.acceptBackoff.Store(0)
 				return
-			case unix.EINTR, unix.ECONNABORTED:
+			case syscall.EINTR, syscall.ECONNABORTED:
 				continue
 			}
 			// Out of descriptors or a transient error: take p out of the set
@@ -332,8 +334,12 @@ func resetClose(fd int) {
 	unix.Close(fd)
 }
 
-func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
+func sockaddrPort(sa any) netip.AddrPort {
 	switch a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *syscall.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *unix.SockaddrInet6:

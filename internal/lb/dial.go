@@ -99,9 +99,24 @@ func (s *Server) dial(addr netip.AddrPort, timeout time.Duration) (*os.File, err
 		f.Close()
 		return nil, err
 	}
+	// On loopback and near backends the handshake is over by now: ask
+	// before arming a deadline and a cancellation for the wait.
+	var cerr error
+	rc.Control(func(fd uintptr) {
+		for cerr = unix.Connect(int(fd), sa); cerr == unix.EINTR; {
+			cerr = unix.Connect(int(fd), sa)
+		}
+	})
+	switch cerr {
+	case nil, unix.EISCONN:
+		return f, nil
+	case unix.EALREADY, unix.EINPROGRESS:
+	default:
+		f.Close()
+		return nil, os.NewSyscallError("connect", cerr)
+	}
 	f.SetWriteDeadline(time.Now().Add(timeout))
 	stop := context.AfterFunc(s.ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
-	var cerr error
 	// Asked first before any wait: the netpoller's readiness may have come
 	// before Write reset it.
 	err = rc.Write(func(fd uintptr) bool {
