@@ -39,6 +39,7 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -59,6 +60,7 @@ func main() {
 	flag.StringVar(&o.splice, "haproxy-splice", "always", "HAProxy splicing: auto (option splice-auto), always (splice-request and splice-response) or off")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the seamark server process (its whole life: every phase but the listeners one) here")
 	flag.DurationVar(&o.inspect, "inspect", 0, "after starting everything, print the processes and addresses and wait this long (at most 1h) before measuring, for looking at them with other tools")
+	flag.StringVar(&o.manyAddr, "many-addr", "127.0.0.1", "loopback address of the many-listeners phase's port range (another one when 127.0.0.1 has no free range)")
 	flag.StringVar(&o.only, "only", "", "run only these phases, comma-separated: idle, throughput, conns, latency, listeners (default: all)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -82,6 +84,7 @@ type options struct {
 	nginxWorkers           int
 	splice, cpuprofile     string
 	only                   string
+	manyAddr               string
 	inspect                time.Duration
 	phases                 map[string]bool
 	haproxyPath, nginxPath string
@@ -364,7 +367,7 @@ func (e *env) start(ctx context.Context) error {
 	e.smCfg = seamarkConfig{dataDir: e.dir + "/seamark-data", services: services, listeners: smL}
 	e.hpCfg = haproxyConfig{services: services, listeners: hpL, splice: e.o.splice}
 	log.Printf("starting seamark")
-	if e.seamark, err = startSeamark(ctx, e.dir, "seamark", e.smCfg, e.o.cpuprofile); err != nil {
+	if e.seamark, err = startSeamark(ctx, e.dir, "seamark", e.smCfg, e.o.cpuprofile, false); err != nil {
 		return err
 	}
 	log.Printf("starting haproxy")
@@ -532,13 +535,13 @@ type listenersResult struct {
 
 func (e *env) listenersPhase(ctx context.Context, rep *report) error {
 	n := e.o.listeners
-	base, err := freeRange(n)
+	base, err := freeRange(e.o.manyAddr, n)
 	if err != nil {
 		return err
 	}
-	many := benchListener{name: "many", service: "hold", port: base, last: base + n - 1}
+	many := benchListener{name: "many", service: "hold", port: base, last: base + n - 1, bind: e.o.manyAddr}
 	rep.many = map[string]listenersResult{}
-	rep.manyPorts = fmt.Sprintf("127.0.0.1:%d-%d", base, base+n-1)
+	rep.manyPorts = fmt.Sprintf("%s:%d-%d", e.o.manyAddr, base, base+n-1)
 
 	// A running seamark opening n more ports on a config reload.
 	if e.seamark != nil {
@@ -579,7 +582,7 @@ func (e *env) listenersPhase(ctx context.Context, rep *report) error {
 		cfg.dataDir = e.dir + "/seamark-many-data"
 		cfg.listeners = append(slices.Clone(cfg.listeners), many)
 		t0 := time.Now()
-		sm, err := startSeamark(ctx, e.dir, "seamark-many", cfg, "")
+		sm, err := startSeamark(ctx, e.dir, "seamark-many", cfg, "", true)
 		if err != nil {
 			return err
 		}
@@ -592,6 +595,9 @@ func (e *env) listenersPhase(ctx context.Context, rep *report) error {
 		err = sleep(ctx, 5*time.Second)
 		r.idleCPU = cpuPct(procCPU(sm.pid()).sub(c0).total(), time.Since(w0))
 		r.rss, r.fds = procRSS(sm.pid()), fdCount(sm.pid())
+		if err == nil { // measured: now check every port's state
+			err = sm.waitListening(ctx, cfg.ports(), time.Minute)
+		}
 		sm.stop(syscall.SIGTERM)
 		if err != nil {
 			return err
@@ -610,7 +616,7 @@ func (e *env) listenersPhase(ctx context.Context, rep *report) error {
 		}
 		r := listenersResult{n: n}
 		// The stats socket and the first port are up; wait for the last.
-		err = hp.waitDial(ctx, fmt.Sprintf("127.0.0.1:%d", many.last), time.Minute)
+		err = hp.waitDial(ctx, net.JoinHostPort(e.o.manyAddr, strconv.Itoa(many.last)), time.Minute)
 		r.startTook = time.Since(t0)
 		if err == nil {
 			err = sleep(ctx, settle)
