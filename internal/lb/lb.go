@@ -98,6 +98,10 @@ type Server struct {
 	// acceptBackoff is the current back-off after failed accepts (ns).
 	acceptBackoff atomic.Int64
 	acceptLog     rateLimit
+	// Reaper state: stacks of a mass park to give back (reap.go).
+	releaseStacks bool
+	lastRelease   time.Time
+	parkedSince   int // connections parked since the last release
 }
 
 // service is the balancer's state for one service, stable across snapshots.

@@ -1,16 +1,23 @@
 package lb
 
 import (
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/seamark/seamark/api"
 )
 
 // parkAfter is how long a connection moves nothing before its relays
-// park: parkPasses of the reaper.
+// park: parkPasses of the reaper. Once releaseAfter connections parked,
+// the freed goroutine stacks (2 KiB or more each) go back to the OS on the
+// next pass, at most every releaseEvery (two collections each time): else
+// Go keeps them until collections it seldom runs on an idle server.
 const (
-	parkAfter  = time.Second
-	parkPasses = int(parkAfter / reapEvery)
+	parkAfter    = 500 * time.Millisecond
+	parkPasses   = int(parkAfter / reapEvery)
+	releaseAfter = 256
+	releaseEvery = 5 * time.Second
 )
 
 // running reports whether a relay goroutine runs for c.
@@ -49,6 +56,19 @@ func (s *Server) reap(now time.Time) {
 		ports = append(ports, p)
 	}
 	s.mu.Unlock()
+	// Stacks of relays parked on the last pass go back to the OS now,
+	// rather than when the next collection lowers the heap's goal.
+	if s.releaseStacks {
+		s.releaseStacks = false
+		s.lastRelease = now
+		go func() {
+			// The first collection frees the dead goroutines' stacks, the
+			// second their spans; then the heap goes back to the OS.
+			runtime.GC()
+			debug.FreeOSMemory()
+		}()
+	}
+	parkedNow := 0
 	for _, p := range ports {
 		spec := p.spec.Load()
 		idle := spec.IdleTimeout.D()
@@ -96,5 +116,10 @@ func (s *Server) reap(now time.Time) {
 		for _, c := range park {
 			s.requestPark(c)
 		}
+		parkedNow += len(park)
+	}
+	s.parkedSince += parkedNow
+	if s.parkedSince >= releaseAfter && now.Sub(s.lastRelease) >= releaseEvery {
+		s.releaseStacks, s.parkedSince = true, 0
 	}
 }
