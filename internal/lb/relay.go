@@ -56,20 +56,68 @@ func relayMarking(dst, src rawConner, moved *atomic.Bool) (int64, error) {
 		n, left int
 		serr    error
 	)
-	read := func(fd uintptr) bool {
-		if bp == nil {
-			bp = chunkBufs.Get().(*[]byte)
-		}
-		for n, serr = unix.Read(int(fd), *bp); serr == unix.EINTR; {
-			n, serr = unix.Read(int(fd), *bp)
-		}
-		if serr == unix.EAGAIN {
-			// Nothing to read: wait holding no buffer.
-			chunkBufs.Put(bp)
-			bp = nil
-			return false
+	var (
+		wbuf    []byte // what write has left to write
+		werr    error  // a write's error (serr is a read's)
+		written int64
+		bulk    bool
+	)
+	write := func(fd uintptr) bool {
+		for len(wbuf) > 0 {
+			m, err := unix.Write(int(fd), wbuf)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				werr = err
+				return true
+			}
+			wbuf = wbuf[m:]
+			written += int64(m)
 		}
 		return true
+	}
+	writeNow := func(fd uintptr) { write(fd) }
+	mark := func() {
+		if moved != nil && !moved.Load() {
+			moved.Store(true)
+		}
+	}
+
+	// read reads chunks and writes each on at once, staying in one
+	// RawConn.Read from message to message. It reads until EAGAIN: a short
+	// read does not prove src drained, as a FIN behind the data shows only
+	// on the next read, and its readiness may have come with the data's. It
+	// returns (true) at src's end, on an error, after a full buffer (the
+	// stream turns bulk) and when dst is full (wbuf is left).
+	read := func(fd uintptr) bool {
+		for {
+			if bp == nil {
+				bp = chunkBufs.Get().(*[]byte)
+			}
+			for n, serr = unix.Read(int(fd), *bp); serr == unix.EINTR; {
+				n, serr = unix.Read(int(fd), *bp)
+			}
+			if serr == unix.EAGAIN {
+				// Nothing to read: wait holding no buffer.
+				chunkBufs.Put(bp)
+				bp = nil
+				return false
+			}
+			if serr != nil || n <= 0 {
+				return true
+			}
+			mark()
+			wbuf = (*bp)[:n]
+			if err := rdst.Control(writeNow); err != nil && werr == nil {
+				werr = err
+			}
+			if werr != nil || len(wbuf) > 0 || n == len(*bp) {
+				return true
+			}
+		}
 	}
 	drain := func(fd uintptr) bool {
 		if p == nil {
@@ -91,62 +139,41 @@ func relayMarking(dst, src rawConner, moved *atomic.Bool) (int64, error) {
 		n, serr = spliceNB(p.r, int(fd), left)
 		return serr != unix.EAGAIN
 	}
-	var wbuf []byte // what write has left to write
-	write := func(fd uintptr) bool {
-		for len(wbuf) > 0 {
-			m, err := unix.Write(int(fd), wbuf)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return false
-			case err != nil:
-				serr = err
-				return true
-			}
-			wbuf = wbuf[m:]
-		}
-		return true
-	}
-	mark := func() {
-		if moved != nil && !moved.Load() {
-			moved.Store(true)
-		}
-	}
 
-	var written int64
-	bulk := false
+	putBuf := func() {
+		if bp != nil {
+			chunkBufs.Put(bp)
+			bp = nil
+		}
+		wbuf = nil
+	}
 	for {
-		serr = nil
+		serr, werr = nil, nil
 		if !bulk {
 			err := rsrc.Read(read)
 			if err == nil {
 				err = serr
 			}
-			if err != nil || n <= 0 {
-				if bp != nil {
-					chunkBufs.Put(bp)
-					bp = nil
-				}
-				if err != nil {
-					return written, os.NewSyscallError("read", err)
-				}
+			if err == nil && werr == nil && n <= 0 {
+				putBuf()
 				return written, nil // src's end
 			}
-			mark()
-			wbuf, serr = (*bp)[:n], nil
-			err = rdst.Write(write)
-			if err == nil {
-				err = serr
+			if err == nil && werr == nil && len(wbuf) > 0 {
+				// dst is full: wait for it.
+				if e := rdst.Write(write); e != nil && werr == nil {
+					werr = e
+				}
 			}
-			written += int64(n - len(wbuf))
-			bulk = n == len(*bp)
-			chunkBufs.Put(bp)
-			bp = nil
-			wbuf = nil
+			if werr != nil {
+				putBuf()
+				return written, os.NewSyscallError("write", werr)
+			}
 			if err != nil {
-				return written, os.NewSyscallError("write", err)
+				putBuf()
+				return written, os.NewSyscallError("read", err)
 			}
+			bulk = n == len(*bp)
+			putBuf()
 			continue
 		}
 
