@@ -24,8 +24,9 @@
 // Go's netpoller and accepts on ready ports (accept.go), so a port costs no
 // goroutine. Each accepted client is an *os.File; handle (conn.go) checks
 // it, dials a backend by hand (dial.go) and relays both directions, one
-// goroutine each while bytes flow. A connection idle for a second parks: its
-// goroutines end and its sockets wait in the epoll set until one has data.
+// goroutine each while bytes flow. A connection idle for half a second
+// parks: its goroutines end and its sockets wait in the epoll set until one
+// has data.
 //
 // The data path keeps both sides bare sockets and relays them itself
 // (relay.go): small messages through a pooled buffer, bulk streams with
