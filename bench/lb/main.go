@@ -747,6 +747,16 @@ func (r *report) print() {
 		smC, _ := r.mean("wrk-keepalive", "seamark", lbPct)
 		hpC, _ := r.mean("wrk-keepalive", "HAProxy", lbPct)
 		row("balancer CPU during keep-alive wrk (% of one core)", fmt.Sprintf("%.0f %%", smC), fmt.Sprintf("%.0f %%", hpC), ratio(smC, hpC), "-")
+		perReq := func(x loadRow) float64 {
+			if x.count == 0 {
+				return 0
+			}
+			return float64(x.lbCPU.total()) / float64(x.count) / 1e3
+		}
+		smR, _ := r.mean("wrk-keepalive", "seamark", perReq)
+		hpR, _ := r.mean("wrk-keepalive", "HAProxy", perReq)
+		row("balancer CPU per kept-alive request (µs)", fmt.Sprintf("%.1f", smR), fmt.Sprintf("%.1f", hpR), ratio(smR, hpR), "-")
+		goals = append(goals, fmt.Sprintf("balancer CPU per kept-alive request, seamark / HAProxy (each round: %s)", roundRatios(r.values("wrk-keepalive", "seamark", perReq), r.values("wrk-keepalive", "HAProxy", perReq))))
 		goals = append(goals, fmt.Sprintf("keep-alive requests/s, seamark / HAProxy: %s (each round: %s)", ratio(sm, hp), roundRatios(smV, hpV)))
 	}
 	if r.lat != nil {
