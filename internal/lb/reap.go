@@ -35,7 +35,9 @@ func (s *Server) reap(now time.Time) {
 		if p.err != nil && now.After(p.retryAt) {
 			s.listenLocked(p)
 		}
-		ports = append(ports, p)
+		if p.stats.active.Load() > 0 { // a port without connections has nothing to sample
+			ports = append(ports, p)
+		}
 	}
 	for p := range s.draining {
 		if p.stats.active.Load() == 0 {
