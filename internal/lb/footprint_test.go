@@ -227,3 +227,41 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// BenchmarkProxyConnection: one client connection through the balancer to
+// a backend process and back (greeting, one message, half close), the
+// client on bare syscalls so that its allocations are not counted.
+func BenchmarkProxyConnection(b *testing.B) {
+	e := newEnv(b)
+	e.service("app")
+	e.node("app", "a", startBackendProc(b, "a").addr, 1)
+	port := freePortsOn(b, footAddr, 1)[0]
+	e.sync(e.listener(api.Listener{Name: "bench", Port: port, Bind: footAddr, Service: "app"}))
+	sa := &unix.SockaddrInet4{Port: port, Addr: footAddr.As4()}
+	buf := make([]byte, 64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := unix.Connect(fd, sa); err != nil {
+			b.Fatal(err)
+		}
+		unix.Write(fd, []byte("ping\n"))
+		unix.Shutdown(fd, unix.SHUT_WR)
+		got := 0
+		for {
+			n, err := unix.Read(fd, buf[got:])
+			if n <= 0 || err != nil {
+				break
+			}
+			got += n
+		}
+		unix.Close(fd)
+		if string(buf[:got]) != "a\nping\n" {
+			b.Fatalf("got %q", buf[:got])
+		}
+	}
+}
