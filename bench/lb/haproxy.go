@@ -62,9 +62,9 @@ defaults
 	for _, l := range c.listeners {
 		fmt.Fprintf(&b, "\nfrontend %s\n", l.name)
 		if l.last > l.port {
-			fmt.Fprintf(&b, "    bind 127.0.0.1:%d-%d\n", l.port, l.last)
+			fmt.Fprintf(&b, "    bind %s:%d-%d\n", l.addr(), l.port, l.last)
 		} else {
-			fmt.Fprintf(&b, "    bind 127.0.0.1:%d\n", l.port)
+			fmt.Fprintf(&b, "    bind %s:%d\n", l.addr(), l.port)
 		}
 		fmt.Fprintf(&b, "    default_backend %s\n", l.service)
 	}

@@ -180,15 +180,18 @@ var (
 	wrkNon2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
 )
 
-// runWrk runs wrk with `Connection: close` (one new connection per request)
-// against url for d.
-func runWrk(ctx context.Context, path, url string, d time.Duration, threads, conns int) (wrkResult, error) {
+// runWrk runs wrk for d on url: with `Connection: close` (one new
+// connection per request) when closeEach, kept-alive connections otherwise.
+func runWrk(ctx context.Context, path, url string, d time.Duration, threads, conns int, closeEach bool) (wrkResult, error) {
 	var res wrkResult
 	tctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(tctx, path, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
-		"-d", fmt.Sprintf("%ds", max(int(d.Round(time.Second)/time.Second), 1)), "--timeout", "5s",
-		"-H", "Connection: close", url)
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", fmt.Sprintf("%ds", max(int(d.Round(time.Second)/time.Second), 1)), "--timeout", "5s"}
+	if closeEach {
+		args = append(args, "-H", "Connection: close")
+	}
+	cmd := exec.CommandContext(tctx, path, append(args, url)...)
 	t0 := time.Now()
 	out, err := cmd.CombinedOutput()
 	res.wall = time.Since(t0)

@@ -297,7 +297,7 @@ func freePort() (int, error) {
 
 // freeRange finds n consecutive ports on 127.0.0.1 below the ephemeral range
 // (where port-0 listeners of other programs land) that are all free now.
-func freeRange(n int) (int, error) {
+func freeRange(addr string, n int) (int, error) {
 	lo, hi := 10000, 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
@@ -306,15 +306,15 @@ func freeRange(n int) (int, error) {
 			}
 		}
 	}
-	for base := hi - n - 500; base >= lo; base -= n / 2 {
-		if err := rangeFree(base, n); err == nil {
+	for base := hi - n - 500; base >= lo; base -= 250 {
+		if err := rangeFree(addr, base, n); err == nil {
 			return base, nil
 		}
 	}
-	return 0, fmt.Errorf("no %d consecutive free ports on 127.0.0.1 between %d and %d", n, lo, hi)
+	return 0, fmt.Errorf("no %d consecutive free ports on %s between %d and %d (try another -many-addr)", n, addr, lo, hi)
 }
 
-func rangeFree(base, n int) error {
+func rangeFree(addr string, base, n int) error {
 	lns := make([]net.Listener, 0, n)
 	defer func() {
 		for _, ln := range lns {
@@ -322,7 +322,7 @@ func rangeFree(base, n int) error {
 		}
 	}()
 	for p := base; p < base+n; p++ {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(p)))
 		if err != nil {
 			if errors.Is(err, syscall.EMFILE) {
 				return fmt.Errorf("checking ports: %w (raise the open-file limit)", err)

@@ -19,7 +19,16 @@
 // the listener's retries, before the client notices. Live counters are
 // served through Stats and Prometheus metrics.
 //
-// The data path keeps both sides bare *net.TCPConn and relays them itself
+// One epoll set (poller.go) holds every listening socket, as a bare
+// descriptor, and every parked connection; one goroutine waits for it in
+// Go's netpoller and accepts on ready ports (accept.go), so a port costs no
+// goroutine. Each accepted client is an *os.File; handle (conn.go) checks
+// it, dials a backend by hand (dial.go) and relays both directions, one
+// goroutine each while bytes flow. A connection idle for half a second
+// parks: its goroutines end and its sockets wait in the epoll set until one
+// has data.
+//
+// The data path keeps both sides bare sockets and relays them itself
 // (relay.go): small messages through a pooled buffer, bulk streams with
 // splice(2) through a pooled pipe, and neither held while a connection is
 // idle, so an idle connection costs two descriptors. A PROXY header to a

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -86,6 +85,23 @@ type Server struct {
 	conns *netlimit.Surface
 	// handedOff: a successor serves the ports; bind nothing any more.
 	handedOff bool
+
+	// poll is the one epoll set of every listening socket and parked
+	// connection, with its goroutine; parked counts parked directions.
+	poll   *poller
+	parked atomic.Int64
+	// Ports waiting for room under the global cap or the descriptor
+	// budget (roomLoop puts them back).
+	roomMu   sync.Mutex
+	roomWait []*port
+	roomKick chan struct{}
+	// acceptBackoff is the current back-off after failed accepts (ns).
+	acceptBackoff atomic.Int64
+	acceptLog     rateLimit
+	// Reaper state: stacks of a mass park to give back (reap.go).
+	releaseStacks bool
+	lastRelease   time.Time
+	parkedSince   int // connections parked since the last release
 }
 
 // service is the balancer's state for one service, stable across snapshots.
@@ -105,8 +121,8 @@ func New(o Options) *Server {
 	s := &Server{
 		o: o, log: o.Logger.With("component", "lb"),
 		ports: map[portKey]*port{}, draining: map[*port]struct{}{}, services: map[string]*service{},
-		applied: make(chan struct{}),
-		conns:   netlimit.NewSurface("lb", o.MaxConns, 2, o.Budget),
+		applied: make(chan struct{}), roomKick: make(chan struct{}, 1),
+		conns: netlimit.NewSurface("lb", o.MaxConns, 2, o.Budget),
 	}
 	s.connLog.log = o.Logger.With("component", "lb.conn")
 	if o.Registerer != nil {
@@ -124,6 +140,14 @@ func New(o Options) *Server {
 // connection and returns once all of them are gone.
 func (s *Server) Run(ctx context.Context) error {
 	s.ctx = ctx
+	pl, err := newPoller()
+	if err != nil {
+		return fmt.Errorf("lb: %w", err)
+	}
+	s.poll = pl
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); pl.loop(s) }()
+	go s.roomLoop(ctx.Done())
 	snap := s.o.Snapshots.Current()
 	s.apply(snap, time.Now())
 	tick := time.NewTicker(reapEvery)
@@ -199,8 +223,11 @@ func (s *Server) apply(snap *registry.Snapshot, now time.Time) {
 	}
 	for k, l := range want {
 		if p, ok := s.ports[k]; ok {
-			p.spec.Store(l)
+			old := p.spec.Swap(l)
 			p.svc.Store(s.services[l.Service])
+			if old.MaxConns != l.MaxConns {
+				s.resume(p)
+			}
 			continue
 		}
 		p := newPort(k, l, s.services[l.Service])
@@ -299,16 +326,13 @@ func strHash(s string) uint64 {
 	return h
 }
 
-// listenLocked binds p and starts its accept loop; a failure leaves p in the
-// failed state, retried by the reaper.
+// listenLocked binds p and adds it to the poller's set; a failure leaves p
+// in the failed state, retried by the reaper.
 func (s *Server) listenLocked(p *port) error {
 	if s.handedOff {
 		return nil
 	}
-	ln, err := s.o.Handover.Listen("lb/"+p.key.addr.String(), func() (net.Listener, error) {
-		lc := net.ListenConfig{KeepAlive: -1}
-		return lc.Listen(context.Background(), "tcp", p.key.addr.String())
-	})
+	err := s.openListener(p)
 	if err != nil {
 		err = listenError(p, err)
 		if p.err == nil || p.err.Error() != err.Error() {
@@ -318,9 +342,10 @@ func (s *Server) listenLocked(p *port) error {
 		return err
 	}
 	p.err = nil
-	p.ln = ln.(*net.TCPListener)
-	s.wg.Add(1)
-	go s.accept(p)
+	p.slot = s.poll.add(p)
+	p.lfd.mu.Lock()
+	s.armLocked(p)
+	p.lfd.mu.Unlock()
 	return nil
 }
 
@@ -342,7 +367,7 @@ func listenError(p *port, err error) error {
 // its drain timeout passes.
 func (s *Server) drainLocked(p *port, now time.Time) {
 	delete(s.ports, p.key)
-	p.stopAccepting()
+	s.stopAccepting(p)
 	p.drainUntil = now.Add(p.spec.Load().DrainTimeout.D())
 	if p.stats.active.Load() > 0 {
 		s.draining[p] = struct{}{}
@@ -388,7 +413,7 @@ func (s *Server) shutdown() {
 	s.mu.Lock()
 	var all []*port
 	for _, p := range s.ports {
-		p.stopAccepting()
+		s.stopAccepting(p)
 		all = append(all, p)
 	}
 	for p := range s.draining {
@@ -397,13 +422,16 @@ func (s *Server) shutdown() {
 	s.ports, s.draining = map[portKey]*port{}, map[*port]struct{}{}
 	s.mu.Unlock()
 	for _, p := range all {
-		p.cutAll()
+		s.cutAll(p)
 	}
+	// The poller's goroutine ends; a parked connection it woke meanwhile
+	// runs on a closed socket and ends.
+	s.poll.close()
 	s.wg.Wait()
 	// Connections accepted while shutting down were cut by their handlers
 	// seeing ctx done; anything registered after cutAll is closed here.
 	for _, p := range all {
-		p.cutAll()
+		s.cutAll(p)
 	}
 }
 
@@ -435,7 +463,7 @@ func (s *Server) Stats() []api.ListenerStats {
 		}
 		s.mu.Lock()
 		if !p.closing && p.err == nil {
-			st.Queued = acceptQueue(p.ln)
+			st.Queued = p.queued()
 		}
 		switch {
 		case p.closing:

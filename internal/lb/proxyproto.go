@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"net/netip"
 	"strconv"
 	"time"
@@ -183,11 +183,19 @@ func parsePort(b []byte) (uint16, error) {
 	return uint16(p), nil
 }
 
+// headerConn is a client socket readProxyHeader reads: an *os.File or a
+// *net.TCPConn.
+type headerConn interface {
+	rawConner
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
 // readProxyHeader reads exactly the PROXY header at the start of c, leaving
 // the payload behind it unread, and gives up at deadline. It peeks at what
 // has arrived, consumes bytes that can only be header, and so never reads
 // into the payload nor needs a buffering wrapper around c.
-func readProxyHeader(c *net.TCPConn, deadline time.Time) (proxyHeader, error) {
+func readProxyHeader(c headerConn, deadline time.Time) (proxyHeader, error) {
 	if err := c.SetReadDeadline(deadline); err != nil {
 		return proxyHeader{}, err
 	}
@@ -239,7 +247,7 @@ func readProxyHeader(c *net.TCPConn, deadline time.Time) (proxyHeader, error) {
 
 // discardLongV2 finishes a v2 header too long for the peek buffer (large
 // TLVs): its length is known from the first 16 bytes.
-func discardLongV2(c *net.TCPConn, head []byte) (proxyHeader, error) {
+func discardLongV2(c headerConn, head []byte) (proxyHeader, error) {
 	size := 16 + int(binary.BigEndian.Uint16(head[14:16]))
 	full := make([]byte, size)
 	copy(full, head)
@@ -250,7 +258,7 @@ func discardLongV2(c *net.TCPConn, head []byte) (proxyHeader, error) {
 	return h, err
 }
 
-func ioReadFull(c *net.TCPConn, b []byte) (int, error) {
+func ioReadFull(c io.Reader, b []byte) (int, error) {
 	n := 0
 	for n < len(b) {
 		m, err := c.Read(b[n:])

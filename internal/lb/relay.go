@@ -3,80 +3,14 @@ package lb
 import (
 	"errors"
 	"io"
-	"net"
 	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
-
-// relayBoth relays c both ways, each direction in a goroutine of its own,
-// and returns at once. A clean end of one direction is passed on as a half
-// close; an error in either cuts both. The last direction to end closes c
-// and counts it out of its port and backend, and then ends the accept's
-// s.wg share that handle held.
-//
-// The goroutine that accepted and dialed (whose stack grew while dialing)
-// thus ends, and an idle connection keeps only two small relay stacks:
-// 4 KiB instead of 10 KiB.
-func (s *Server) relayBoth(c *conn) {
-	var in, out int64
-	var left atomic.Int32
-	left.Store(2)
-	end := func() {
-		if left.Add(-1) != 0 {
-			return
-		}
-		p := c.port
-		p.mu.Lock()
-		delete(p.conns, c)
-		p.mu.Unlock()
-		// The relays' counts are exact; the reaper's samples were a
-		// running view.
-		c.addBytes(uint64(in), uint64(out))
-		if !c.closed.Swap(true) {
-			c.client.Close()
-			c.server.Close()
-		}
-		c.be.stats.active.Add(-1)
-		if p.spec.Load().Log {
-			s.connLog.ended(c, uint64(in), uint64(out))
-		}
-		p.release()
-		s.wg.Done() // handle's
-	}
-	client, server := "client", "server"
-	one := func(dst, src *net.TCPConn, n *int64) {
-		defer s.wg.Done()
-		defer end()
-		var err error
-		if *n, err = relay(dst, src); err != nil {
-			if !c.closed.Load() && !errors.Is(err, net.ErrClosed) {
-				// Not one of our own cuts: the peer reset, or the network failed.
-				c.port.stats.resets.Add(1)
-				c.be.stats.resets.Add(1)
-			}
-			c.cut(&endError)
-		} else {
-			side := &client
-			if src == c.server {
-				side = &server
-			}
-			c.firstEnd.CompareAndSwap(nil, side)
-		}
-		if err == nil && left.Load() == 2 {
-			// Pass the end on as a half close. When the other direction
-			// is already over, end's close sends the same FIN: one
-			// syscall less per connection.
-			dst.CloseWrite()
-		}
-	}
-	s.wg.Add(2)
-	go one(c.server, c.client, &in)
-	go one(c.client, c.server, &out)
-}
 
 // relay moves src's bytes to dst until src ends, like io.Copy(dst, src)
 // between two bare *net.TCPConn, and returns the bytes written and nil at
@@ -93,7 +27,19 @@ func (s *Server) relayBoth(c *conn) {
 // pipe. Each chunk is read into a buffer from a pool and written out; once a
 // read fills the whole buffer the stream is bulk, and from then on each
 // chunk is spliced through a pipe taken from a pool for that chunk only.
-func relay(dst, src *net.TCPConn) (int64, error) {
+func relay(dst, src rawConner) (int64, error) { return relayMarking(dst, src, nil) }
+
+// rawConner is a socket relay can wait on through Go's netpoller: a
+// *net.TCPConn or an *os.File holding a socket.
+type rawConner interface {
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// relayMarking is relay, setting moved (when not nil) whenever a chunk
+// moved: the reaper parks connections that moved nothing for a while. A
+// read deadline on src (the reaper's request to park) ends it with
+// os.ErrDeadlineExceeded, after a whole chunk: it can be called again.
+func relayMarking(dst, src rawConner, moved *atomic.Bool) (int64, error) {
 	rsrc, err := src.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -110,20 +56,68 @@ func relay(dst, src *net.TCPConn) (int64, error) {
 		n, left int
 		serr    error
 	)
-	read := func(fd uintptr) bool {
-		if bp == nil {
-			bp = chunkBufs.Get().(*[]byte)
-		}
-		for n, serr = unix.Read(int(fd), *bp); serr == unix.EINTR; {
-			n, serr = unix.Read(int(fd), *bp)
-		}
-		if serr == unix.EAGAIN {
-			// Nothing to read: wait holding no buffer.
-			chunkBufs.Put(bp)
-			bp = nil
-			return false
+	var (
+		wbuf    []byte // what write has left to write
+		werr    error  // a write's error (serr is a read's)
+		written int64
+		bulk    bool
+	)
+	write := func(fd uintptr) bool {
+		for len(wbuf) > 0 {
+			m, err := unix.Write(int(fd), wbuf)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				werr = err
+				return true
+			}
+			wbuf = wbuf[m:]
+			written += int64(m)
 		}
 		return true
+	}
+	writeNow := func(fd uintptr) { write(fd) }
+	mark := func() {
+		if moved != nil && !moved.Load() {
+			moved.Store(true)
+		}
+	}
+
+	// read reads chunks and writes each on at once, staying in one
+	// RawConn.Read from message to message. It reads until EAGAIN: a short
+	// read does not prove src drained, as a FIN behind the data shows only
+	// on the next read, and its readiness may have come with the data's. It
+	// returns (true) at src's end, on an error, after a full buffer (the
+	// stream turns bulk) and when dst is full (wbuf is left).
+	read := func(fd uintptr) bool {
+		for {
+			if bp == nil {
+				bp = chunkBufs.Get().(*[]byte)
+			}
+			for n, serr = unix.Read(int(fd), *bp); serr == unix.EINTR; {
+				n, serr = unix.Read(int(fd), *bp)
+			}
+			if serr == unix.EAGAIN {
+				// Nothing to read: wait holding no buffer.
+				chunkBufs.Put(bp)
+				bp = nil
+				return false
+			}
+			if serr != nil || n <= 0 {
+				return true
+			}
+			mark()
+			wbuf = (*bp)[:n]
+			if err := rdst.Control(writeNow); err != nil && werr == nil {
+				werr = err
+			}
+			if werr != nil || len(wbuf) > 0 || n == len(*bp) {
+				return true
+			}
+		}
 	}
 	drain := func(fd uintptr) bool {
 		if p == nil {
@@ -146,33 +140,40 @@ func relay(dst, src *net.TCPConn) (int64, error) {
 		return serr != unix.EAGAIN
 	}
 
-	var written int64
-	bulk := false
+	putBuf := func() {
+		if bp != nil {
+			chunkBufs.Put(bp)
+			bp = nil
+		}
+		wbuf = nil
+	}
 	for {
-		serr = nil
+		serr, werr = nil, nil
 		if !bulk {
 			err := rsrc.Read(read)
 			if err == nil {
 				err = serr
 			}
-			if err != nil || n <= 0 {
-				if bp != nil {
-					chunkBufs.Put(bp)
-					bp = nil
-				}
-				if err != nil {
-					return written, os.NewSyscallError("read", err)
-				}
+			if err == nil && werr == nil && n <= 0 {
+				putBuf()
 				return written, nil // src's end
 			}
-			m, err := dst.Write((*bp)[:n])
-			written += int64(m)
-			bulk = n == len(*bp)
-			chunkBufs.Put(bp)
-			bp = nil
-			if err != nil {
-				return written, err
+			if err == nil && werr == nil && len(wbuf) > 0 {
+				// dst is full: wait for it.
+				if e := rdst.Write(write); e != nil && werr == nil {
+					werr = e
+				}
 			}
+			if werr != nil {
+				putBuf()
+				return written, os.NewSyscallError("write", werr)
+			}
+			if err != nil {
+				putBuf()
+				return written, os.NewSyscallError("read", err)
+			}
+			bulk = n == len(*bp)
+			putBuf()
 			continue
 		}
 
@@ -198,6 +199,7 @@ func relay(dst, src *net.TCPConn) (int64, error) {
 			return written, nil
 		}
 		// Splice all of it out to dst.
+		mark()
 		for left = n; left > 0; {
 			serr = nil
 			err := rdst.Write(pump)

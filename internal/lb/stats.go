@@ -1,6 +1,8 @@
 package lb
 
 import (
+	"golang.org/x/sys/unix"
+
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,4 +112,75 @@ func emit(ch chan<- prometheus.Metric, d map[string]*prometheus.Desc, s api.Conn
 	ch <- prometheus.MustNewConstMetric(d["retries_total"], prometheus.CounterValue, float64(s.Retries), labels...)
 	ch <- prometheus.MustNewConstMetric(d["refused_total"], prometheus.CounterValue, float64(s.Refused), labels...)
 	ch <- prometheus.MustNewConstMetric(d["denied_total"], prometheus.CounterValue, float64(s.Denied), labels...)
+}
+
+// tcpBytes reads the kernel's counters of a client socket: bytes received
+// from the client and bytes the client acknowledged.
+func tcpBytes(c rawConner) (in, out uint64, ok bool) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0, false
+	}
+	var info *unix.TCPInfo
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || gerr != nil {
+		return 0, 0, false
+	}
+	in, out = info.Bytes_received, info.Bytes_acked
+	// A FIN takes one sequence number, which both counters include once it
+	// has been received (or, for ours, acknowledged).
+	switch info.State {
+	case tcpCloseWait, tcpLastAck, tcpClosing:
+		in = sub1(in)
+	case tcpFinWait2:
+		out = sub1(out)
+	case tcpTimeWait:
+		in, out = sub1(in), sub1(out)
+	}
+	return in, out, true
+}
+
+// TCP states of tcp_info (include/net/tcp_states.h).
+const (
+	tcpFinWait2  = 5
+	tcpTimeWait  = 6
+	tcpCloseWait = 8
+	tcpLastAck   = 9
+	tcpClosing   = 11
+)
+
+func sub1(x uint64) uint64 {
+	if x == 0 {
+		return 0
+	}
+	return x - 1
+}
+
+// account adds c's bytes since the last sample to its port and backend, and
+// reports whether any moved.
+func (s *Server) account(c *conn) bool {
+	in, out, ok := tcpBytes(c.client)
+	if !ok {
+		return false
+	}
+	return c.addBytes(in, out)
+}
+
+// addBytes raises c's byte counts to in and out (never lowers them) and
+// reports whether they moved.
+func (c *conn) addBytes(in, out uint64) bool {
+	moved := false
+	if in > c.in {
+		c.port.stats.bytesIn.Add(in - c.in)
+		c.be.stats.bytesIn.Add(in - c.in)
+		c.in, moved = in, true
+	}
+	if out > c.out {
+		c.port.stats.bytesOut.Add(out - c.out)
+		c.be.stats.bytesOut.Add(out - c.out)
+		c.out, moved = out, true
+	}
+	return moved
 }

@@ -126,6 +126,19 @@ func (s *Sockets) ListenPacket(key string, listen func() (net.PacketConn, error)
 	return adopt(s, key, net.FilePacketConn, listen)
 }
 
+// Adopt is Listen for a socket type of the caller's own (the balancer keeps
+// bare descriptors in its epoll set): fromFile turns the inherited
+// descriptor named key into one (it must duplicate what it keeps: the file
+// is closed afterwards), open makes a new one when none was inherited. A T
+// that is a syscall.Conn is passed on at the next upgrade; its RawConn's
+// Control must fail once it is closed.
+func Adopt[T any](s *Sockets, key string, fromFile func(*os.File) (T, error), open func() (T, error)) (T, error) {
+	if s == nil {
+		return open()
+	}
+	return adopt(s, key, fromFile, open)
+}
+
 // adopt turns the inherited descriptor named key into a socket with
 // fromFile, or opens one with open when none was inherited, and keeps it to
 // pass on at the next upgrade.
