@@ -454,19 +454,7 @@ func (st *state) rebulk(service string) {
 			ids[n.ID] = true
 		}
 	}
-	var nodes, healthy []*api.Node
-	for id := range ids {
-		n := st.judge(service, id)
-		if n == nil {
-			continue
-		}
-		nodes = append(nodes, n)
-		if n.Healthy && !n.Admin.Out() {
-			healthy = append(healthy, n)
-		}
-	}
-	st.setList(st.nodes, service, chunked(nodes))
-	st.setList(st.healthy, service, chunked(healthy))
+	st.judgeAll(service, ids)
 }
 
 // whole marks every node of service as changed: its definition changed.
@@ -695,15 +683,8 @@ func (st *state) load(items []store.Item, rev int64) (*Snapshot, *state) {
 	return st.build(nil, rev, d), st
 }
 
-// bulk decides every node of a service and builds its lists at once.
-func (st *state) bulk(service string) {
-	ids := map[string]bool{}
-	for id := range st.registered[service] {
-		ids[id] = true
-	}
-	for id := range st.verdicts[service] {
-		ids[id] = true
-	}
+// judgeAll decides the nodes ids of service and makes them its lists.
+func (st *state) judgeAll(service string, ids map[string]bool) {
 	var nodes, healthy []*api.Node
 	for id := range ids {
 		n := st.judge(service, id)
@@ -717,6 +698,18 @@ func (st *state) bulk(service string) {
 	}
 	st.setList(st.nodes, service, chunked(nodes))
 	st.setList(st.healthy, service, chunked(healthy))
+}
+
+// bulk decides every node of a service and builds its lists at once.
+func (st *state) bulk(service string) {
+	ids := map[string]bool{}
+	for id := range st.registered[service] {
+		ids[id] = true
+	}
+	for id := range st.verdicts[service] {
+		ids[id] = true
+	}
+	st.judgeAll(service, ids)
 }
 
 func newDirty() *dirty {
