@@ -85,12 +85,15 @@ func TestLeasedNodeExpiresUnlessRenewed(t *testing.T) {
 	if _, err := s.PutService(ctx, svc("db"), true); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"kept", "dropped"} {
-		if _, _, err := s.PutNode(ctx, node("db", id, "127.0.0.1"), time.Second); err != nil {
+	// kept's lease is longer, so that renewing it every ~200 ms holds even
+	// when a loaded machine stalls the test for a second; dropped's 1 s
+	// lease is what must run out.
+	for id, ttl := range map[string]time.Duration{"kept": 3 * time.Second, "dropped": time.Second} {
+		if _, _, err := s.PutNode(ctx, node("db", id, "127.0.0.1"), ttl); err != nil {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(4 * time.Second)
+	deadline := time.Now().Add(6 * time.Second)
 	for time.Now().Before(deadline) {
 		if _, err := s.RenewNode(ctx, "db", "kept"); err != nil {
 			t.Fatalf("renew: %v", err)
@@ -102,7 +105,7 @@ func TestLeasedNodeExpiresUnlessRenewed(t *testing.T) {
 	}
 	m := load(t, s)
 	if _, there := m[store.NodeKey("db", "dropped")]; there {
-		t.Fatal("node with an unrenewed 1s lease still there after 4s")
+		t.Fatal("node with an unrenewed 1s lease still there after 6s")
 	}
 	if _, there := m[store.NodeKey("db", "kept")]; !there {
 		t.Fatal("renewed node disappeared")
