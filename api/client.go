@@ -105,6 +105,10 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
+			// A server that did not answer is not the first one tried next
+			// time: a caller that retries (an agent renewing its lease)
+			// must not spend its next attempt on the same hung server.
+			c.next.CompareAndSwap(int32(idx), int32((idx+1)%len(c.servers)))
 			if ctx.Err() != nil {
 				return 0, err
 			}
