@@ -398,7 +398,11 @@ func stateOf(healthy bool) api.NodeState {
 func (a *Agent) keep(ctx context.Context, node api.Node, health <-chan bool) (attempted bool) {
 	bo := newBackoff(a.cfg.BackoffMin.D(), a.cfg.BackoffMax.D())
 	renewEvery := a.lease / 3
-	reqTimeout := min(max(a.lease/2, time.Second), 5*time.Second)
+	// One request may take a quarter of the lease (at least 1 s): a server
+	// that hangs (cut off, its store electing a leader) costs one attempt,
+	// and the retry goes to another server (api.Client moves off it) with
+	// most of the lease still left.
+	reqTimeout := min(max(a.lease/4, time.Second), 5*time.Second)
 	want := api.StateHealthy
 	var (
 		registered bool
