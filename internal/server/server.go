@@ -174,8 +174,10 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	// The HTTP listener is bound first: while the store opens and the first
 	// snapshot loads, /healthz answers 200 and /readyz 503 naming the stage.
 	// A successor (upgrade in place) shares its predecessor's listener and
-	// serves it only once it is whole.
-	if !o.Successor {
+	// serves it only once it is whole. Port 0 (tests, benchmarks) binds
+	// after the store as before: nobody can probe a port not yet known, and
+	// binding it first could take a port just chosen for the embedded etcd.
+	if !o.Successor && !anyPort(o.Config.Server.HTTPAddr) {
 		if err := s.listenHTTP(o.Config); err != nil {
 			return nil, err
 		}
@@ -504,6 +506,12 @@ func (s *Server) listenHTTP(f *config.File) error {
 }
 
 func (s *Server) setStage(stage string) { s.stage.Store(&stage) }
+
+// anyPort reports whether addr asks for any free port (port 0).
+func anyPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port == "0"
+}
 
 func (s *Server) currentStage() string {
 	if p := s.stage.Load(); p != nil {
