@@ -249,7 +249,7 @@ func goroutines() map[string]string {
 // notAgent marks goroutines of the in-process server and of the test itself,
 // which may start at any time.
 var notAgent = []string{"agent.listen", "agent.leakCheck", "seamark/internal/dns", "seamark/internal/health",
-	"seamark/internal/registry", "seamark/internal/server", "seamark/internal/store", "seamark/internal/httpapi",
+	"seamark/internal/registry", "seamark/internal/server", "seamark/internal/store", "seamark/internal/httpapi", "seamark/internal/lb", "seamark/internal/audit", "seamark/internal/ha",
 	"go.etcd.io/", "google.golang.org/grpc"}
 
 // openFiles counts this process's open file descriptors, leaving out the
