@@ -619,6 +619,10 @@ func (c *Checker) sync(s *registry.Snapshot) {
 			c.syncNodes(v, sd.Nodes)
 			continue
 		}
+		if ok && idx == v.SpecIndex && replaced && len(v.Service.Candidates) == 0 {
+			c.syncMoved(v)
+			continue
+		}
 		c.syncService(v)
 	}
 	for name := range c.svcIndex {
@@ -764,22 +768,90 @@ func (c *Checker) syncNodes(v *registry.ServiceView, ids []string) {
 			}
 			continue
 		}
-		if !owned {
+		if owned {
+			c.adopt(have, key, w, svc, n, now)
+		}
+	}
+}
+
+// adopt starts probing w, the node n of svc that this checker owns and has
+// no target for, under key in have.
+func (c *Checker) adopt(have map[string]*target, key string, w Target, svc api.Service, n *api.Node, now time.Time) {
+	t := &target{Target: w, onChange: svc.OnChange, owner: svc.Source, state: api.StateUnhealthy, since: now}
+	t.done = func(r Result) { c.deliver(t, r) }
+	if n.Healthy {
+		t.state = api.StateHealthy // the consensus, as in syncService
+	}
+	if len(n.Checks) > 0 || n.Held {
+		t.adopted = t.state
+	}
+	have[key] = t
+	c.targets[key] = t
+	c.counts[t.written]++
+	if t.paused = n.Admin.Maint(); !t.paused {
+		c.schedule(t, now.Add(c.firstProbe(w.Check)))
+	}
+}
+
+// syncMoved is syncService after only the live checkers changed: the
+// service's definition is the one last synced and it has no candidate pool.
+// It is one pass over the nodes that computes each one's owners again and
+// touches only the targets that move (taken over, handed off) or whose node
+// changed in the same batch; it builds no map over the service, so a
+// take-over at 100 000 nodes costs a pass, not a rebuild
+// (BenchmarkTakeOver).
+func (c *Checker) syncMoved(v *registry.ServiceView) {
+	svc := v.Service
+	if svc.Check.Type == api.CheckNone {
+		return
+	}
+	have := c.bySvc[svc.Name]
+	if have == nil {
+		have = map[string]*target{}
+		c.bySvc[svc.Name] = have
+	}
+	had, matched := len(have), 0
+	now := c.o.Clock.Now()
+	var kb []byte
+	for _, n := range v.Nodes() {
+		if n.Source == api.SourceCandidate {
 			continue
 		}
-		t = &target{Target: w, onChange: svc.OnChange, state: api.StateUnhealthy, since: now}
-		t.done = func(r Result) { c.deliver(t, r) }
-		if n.Healthy {
-			t.state = api.StateHealthy // the consensus, as in syncService
+		kb = append(append(append(kb[:0], svc.Name...), '/'), n.ID...)
+		w := Target{Service: svc.Name, Node: n.ID, Addr: netip.AddrPortFrom(n.Address, uint16(n.PortOf(svc))), Check: svc.Check}
+		owned := c.owns(w)
+		t := have[string(kb)]
+		if t != nil {
+			matched++
+			if w.Addr != t.Addr || t.Candidate {
+				c.remove(t)
+				delete(have, t.Key())
+				t = nil
+			}
 		}
-		if len(n.Checks) > 0 || n.Held {
-			t.adopted = t.state
+		if t == nil {
+			if owned {
+				c.adopt(have, string(kb), w, svc, n, now)
+			}
+			continue
 		}
-		have[key] = t
-		c.targets[key] = t
-		c.counts[t.written]++
-		if t.paused = n.Admin.Maint(); !t.paused {
-			c.schedule(t, now.Add(c.firstProbe(w.Check)))
+		c.setPaused(t, n.Admin.Maint())
+		if !owned {
+			if !c.disown(t, v) {
+				delete(have, t.Key())
+			}
+		} else if t.handoff {
+			c.reown(t)
+		}
+	}
+	if matched == had {
+		return
+	}
+	// Some targets' nodes are gone (removed in the same batch).
+	for key, t := range have {
+		if n, ok := v.Node(t.Node); !ok || n.Source == api.SourceCandidate {
+			c.remove(t)
+			delete(have, key)
 		}
 	}
 }

@@ -296,13 +296,7 @@ func (st *state) build(prev *Snapshot, rev int64, d *dirty) *Snapshot {
 		st.replace(d)
 	}
 	for service, ids := range d.verdicts {
-		if len(ids) > max(rebulkMin, st.nodes[service].n/8) {
-			st.rebulk(service)
-			continue
-		}
-		for id := range ids {
-			st.refresh(service, id)
-		}
+		st.decideMany(service, ids)
 	}
 	clear(st.fresh)
 	s := &Snapshot{Revision: rev, delta: d.delta(prev), placement: st.placement}
@@ -410,51 +404,135 @@ func (st *state) placementOf() *Placement {
 }
 
 // replace ranks the checkers again after one came, went or changed, and
-// when the ranking changed decides again every node of every checked
-// service (its owners may have changed). That costs a pass over those
-// nodes, once per change of the set of live checkers: rare, and the
-// departed checker's verdicts touch its nodes anyway.
+// decides again the nodes whose owners the new ranking changed (about 1/N
+// of them when one of N checkers comes or goes, and those the departed
+// checker's verdicts touch anyway). Finding them is one pass of hashing over
+// each checked service's IDs; the others keep their decisions, since the
+// votes counted for a node depend on the placement only through its owners.
 func (st *state) replace(d *dirty) {
 	p := st.placementOf()
 	if p.Equal(st.placement) {
 		return
 	}
+	old := st.placement
 	st.placement = p
 	for name, it := range st.services {
-		if it.Value.(*api.Service).Check.Type == api.CheckNone {
+		check := it.Value.(*api.Service).Check
+		if check.Type == api.CheckNone {
 			continue
 		}
-		st.rebulk(name)
+		moved := map[string]bool{}
+		for id := range d.verdicts[name] {
+			moved[id] = true // decided again in any case
+		}
 		delete(d.verdicts, name)
+		var a, b [api.MaxReplicas]string
+		see := func(id string) {
+			key := NodeKey(name, id)
+			if !slices.Equal(old.Owners(key, old.K(check), a[:0]), p.Owners(key, p.K(check), b[:0])) {
+				moved[id] = true
+			}
+		}
+		for _, c := range st.nodes[name].chunks {
+			for _, n := range c {
+				see(n.ID)
+			}
+		}
+		if len(it.Value.(*api.Service).Candidates) > 0 {
+			// A candidate with votes that is not served (only candidates
+			// have votes and no place in the list).
+			for id := range st.verdicts[name] {
+				if !moved[id] {
+					if _, listed := st.nodes[name].get(id); !listed {
+						see(id)
+					}
+				}
+			}
+		}
+		if len(moved) == 0 {
+			continue
+		}
+		st.decideMany(name, moved)
 		d.services[name] = true
-		d.whole(name)
+		for id := range moved {
+			d.touch(name, id)
+		}
 	}
 }
 
-// rebulkMin is the fewest changed nodes of a service that build decides by
-// one sorted pass over the service (rebulk) rather than node by node.
-const rebulkMin = 256
+// decideMany decides the nodes ids of service again: node by node (refresh)
+// when they are few, else by one merge pass (redecide).
+func (st *state) decideMany(service string, ids map[string]bool) {
+	if len(ids) > max(redecideMin, st.nodes[service].n/64) {
+		st.redecide(service, ids)
+		return
+	}
+	for id := range ids {
+		st.refresh(service, id)
+	}
+}
 
-// rebulk decides every node of a service again and builds its lists in one
-// sorted pass: what refresh does node by node, for when many nodes changed
-// at once (each refresh copies the list of pieces).
-func (st *state) rebulk(service string) {
+// redecideMin is the fewest changed nodes of a service that build decides by
+// one merge pass over the service (redecide) rather than node by node.
+const redecideMin = 256
+
+// redecide decides the nodes ids of service again and makes its lists in
+// one merge pass over the current list: the nodes not in ids keep their
+// values, the lists come out sorted with no sort, and no map over the
+// service is built. It is what refresh does node by node, for when many
+// nodes changed at once (each refresh copies a piece and the list of
+// pieces): a pass of pointer copies plus the judging of ids.
+func (st *state) redecide(service string, ids map[string]bool) {
 	if st.loading {
 		return
 	}
-	ids := map[string]bool{}
-	for id := range st.registered[service] {
-		ids[id] = true
-	}
-	for id := range st.verdicts[service] {
-		ids[id] = true
-	}
-	for _, c := range st.nodes[service].chunks {
+	old := st.nodes[service]
+	var extra []string // ids not in the list yet, sorted
+	listed := 0
+	for _, c := range old.chunks {
 		for _, n := range c {
-			ids[n.ID] = true
+			if ids[n.ID] {
+				listed++
+			}
 		}
 	}
-	st.judgeAll(service, ids)
+	if listed < len(ids) {
+		for id := range ids {
+			if _, ok := old.get(id); !ok {
+				extra = append(extra, id)
+			}
+		}
+		slices.Sort(extra)
+	}
+	nodes := make([]*api.Node, 0, old.n+len(extra))
+	healthy := make([]*api.Node, 0, st.healthy[service].n+len(extra))
+	emit := func(n *api.Node) {
+		if n == nil {
+			return
+		}
+		nodes = append(nodes, n)
+		if n.Healthy && !n.Admin.Out() {
+			healthy = append(healthy, n)
+		}
+	}
+	i := 0
+	for _, c := range old.chunks {
+		for _, n := range c {
+			for ; i < len(extra) && extra[i] < n.ID; i++ {
+				emit(st.judge(service, extra[i]))
+			}
+			if ids[n.ID] {
+				emit(st.judge(service, n.ID))
+			} else {
+				emit(n)
+			}
+		}
+	}
+	for ; i < len(extra); i++ {
+		emit(st.judge(service, extra[i]))
+	}
+	st.setList(st.nodes, service, chunkedSorted(nodes))
+	st.setList(st.healthy, service, chunkedSorted(healthy))
 }
 
 // whole marks every node of service as changed: its definition changed.

@@ -128,6 +128,11 @@ func (l nodeList) after(after string, limit int) ([]*api.Node, bool) {
 // chunkMax, leaving room to grow before a piece splits.
 func chunked(nodes []*api.Node) nodeList {
 	slices.SortFunc(nodes, func(a, b *api.Node) int { return strings.Compare(a.ID, b.ID) })
+	return chunkedSorted(nodes)
+}
+
+// chunkedSorted is chunked for nodes already sorted by ID.
+func chunkedSorted(nodes []*api.Node) nodeList {
 	l := nodeList{n: len(nodes)}
 	for len(nodes) > 0 {
 		k := min(len(nodes), chunkMax/2)
