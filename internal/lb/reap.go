@@ -3,6 +3,7 @@ package lb
 import (
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
 
 	"github.com/seamark/seamark/api"
@@ -10,15 +11,37 @@ import (
 
 // parkAfter is how long a connection moves nothing before its relays
 // park: parkPasses of the reaper. Once releaseAfter connections parked,
-// the freed goroutine stacks (2 KiB or more each) go back to the OS on the
+// the freed goroutine stacks (stackEstimate each) go back to the OS on the
 // next pass, at most every releaseEvery (two collections each time): else
-// Go keeps them until collections it seldom runs on an idle server.
+// Go keeps them until collections it seldom runs on an idle server. The
+// collections are process-wide and cost about the live heap, so they run
+// only when the stacks to release are at least 1/releaseShare of it: a
+// server that holds a large registry does not mark its whole heap twice
+// to give back a few megabytes.
 const (
-	parkAfter    = 500 * time.Millisecond
-	parkPasses   = int(parkAfter / reapEvery)
-	releaseAfter = 256
-	releaseEvery = 5 * time.Second
+	parkAfter     = 500 * time.Millisecond
+	parkPasses    = int(parkAfter / reapEvery)
+	releaseAfter  = 256
+	releaseEvery  = 5 * time.Second
+	releaseShare  = 16
+	stackEstimate = 8 << 10
 )
+
+// heapLive is the heap the last collection marked live.
+func heapLive() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// worthReleasing reports whether parked connections' stacks are worth two
+// process-wide collections.
+func worthReleasing(parked int, live uint64) bool {
+	return parked >= releaseAfter && uint64(parked)*stackEstimate*releaseShare >= live
+}
 
 // running reports whether a relay goroutine runs for c.
 func (c *conn) running() bool {
@@ -63,7 +86,9 @@ func (s *Server) reap(now time.Time) {
 	if s.releaseStacks {
 		s.releaseStacks = false
 		s.lastRelease = now
+		s.wg.Add(1)
 		go func() {
+			defer s.wg.Done()
 			// The first collection frees the dead goroutines' stacks, the
 			// second their spans; then the heap goes back to the OS.
 			runtime.GC()
@@ -121,7 +146,7 @@ func (s *Server) reap(now time.Time) {
 		parkedNow += len(park)
 	}
 	s.parkedSince += parkedNow
-	if s.parkedSince >= releaseAfter && now.Sub(s.lastRelease) >= releaseEvery {
+	if s.parkedSince >= releaseAfter && now.Sub(s.lastRelease) >= releaseEvery && worthReleasing(s.parkedSince, heapLive()) {
 		s.releaseStacks, s.parkedSince = true, 0
 	}
 }
