@@ -69,6 +69,9 @@ func startServer(t *testing.T, dataDir, httpAddr string) *testServer {
 	return ts
 }
 
+// port is the server's HTTP port.
+func (s *testServer) port() int { return s.HTTPAddr().(*net.TCPAddr).Port }
+
 // testConfig is a valid config with short timings against servers.
 func testConfig(servers ...string) Config {
 	c := Config{
@@ -190,8 +193,8 @@ func absent(n *api.Node) bool  { return n == nil }
 func TestRegistersAfterPortAndDeregistersOnStop(t *testing.T) {
 	srv := startServer(t, t.TempDir(), "")
 	srv.tr.CloseIdleConnections()
-	checkLeaks := leakCheck(t)
 	port := freePort(t)
+	checkLeaks := leakCheck(t, srv.port(), port)
 	cfg := testConfig(srv.url)
 	cfg.Port = port
 	a, err := newAgent(cfg, testLogger(t), os.Hostname)
@@ -252,44 +255,82 @@ var notAgent = []string{"agent.listen", "agent.leakCheck", "seamark/internal/dns
 	"seamark/internal/registry", "seamark/internal/server", "seamark/internal/store", "seamark/internal/httpapi", "seamark/internal/lb", "seamark/internal/audit", "seamark/internal/ha",
 	"go.etcd.io/", "google.golang.org/grpc"}
 
-// openFiles counts this process's open file descriptors, leaving out the
-// test's embedded etcd's own files: its WAL pipeline opens the next segment
-// (wal/0.tmp) whenever it likes, which is not the agent's doing.
-func openFiles(t *testing.T) int {
+// agentFiles lists this process's open descriptors that may be the
+// agent's: every file and pipe but the test's embedded etcd's own (its WAL
+// pipeline opens the next segment, wal/0.tmp, whenever it likes), and the
+// sockets with a local or remote port among ports (the server's HTTP port,
+// the service's port). The in-process server's other sockets (its store
+// client's connections, its listeners) and epoll instances (its checker
+// keeps one until it has been idle a while) are not the agent's doing.
+func agentFiles(t *testing.T, ports []int) []string {
 	t.Helper()
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	socks := socketPorts(t)
+	var out []string
 	for _, fd := range fds {
 		target, _ := os.Readlink("/proc/self/fd/" + fd.Name())
-		if !strings.Contains(target, "/member/wal") && !strings.Contains(target, "/member/snap") {
-			n++
+		switch {
+		case target == "", strings.HasPrefix(target, "anon_inode:"),
+			strings.Contains(target, "/member/wal"), strings.Contains(target, "/member/snap"):
+			continue
+		case strings.HasPrefix(target, "socket:["):
+			ends, ok := socks[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")]
+			if !ok || !slices.ContainsFunc(ports, func(p int) bool { return ends[0] == p || ends[1] == p }) {
+				continue
+			}
+		}
+		out = append(out, fd.Name()+" -> "+target)
+	}
+	return out
+}
+
+// socketPorts maps the inode of each of this process's TCP sockets to its
+// local and remote ports (/proc/self/net/tcp and tcp6).
+func socketPorts(t *testing.T) map[string][2]int {
+	t.Helper()
+	out := map[string][2]int{}
+	for _, f := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 10 {
+				continue
+			}
+			port := func(addr string) int {
+				_, hex, _ := strings.Cut(addr, ":")
+				v, _ := strconv.ParseInt(hex, 16, 32)
+				return int(v)
+			}
+			out[fields[9]] = [2]int{port(fields[1]), port(fields[2])}
 		}
 	}
-	return n
+	return out
 }
 
 // leakCheck returns a check that fails when goroutines started after the
-// call still run, or more files are open (allowing a moment for exiting ones
-// to finish), leaving out the server's goroutines and the test's own.
-func leakCheck(t *testing.T) func() {
-	before, fdsBefore := goroutines(), openFiles(t)
+// call still run, or more of the agent's files are open (agentFiles, with
+// ports the server's HTTP port and the service's), allowing a moment for
+// exiting ones to finish, leaving out the server's goroutines and the
+// test's own.
+func leakCheck(t *testing.T, ports ...int) func() {
+	before, fdsBefore := goroutines(), agentFiles(t, ports)
 	return func() {
 		t.Helper()
-		// 8 s: the in-process server's health checker keeps its epoll
-		// instance until it has been idle for 2 s after its last probe of
-		// the agent's node, later than that on a loaded machine.
-		for deadline := time.Now().Add(8 * time.Second); openFiles(t) > fdsBefore; time.Sleep(20 * time.Millisecond) {
+		// Up to 8 s for the server's side of the agent's connections to
+		// see them closed, on a loaded machine.
+		for deadline := time.Now().Add(8 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			open := agentFiles(t, ports)
+			if len(open) <= len(fdsBefore) {
+				break
+			}
 			if time.Now().After(deadline) {
-				var open []string
-				fds, _ := os.ReadDir("/proc/self/fd")
-				for _, fd := range fds {
-					target, _ := os.Readlink("/proc/self/fd/" + fd.Name())
-					open = append(open, fd.Name()+" -> "+target)
-				}
-				t.Fatalf("open files: %d before, %d after stop:\n%s", fdsBefore, len(open), strings.Join(open, "\n"))
+				t.Fatalf("open files: %d before, %d after stop:\nbefore:\n%s\nafter:\n%s", len(fdsBefore), len(open), strings.Join(fdsBefore, "\n"), strings.Join(open, "\n"))
 			}
 		}
 		// Up to 8 s: a context's propagation goroutine lives until its

@@ -130,9 +130,9 @@ func (w *wrapped) wait(t *testing.T) {
 // the agent's code is the child's.
 func TestWrapForwardsSignalsAndDeregistersFirst(t *testing.T) {
 	srv := startServer(t, t.TempDir(), "")
-	checkLeaks := leakCheck(t)
 	cfg := testConfig(srv.url)
 	cfg.Port = freePort(t)
+	checkLeaks := leakCheck(t, srv.port(), cfg.Port)
 	w := startWrapped(t, cfg, "-listen", fmt.Sprintf("127.0.0.1:%d", cfg.Port), "-delay", "300ms", "-term-code", "42",
 		"-nodes-url", srv.url+"/v1/services/app/nodes")
 	w.out.wait(t, "child started")
