@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -151,6 +152,9 @@ type Checker struct {
 	bySvc      map[string]map[string]*target // service -> key -> target
 	svcIndex   map[string]int64              // service -> ServiceView.Index last synced
 	syncedRev  int64                         // revision of the last snapshot synced
+	// synced is syncedRev once the sync is whole, for other goroutines
+	// (tests wait on it rather than on time).
+	synced atomic.Int64
 	services   map[string]api.Service
 	cands      map[string]candCache
 	counts     map[api.NodeState]int // targets by written verdict
@@ -638,6 +642,7 @@ func (c *Checker) sync(s *registry.Snapshot) {
 	}
 	c.reviewHandoffs(s, d, replaced)
 	c.countTargets()
+	c.synced.Store(s.Revision)
 }
 
 func (c *Checker) syncService(v *registry.ServiceView) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -28,6 +29,9 @@ type world struct {
 	t  *testing.T
 	st *store.Store
 	w  *registry.Watcher
+
+	mu       sync.Mutex
+	checkers map[*Checker]chan struct{} // running ones (w.run), and when each stops
 }
 
 func newWorld(t *testing.T) *world {
@@ -53,13 +57,30 @@ func (w *world) service(name string, port int, check api.Check, candidates ...st
 	w.seen(rev)
 }
 
-// seen waits until the snapshot shows revision rev.
+// seen waits until the snapshot shows revision rev, and every checker the
+// world runs has synced it (each syncs on its own goroutine: on a loaded
+// machine, later than any fixed pause).
 func (w *world) seen(rev int64) {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := w.w.WaitRevision(ctx, rev); err != nil {
 		w.t.Fatalf("snapshot never reached revision %d: %v", rev, err)
+	}
+	w.mu.Lock()
+	cs := maps.Clone(w.checkers)
+	w.mu.Unlock()
+	for c, done := range cs {
+		for c.synced.Load() < rev {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				w.t.Fatalf("checker %s never synced revision %d (at %d)", c.o.ID, rev, c.synced.Load())
+			case <-time.After(time.Millisecond):
+				continue
+			}
+			break
+		}
 	}
 }
 
@@ -90,8 +111,24 @@ func (w *world) run(o Options) (stop func()) {
 		}
 	}()
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			w.mu.Lock()
+			delete(w.checkers, c)
+			w.mu.Unlock()
+		})
+	}
 	w.t.Cleanup(stop)
+	w.mu.Lock()
+	if w.checkers == nil {
+		w.checkers = map[*Checker]chan struct{}{}
+	}
+	w.checkers[c] = done
+	w.mu.Unlock()
+	// It starts from what the store holds now.
+	w.seen(w.w.Current().Revision)
 	return stop
 }
 
@@ -374,12 +411,29 @@ func TestConnectFailedHurries(t *testing.T) {
 	go func() { defer close(done); c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	w.waitNode("db", "db-a", "present", 5*time.Second, func(n *api.Node) bool { return n != nil })
-	settle(clock, p, 10*time.Second, time.Second)
+	// The checker syncs the node on its own goroutine, on a loaded machine
+	// after some of these steps: its first probe is due within an interval
+	// of that. Fake time moves until it ran.
+	waitProbe := func(what string, before int64, step time.Duration) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); p.calls.Load() == before; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no probe within 10s", what)
+			}
+			settle(clock, p, step, step)
+		}
+	}
+	waitProbe("first probe", 0, time.Second)
 	w.waitNode("db", "db-a", "healthy", 5*time.Second, func(n *api.Node) bool { return n != nil && n.Healthy })
 
 	p.set("db/db-a", false)
 	reported := clock.Now()
+	before := p.calls.Load()
 	c.ConnectFailed("db", "db-a")
+	// The report is probed at once (within launchTick): wait for that probe
+	// before moving time on (the checker takes the report on its own
+	// goroutine).
+	waitProbe("probe after the report", before, launchTick)
 	settle(clock, p, 500*time.Millisecond, 50*time.Millisecond)
 	n := w.waitNode("db", "db-a", "unhealthy", 5*time.Second, func(n *api.Node) bool { return n != nil && !n.Healthy })
 	if took := n.Checks[0].Since.Sub(reported); took > 200*time.Millisecond {

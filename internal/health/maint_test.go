@@ -31,8 +31,7 @@ func TestMaintStopsProbes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.seen(rev)
-		time.Sleep(50 * time.Millisecond) // the checker syncs from the snapshot
+		w.seen(rev) // and the checker synced it
 	}
 	maint(&api.NodeAdmin{State: api.AdminMaint})
 	settle(clock, p, step, step) // a probe already due when maint arrived
