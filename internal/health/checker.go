@@ -147,14 +147,15 @@ type Checker struct {
 	sleepUntil int64
 	realTime   bool
 
+	// synced is the revision of the last snapshot synced whole, for other
+	// goroutines (tests wait on it rather than on time).
+	synced atomic.Int64
+
 	// Fields below are owned by the Run goroutine.
 	targets    map[string]*target
 	bySvc      map[string]map[string]*target // service -> key -> target
 	svcIndex   map[string]int64              // service -> ServiceView.Index last synced
 	syncedRev  int64                         // revision of the last snapshot synced
-	// synced is syncedRev once the sync is whole, for other goroutines
-	// (tests wait on it rather than on time).
-	synced atomic.Int64
 	services   map[string]api.Service
 	cands      map[string]candCache
 	counts     map[api.NodeState]int // targets by written verdict
