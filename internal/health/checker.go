@@ -674,11 +674,7 @@ func (c *Checker) syncService(v *registry.ServiceView) {
 			}
 		}
 	}
-	have := c.bySvc[svc.Name]
-	if have == nil {
-		have = map[string]*target{}
-		c.bySvc[svc.Name] = have
-	}
+	have := c.targetsOf(svc.Name)
 	for key, t := range have {
 		w, ok := want[key]
 		if !ok || w.Addr != t.Addr || w.Candidate != t.Candidate {
@@ -738,11 +734,7 @@ func (c *Checker) syncNodes(v *registry.ServiceView, ids []string) {
 	if svc.Check.Type == api.CheckNone {
 		return
 	}
-	have := c.bySvc[svc.Name]
-	if have == nil {
-		have = map[string]*target{}
-		c.bySvc[svc.Name] = have
-	}
+	have := c.targetsOf(svc.Name)
 	now := c.o.Clock.Now()
 	for _, id := range ids {
 		key := svc.Name + "/" + id
@@ -755,29 +747,48 @@ func (c *Checker) syncNodes(v *registry.ServiceView, ids []string) {
 			}
 			continue
 		}
-		w := Target{Service: svc.Name, Node: n.ID, Addr: netip.AddrPortFrom(n.Address, uint16(n.PortOf(svc))), Check: svc.Check}
-		if t != nil && (w.Addr != t.Addr || t.Candidate) {
-			c.remove(t)
-			delete(have, key)
-			t = nil
-		}
-		owned := c.owns(w)
-		if t != nil {
-			t.onChange = svc.OnChange
-			c.setPaused(t, n.Admin.Maint())
-			if !owned {
-				if !c.disown(t, v) {
-					delete(have, key)
-				}
-			} else if t.handoff {
-				c.reown(t)
-			}
-			continue
-		}
-		if owned {
-			c.adopt(have, key, w, svc, n, now)
-		}
+		c.syncNode(have, t, v, n, now)
 	}
+}
+
+// syncNode brings this checker's target for node n of v's service (t, the
+// one in have, or nil) in line with n and the placement: a new address
+// replaces it, a node it no longer owns is handed off, one it now owns is
+// adopted.
+func (c *Checker) syncNode(have map[string]*target, t *target, v *registry.ServiceView, n *api.Node, now time.Time) {
+	svc := v.Service
+	w := Target{Service: svc.Name, Node: n.ID, Addr: netip.AddrPortFrom(n.Address, uint16(n.PortOf(svc))), Check: svc.Check}
+	if t != nil && (w.Addr != t.Addr || t.Candidate) {
+		c.remove(t)
+		delete(have, t.Key())
+		t = nil
+	}
+	owned := c.owns(w)
+	if t == nil {
+		if owned {
+			c.adopt(have, w.Key(), w, svc, n, now)
+		}
+		return
+	}
+	t.onChange = svc.OnChange
+	c.setPaused(t, n.Admin.Maint())
+	if !owned {
+		if !c.disown(t, v) {
+			delete(have, t.Key())
+		}
+	} else if t.handoff {
+		c.reown(t)
+	}
+}
+
+// targetsOf is this checker's map of service's targets, made when missing.
+func (c *Checker) targetsOf(service string) map[string]*target {
+	have := c.bySvc[service]
+	if have == nil {
+		have = map[string]*target{}
+		c.bySvc[service] = have
+	}
+	return have
 }
 
 // adopt starts probing w, the node n of svc that this checker owns and has
@@ -811,11 +822,7 @@ func (c *Checker) syncMoved(v *registry.ServiceView) {
 	if svc.Check.Type == api.CheckNone {
 		return
 	}
-	have := c.bySvc[svc.Name]
-	if have == nil {
-		have = map[string]*target{}
-		c.bySvc[svc.Name] = have
-	}
+	have := c.targetsOf(svc.Name)
 	had, matched := len(have), 0
 	now := c.o.Clock.Now()
 	var kb []byte
@@ -824,31 +831,11 @@ func (c *Checker) syncMoved(v *registry.ServiceView) {
 			continue
 		}
 		kb = append(append(append(kb[:0], svc.Name...), '/'), n.ID...)
-		w := Target{Service: svc.Name, Node: n.ID, Addr: netip.AddrPortFrom(n.Address, uint16(n.PortOf(svc))), Check: svc.Check}
-		owned := c.owns(w)
 		t := have[string(kb)]
 		if t != nil {
 			matched++
-			if w.Addr != t.Addr || t.Candidate {
-				c.remove(t)
-				delete(have, t.Key())
-				t = nil
-			}
 		}
-		if t == nil {
-			if owned {
-				c.adopt(have, string(kb), w, svc, n, now)
-			}
-			continue
-		}
-		c.setPaused(t, n.Admin.Maint())
-		if !owned {
-			if !c.disown(t, v) {
-				delete(have, t.Key())
-			}
-		} else if t.handoff {
-			c.reown(t)
-		}
+		c.syncNode(have, t, v, n, now)
 	}
 	if matched == had {
 		return
