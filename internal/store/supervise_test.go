@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 	"testing"
@@ -39,6 +41,33 @@ func openSupervised(t *testing.T, dir string) *Store {
 // under -race.
 const testCallTimeout = 3 * time.Second
 
+// waitStopped waits until every thread of process pid is stopped: kill
+// returns when SIGSTOP is sent, and on a loaded machine a thread already
+// running may still answer a request before it takes the signal.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopped := 0
+		for _, task := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			// The state follows the command's closing parenthesis.
+			if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+				stopped++
+			}
+		}
+		if stopped == len(tasks) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d: %d of %d threads stopped 5s after SIGSTOP", pid, stopped, len(tasks))
+		}
+	}
+}
+
 func testService(name string) api.Service {
 	s := api.Service{Name: name, Port: 3000, Source: api.SourceAPI}
 	s.SetDefaults()
@@ -58,6 +87,7 @@ func TestSupervisedChildRestarts(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	waitStopped(t, pid)
 	t0 := time.Now()
 	_, err := s.PutService(ctx, testService("stopped"), true)
 	took := time.Since(t0)
