@@ -258,8 +258,11 @@ func (p *port) ready(s *Server, _ uint32, _ int32) {
 		}
 		p.stats.active.Add(1)
 		p.stats.total.Add(1)
-		s.wg.Add(1)
-		go s.handle(p, os.NewFile(uintptr(nfd), "lb-client"), sockaddrPort(sa))
+		c := s.newConn(p, nfd, sockaddrPort(sa))
+		if !c.loop.post(task{c: c}) { // shutting down
+			resetClose(nfd)
+			s.release(p)
+		}
 	}
 }
 

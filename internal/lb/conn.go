@@ -3,61 +3,77 @@ package lb
 import (
 	"errors"
 	"net/netip"
-	"os"
+	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seamark/seamark/api"
 )
 
-// conn is one proxied connection. Both sides are sockets held as *os.File
-// (Go's netpoller waits on them; nothing wraps them, so relay splices).
+// conn is one proxied connection: two bare non-blocking sockets owned by
+// one relay loop (loop.go), which reads, writes and closes them. It goes
+// through its states in order: the PROXY header from an upstream balancer
+// is read (accept_proxy only), a backend is dialed (the next one on
+// failure, up to the listener's retries), both directions are relayed
+// (relay.go), and it is done.
 //
-// Each direction (0: client to backend, 1: backend to client) is relayed by
-// a goroutine of its own while data flows. A connection that moved nothing
-// for parkAfter is parked by the reaper: both relays end, and the sockets
-// wait in the poller's set (one shot) until one has data, when a relay
-// starts again for that direction. A parked connection thus costs no
-// goroutine stack: its structs and two descriptors only.
+// Side 0 is the client's socket, side 1 the backend's; direction 0 moves
+// the client's bytes to the backend, direction 1 the backend's back.
 type conn struct {
-	client, server *os.File
-	be             *backend
-	port           *port
-	closed         atomic.Bool
+	loop *evloop
+	gen  int32 // tags the loop's events for c's sockets
+	port *port
+	spec *api.Listener // the listener's settings when c was accepted
+
+	// mu orders the loop closing the sockets against the reaper reading
+	// the client's counters (a closed descriptor's number is reused).
+	mu             sync.Mutex
+	client, server int // -1 once closed (server: none yet)
+
+	state  uint8
+	queued bool // in the loop's again list
+	// Readiness of each side's socket as the edge-triggered events told
+	// it: readable (until a read finds it drained), writable (until a
+	// write fills it), and its peer's end seen (read on to the end).
+	rd, wr, hup [2]bool
+	dir         [2]relayDir
+
+	// Dialing: the backend tried now, those tried before, and the
+	// deadline of a connect or of the PROXY header (in the loop's timers
+	// at tidx, -1 when not).
+	be       *backend
+	attempt  int
+	skip     tried
+	deadline time.Time
+	tidx     int
+	px       *proxyRead // while reading a PROXY header
+
 	// For the connection log: the client as seen after any PROXY header,
-	// when it was accepted, how long the backend took to answer, and why it
-	// ended when it did not end cleanly.
-	src       netip.AddrPort
+	// the address it connected to, when it was accepted, how long the
+	// backend took to answer, and why it ended when it did not end
+	// cleanly.
+	src, dst  netip.AddrPort
 	start     time.Time
 	connected time.Duration
 	reason    atomic.Pointer[string]
 	// firstEnd is the side that closed first cleanly ("client" or "server").
 	firstEnd atomic.Pointer[string]
 
-	dir   [2]relayDir
-	left  atomic.Int32         // directions not ended
-	slot  atomic.Pointer[pref] // in the poller's table, once parked
-	moved atomic.Bool          // a relay moved bytes since the reaper last looked
-
-	// Reaper state (touched by the reaper only).
+	// Reaper state (touched by the reaper only, until c leaves its port's
+	// connections).
 	in, out    uint64 // bytes counted so far
 	lastActive time.Time
 	nextSample time.Time
-	quiet      int // reaper passes without a moved byte
 }
 
-// relayDir is one direction of a conn.
-type relayDir struct {
-	state atomic.Int32
-	n     int64 // bytes relayed (by whoever runs the direction)
-}
-
-// States of a relayDir.
+// States of a conn.
 const (
-	dirRunning = iota // a goroutine relays it
-	dirParked         // it waits in the poller's set
-	dirDone           // it ended
+	stProxy   = iota // reading the PROXY header
+	stConnect        // a backend's connect is under way
+	stRelay          // relaying both directions
+	stDone           // closed
 )
 
 // Why a connection was cut, in the connection log.
@@ -69,269 +85,258 @@ var (
 	endShutdown    = "shutdown"      // the server stopped
 )
 
-var errCut = errors.New("connection cut")
-
-// cut closes both sides at once (a reset to the client), for reason, and
-// ends the directions that were parked.
-func (s *Server) cut(c *conn, reason *string) {
-	c.reason.CompareAndSwap(nil, reason)
-	if c.closed.Swap(true) {
-		return
-	}
-	setLinger0(c.client)
-	c.client.Close()
-	c.server.Close()
-	for d := range c.dir {
-		if c.dir[d].state.CompareAndSwap(dirParked, dirDone) {
-			s.parked.Add(-1)
-			s.endDir(c, d, errCut)
-		}
-	}
-}
-
-// sides returns the destination and the source of direction d.
-func (c *conn) sides(d int) (dst, src *os.File) {
-	if d == 0 {
-		return c.server, c.client
-	}
-	return c.client, c.server
-}
-
-// relayBoth starts relaying c both ways: direction 1 in a new goroutine,
-// direction 0 in the caller's, which holds a share of s.wg.
-func (s *Server) relayBoth(c *conn) {
-	c.left.Store(2)
-	s.wg.Add(1)
-	go s.runDir(c, 1)
-	s.runDir(c, 0)
-}
-
-// runDir relays direction d of c until it ends or is parked; it ends a
-// share of s.wg.
-func (s *Server) runDir(c *conn, d int) {
-	defer s.wg.Done()
-	dst, src := c.sides(d)
-	for {
-		n, err := relayMarking(dst, src, &c.moved)
-		c.dir[d].n += n
-		if errors.Is(err, os.ErrDeadlineExceeded) && s.park(c, d, src) {
-			return
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue // parking failed: relay on here
-		}
-		s.endDir(c, d, err)
-		return
-	}
-}
-
-// park moves direction d of c into the poller's set, reading src, and
-// reports whether it left (false: relay on in this goroutine).
-func (s *Server) park(c *conn, d int, src *os.File) bool {
-	src.SetReadDeadline(time.Time{})
-	ds := &c.dir[d]
-	ds.state.Store(dirParked)
-	s.parked.Add(1)
-	slot := c.slot.Load()
-	rc, err := src.SyscallConn()
-	var cerr error
-	if err == nil && slot != nil {
-		err = rc.Control(func(fd uintptr) {
-			const ev = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
-			if cerr = s.poll.ctl(unix.EPOLL_CTL_MOD, int(fd), ev, *slot, int32(d)); cerr == unix.ENOENT {
-				cerr = s.poll.ctl(unix.EPOLL_CTL_ADD, int(fd), ev, *slot, int32(d))
-			}
-		})
-	}
-	if err == nil && cerr == nil && slot != nil {
-		return true
-	}
-	// Closed meanwhile (a cut ends the direction if it finds it parked) or
-	// the set refused it.
-	if ds.state.CompareAndSwap(dirParked, dirRunning) {
-		s.parked.Add(-1)
-		return false
-	}
-	return true
-}
-
-// ready restarts a parked direction whose socket has data or ended (the
-// poller's event).
-func (c *conn) ready(s *Server, _ uint32, d int32) {
-	if c.dir[d].state.CompareAndSwap(dirParked, dirRunning) {
-		s.parked.Add(-1)
-		s.wg.Add(1)
-		go s.runDir(c, int(d))
-	}
-}
-
-// requestPark asks c's running relays to park (the reaper: nothing moved
-// for parkAfter). A read deadline in the past wakes a relay waiting to
-// read; one busy writing parks when it next reads.
-func (s *Server) requestPark(c *conn) {
-	if c.slot.Load() == nil {
-		r := s.poll.add(c)
-		c.slot.Store(&r)
-	}
-	past := time.Unix(1, 0)
-	for d := range c.dir {
-		if c.dir[d].state.Load() == dirRunning {
-			_, src := c.sides(d)
-			src.SetReadDeadline(past)
-		}
-	}
-}
-
-// endDir ends direction d of c with err (nil: its source ended cleanly). A
-// clean end is passed on as a half close; an error cuts both sides. The
-// last direction to end closes c and counts it out of its port and
-// backend.
-func (s *Server) endDir(c *conn, d int, err error) {
-	c.dir[d].state.Store(dirDone)
-	dst, _ := c.sides(d)
-	if err != nil {
-		if !c.closed.Load() {
-			// Not one of our own cuts: the peer reset, or the network failed.
-			c.port.stats.resets.Add(1)
-			c.be.stats.resets.Add(1)
-		}
-		s.cut(c, &endError)
-	} else {
-		side := &sideClient
-		if d == 1 {
-			side = &sideServer
-		}
-		c.firstEnd.CompareAndSwap(nil, side)
-		if c.left.Load() == 2 {
-			// Pass the end on as a half close. When the other direction
-			// is already over, the close below sends the same FIN: one
-			// syscall less per connection.
-			shutdownWrite(dst)
-		}
-	}
-	if c.left.Add(-1) != 0 {
-		return
-	}
-	p := c.port
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-	if r := c.slot.Load(); r != nil {
-		s.poll.remove(*r)
-	}
-	in, out := uint64(c.dir[0].n), uint64(c.dir[1].n)
-	// The relays' counts are exact; the reaper's samples were a running
-	// view (and it no longer sees c).
-	c.addBytes(in, out)
-	if !c.closed.Swap(true) {
-		c.client.Close()
-		c.server.Close()
-	}
-	c.be.stats.active.Add(-1)
-	if p.spec.Load().Log {
-		s.connLog.ended(c, in, out)
-	}
-	s.release(p)
-}
-
 var sideClient, sideServer = "client", "server"
 
-// setLinger0 makes the next close of f a reset.
-func setLinger0(f *os.File) {
-	if rc, err := f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) {
-			unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-		})
+// newConn is a client just accepted on p, for one of s's loops.
+func (s *Server) newConn(p *port, fd int, src netip.AddrPort) *conn {
+	return &conn{
+		loop: s.nextLoop(), port: p, spec: p.spec.Load(),
+		client: fd, server: -1, tidx: -1,
+		src: src, dst: p.key.addr, start: time.Now(),
 	}
 }
 
-// shutdownWrite sends f's FIN.
-func shutdownWrite(f *os.File) {
-	if rc, err := f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
-	}
+// cut closes c at once (a reset to the client) for reason; it may be
+// called from any goroutine.
+func (s *Server) cut(c *conn, reason *string) {
+	c.loop.post(task{c: c, cut: reason})
 }
 
-// localAddr is the address f is bound to.
-func localAddr(f *os.File) netip.AddrPort {
-	var out netip.AddrPort
-	if rc, err := f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) {
-			if sa, err := unix.Getsockname(int(fd)); err == nil {
-				out = sockaddrPort(sa)
+// start takes a new client into the loop.
+func (l *evloop) start(c *conn) {
+	if l.gen++; l.gen < 0 {
+		l.gen = 1
+	}
+	c.gen = l.gen
+	l.live++
+	if err := l.watch(c, c.client); err != nil {
+		l.drop(c, "no_backend", &c.port.stats.refused, err)
+		return
+	}
+	if c.spec.AcceptProxy {
+		if !trustedUpstream(c.spec.AcceptProxyFrom, c.src.Addr()) {
+			l.drop(c, "untrusted_proxy", &c.port.stats.denied, nil)
+			return
+		}
+		c.state, c.px = stProxy, &proxyRead{}
+		l.setTimer(c, c.start.Add(c.spec.ConnectTimeout.D()))
+		return // the socket's first event reads it
+	}
+	l.admit(c)
+}
+
+// admit checks the client against the allow and deny lists and dials.
+func (l *evloop) admit(c *conn) {
+	if !allowed(c.spec, c.src.Addr()) {
+		l.drop(c, "denied", &c.port.stats.denied, nil)
+		return
+	}
+	l.dialNext(c)
+}
+
+// event records what an event on side's socket tells and moves c on.
+func (l *evloop) event(c *conn, fd int, ev uint32) {
+	side := 0
+	if fd == c.server {
+		side = 1
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		c.rd[side] = true
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		c.hup[side] = true
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		c.wr[side] = true
+	}
+	switch c.state {
+	case stProxy:
+		if side == 0 {
+			l.readProxy(c)
+		}
+	case stConnect:
+		if side == 1 {
+			switch {
+			case ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0:
+				l.dialFailed(c, connectError(fd))
+			case ev&unix.EPOLLOUT != 0:
+				l.connected(c)
 			}
-		})
+		}
+	case stRelay:
+		l.pump(c)
 	}
-	return out
 }
 
-var _ syscall.Conn = (*os.File)(nil)
+// expire ends c's wait for its PROXY header or its backend.
+func (l *evloop) expire(c *conn) {
+	switch c.state {
+	case stProxy:
+		l.drop(c, "bad_proxy_header", &c.port.stats.refused, errProxyTimeout)
+	case stConnect:
+		l.dialFailed(c, errConnectTimeout)
+	}
+}
 
-// handle proxies one accepted client: it checks the PROXY header and the
-// allow/deny lists, connects to a backend (trying others on failure), and
-// goes on relaying the client's direction; it holds a share of s.wg.
-func (s *Server) handle(p *port, client *os.File, src netip.AddrPort) {
-	spec := p.spec.Load()
-	start := time.Now()
-	dst := p.key.addr
-	// drop closes a client that is not proxied, with a reset.
-	drop := func(why string, counter *atomic.Uint64, err error) {
-		counter.Add(1)
-		if spec.Log { // before the close, so the line is out when the client sees it
-			s.connLog.refused(p.key.name, src, why, err)
-		}
-		setLinger0(client)
-		client.Close()
-		s.release(p)
-		s.wg.Done()
+var errProxyTimeout = errors.New("read proxy header: timed out")
+
+// readProxy reads what arrived of c's PROXY header; once it is whole, c
+// is admitted as the client the header names.
+func (l *evloop) readProxy(c *conn) {
+	if !c.rd[0] {
+		return
 	}
-	if spec.AcceptProxy {
-		if !trustedUpstream(spec.AcceptProxyFrom, src.Addr()) {
-			drop("untrusted_proxy", &p.stats.denied, nil)
-			return
-		}
-		h, err := readProxyHeader(client, time.Now().Add(spec.ConnectTimeout.D()))
-		if err != nil {
-			s.log.Debug("client dropped", "listener", p.key.name, "client", src.String(), "err", err)
-			drop("bad_proxy_header", &p.stats.refused, err)
-			return
-		}
+	h, done, err := c.px.step(c.client)
+	switch {
+	case err != nil:
+		l.drop(c, "bad_proxy_header", &c.port.stats.refused, err)
+	case !done:
+		c.rd[0] = false
+	default:
 		if h.Src.IsValid() {
-			src, dst = h.Src, h.Dst
+			c.src, c.dst = h.Src, h.Dst
 		}
+		c.px = nil
+		l.clearTimer(c)
+		c.state = stConnect
+		l.admit(c)
 	}
-	if !allowed(spec, src.Addr()) {
-		drop("denied", &p.stats.denied, nil)
-		return
-	}
-	server, be := s.connect(p, spec, src.Addr())
-	if server == nil {
-		drop("no_backend", &p.stats.refused, nil)
-		return
-	}
+}
+
+// connected starts relaying c once its backend answered.
+func (l *evloop) connected(c *conn) {
+	l.clearTimer(c)
+	be, p, spec := c.be, c.port, c.spec
 	if spec.ProxyProtocol != "" {
+		dst := c.dst
 		if !spec.AcceptProxy && dst.Addr().IsUnspecified() {
-			dst = localAddr(client)
+			dst = localAddr(c.client)
 		}
+		// The socket's send buffer is empty: a header fits at once.
 		var buf [64]byte
-		if _, err := server.Write(appendProxyHeader(buf[:0], spec.ProxyProtocol, src, dst)); err != nil {
+		h := appendProxyHeader(buf[:0], spec.ProxyProtocol, c.src, dst)
+		if n, err := unix.Write(c.server, h); err != nil || n != len(h) {
 			be.stats.connectErrors.Add(1)
-			server.Close()
-			drop("proxy_write_failed", &p.stats.refused, err)
+			l.drop(c, "proxy_write_failed", &p.stats.refused, err)
 			return
 		}
 	}
+	c.state = stRelay
+	c.connected = time.Since(c.start)
+	c.wr[1] = true
 	be.stats.active.Add(1)
 	be.stats.total.Add(1)
-	c := &conn{client: client, server: server, be: be, port: p, src: src, start: start, connected: time.Since(start)}
 	p.mu.Lock()
 	if p.conns == nil {
 		p.conns = map[*conn]struct{}{}
 	}
 	p.conns[c] = struct{}{}
 	p.mu.Unlock()
-	if s.ctx.Err() != nil { // shutting down: the reaper may be gone
-		s.cut(c, &endShutdown)
+	l.pump(c)
+}
+
+// drop closes a client that is not proxied, with a reset, counting it.
+func (l *evloop) drop(c *conn, why string, counter *atomic.Uint64, err error) {
+	counter.Add(1)
+	if c.spec.Log { // before the close, so the line is out when the client sees it
+		l.s.connLog.refused(c.port.key.name, c.src, why, err)
 	}
-	s.relayBoth(c)
+	if err != nil {
+		l.s.log.Debug("client dropped", "listener", c.port.key.name, "client", c.src.String(), "why", why, "err", err)
+	}
+	setLinger0(c.client)
+	l.finish(c)
+}
+
+// fail cuts c after a read or write failed (the peer reset, mostly).
+func (l *evloop) fail(c *conn) {
+	c.port.stats.resets.Add(1)
+	c.be.stats.resets.Add(1)
+	l.cut(c, &endError)
+}
+
+// cut closes both sides at once (a reset to the client), for reason.
+func (l *evloop) cut(c *conn, reason *string) {
+	if c.state == stDone {
+		return
+	}
+	c.reason.CompareAndSwap(nil, reason)
+	setLinger0(c.client)
+	l.finish(c)
+}
+
+// endDir ends direction d once its source ended and everything it read
+// went out: the end is passed on as a half close, and the second end
+// closes c.
+func (l *evloop) endDir(c *conn, d int) {
+	c.dir[d].done = true
+	side := &sideClient
+	if d == 1 {
+		side = &sideServer
+	}
+	c.firstEnd.CompareAndSwap(nil, side)
+	if !c.dir[1-d].done {
+		// When the other direction is already over, the close below sends
+		// the same FIN: one syscall less per connection.
+		unix.Shutdown(c.sock(1-d), unix.SHUT_WR)
+		return
+	}
+	l.finish(c)
+}
+
+// sock is side's socket.
+func (c *conn) sock(side int) int {
+	if side == 0 {
+		return c.client
+	}
+	return c.server
+}
+
+// finish closes c's sockets and counts it out of its port (and backend,
+// once it was relayed).
+func (l *evloop) finish(c *conn) {
+	relayed := c.state == stRelay
+	c.state = stDone
+	l.clearTimer(c)
+	for d := range c.dir {
+		c.dir[d].release()
+	}
+	l.forget(c.client)
+	l.forget(c.server)
+	c.mu.Lock()
+	unix.Close(c.client)
+	if c.server >= 0 {
+		unix.Close(c.server)
+	}
+	c.client, c.server = -1, -1
+	c.mu.Unlock()
+	l.live--
+	p := c.port
+	if relayed {
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+		in, out := uint64(c.dir[0].n), uint64(c.dir[1].n)
+		// The relays' counts are exact; the reaper's samples were a
+		// running view (and it no longer sees c).
+		c.addBytes(in, out)
+		c.be.stats.active.Add(-1)
+		if c.spec.Log {
+			l.s.connLog.ended(c, in, out)
+		}
+	}
+	l.s.release(p)
+}
+
+// setLinger0 makes the next close of fd a reset.
+func setLinger0(fd int) {
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+}
+
+// localAddr is the address fd is bound to.
+func localAddr(fd int) netip.AddrPort {
+	if sa, err := unix.Getsockname(fd); err == nil {
+		return sockaddrPort(sa)
+	}
+	return netip.AddrPort{}
 }

@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -10,23 +9,22 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/seamark/seamark/api"
 )
 
-// connect dials a backend for a client from src, trying the next one on
-// failure up to the listener's retries; it returns nil when none answered.
-func (s *Server) connect(p *port, spec *api.Listener, src netip.Addr) (*os.File, *backend) {
+// dialNext connects c to the next backend its listener's balance picks,
+// skipping those that failed it, up to the listener's retries; with none
+// left (or none healthy) the client is dropped. A connect that is not over
+// at once waits in the loop for the socket to be writable, or for c's
+// deadline.
+func (l *evloop) dialNext(c *conn) {
+	p, spec := c.port, c.spec
 	pl := p.svc.Load().pool.Load()
-	timeout := spec.ConnectTimeout.D()
-	var skip tried
-	retries := spec.RetryCount()
-	for attempt := 0; attempt <= retries; attempt++ {
-		be := pl.pick(spec.Balance, src, skip)
+	for ; c.attempt <= spec.RetryCount(); c.attempt++ {
+		be := pl.pick(spec.Balance, c.src.Addr(), c.skip)
 		if be == nil {
-			return nil, nil
+			break
 		}
-		if attempt > 0 {
+		if c.attempt > 0 {
 			p.stats.retries.Add(1)
 			be.stats.retries.Add(1)
 		}
@@ -34,39 +32,82 @@ func (s *Server) connect(p *port, spec *api.Listener, src netip.Addr) (*os.File,
 		if spec.TargetPort != 0 {
 			addr = netip.AddrPortFrom(addr.Addr(), uint16(spec.TargetPort))
 		}
-		f, err := s.dial(addr, timeout)
+		fd, done, err := dial(addr)
 		if err == nil {
-			return f, be
+			if err = l.watch(c, fd); err != nil {
+				unix.Close(fd)
+				err = localError{os.NewSyscallError("epoll_ctl", err)}
+			}
 		}
-		if s.ctx.Err() != nil {
-			return nil, nil
+		if errors.As(err, new(localError)) {
+			// Out of descriptors, ports or memory here: no fault of the
+			// backend's, so the health checker is not told.
+			l.drop(c, "local_error", &p.stats.refused, err)
+			return
 		}
-		p.stats.connectErrors.Add(1)
-		be.stats.connectErrors.Add(1)
-		switch connectFailure(err) {
-		case failRefused:
-			p.stats.connectRefused.Add(1)
-			be.stats.connectRefused.Add(1)
-		case failTimeout:
-			p.stats.connectTimeouts.Add(1)
-			be.stats.connectTimeouts.Add(1)
+		if err != nil {
+			l.failed(c, be, err)
+			continue
 		}
-		if s.o.Failures != nil {
-			s.o.Failures.ConnectFailed(be.service, be.node)
+		c.server, c.be = fd, be
+		if done {
+			l.connected(c)
+			return
 		}
-		s.log.Debug("backend connect failed", "listener", p.key.name, "node", be.node, "addr", be.addr.String(), "err", err, "attempt", attempt+1)
-		skip = append(skip, be)
+		c.state = stConnect
+		l.setTimer(c, time.Now().Add(spec.ConnectTimeout.D()))
+		return
 	}
-	return nil, nil
+	l.drop(c, "no_backend", &p.stats.refused, nil)
 }
 
-// dial connects to addr within timeout, or until the server stops, with
-// the few syscalls a connect needs: socket, TCP_NODELAY, connect, the
-// netpoller's registration, and connect again (before waiting and once the
-// socket is writable), whose answer (0 or EISCONN: connected, EALREADY: not yet, an
-// error: it failed) replaces net.Dialer's getsockopt(SO_ERROR),
-// getpeername and getsockname.
-func (s *Server) dial(addr netip.AddrPort, timeout time.Duration) (*os.File, error) {
+// dialFailed ends c's connect to its backend with err and tries the next.
+func (l *evloop) dialFailed(c *conn, err error) {
+	l.clearTimer(c)
+	l.forget(c.server)
+	unix.Close(c.server)
+	c.server = -1
+	c.rd[1], c.wr[1], c.hup[1] = false, false, false
+	be := c.be
+	c.be = nil
+	l.failed(c, be, err)
+	if l.s.ctx.Err() != nil {
+		l.drop(c, "no_backend", &c.port.stats.refused, nil)
+		return
+	}
+	c.attempt++
+	l.dialNext(c)
+}
+
+// failed counts a failed connect to be, tells the health checker, and
+// skips be for c's next try.
+func (l *evloop) failed(c *conn, be *backend, err error) {
+	p, s := c.port, l.s
+	p.stats.connectErrors.Add(1)
+	be.stats.connectErrors.Add(1)
+	switch connectFailure(err) {
+	case failRefused:
+		p.stats.connectRefused.Add(1)
+		be.stats.connectRefused.Add(1)
+	case failTimeout:
+		p.stats.connectTimeouts.Add(1)
+		be.stats.connectTimeouts.Add(1)
+	}
+	if s.o.Failures != nil {
+		s.o.Failures.ConnectFailed(be.service, be.node)
+	}
+	s.log.Debug("backend connect failed", "listener", p.key.name, "node", be.node, "addr", be.addr.String(), "err", err, "attempt", c.attempt+1)
+	c.skip = append(c.skip, be)
+}
+
+// errConnectTimeout is a connect that did not finish within the
+// listener's connect_timeout.
+var errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+
+// dial starts a non-blocking connect to addr with the few syscalls it
+// needs (socket, TCP_NODELAY, connect) and reports whether it is over
+// already; else the socket turns writable when it is (or reports an error).
+func dial(addr netip.AddrPort) (fd int, done bool, err error) {
 	var sa unix.Sockaddr
 	family := unix.AF_INET
 	if a := addr.Addr(); a.Is4() || a.Is4In6() {
@@ -75,9 +116,9 @@ func (s *Server) dial(addr netip.AddrPort, timeout time.Duration) (*os.File, err
 		family = unix.AF_INET6
 		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: a.As16()}
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, os.NewSyscallError("socket", err)
+		return -1, false, localError{os.NewSyscallError("socket", err)}
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	for {
@@ -86,68 +127,35 @@ func (s *Server) dial(addr netip.AddrPort, timeout time.Duration) (*os.File, err
 			break
 		}
 	}
-	if err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
-		return nil, os.NewSyscallError("connect", err)
+	switch err {
+	case nil:
+		return fd, true, nil
+	case unix.EINPROGRESS:
+		return fd, false, nil
 	}
-	f := os.NewFile(uintptr(fd), "lb-backend")
-	if err == nil { // connected at once
-		return f, nil
+	unix.Close(fd)
+	if err == unix.EADDRNOTAVAIL || err == unix.ENOBUFS || err == unix.ENOMEM {
+		return -1, false, localError{os.NewSyscallError("connect", err)}
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	// On loopback and near backends the handshake is over by now: ask
-	// before arming a deadline and a cancellation for the wait.
-	var cerr error
-	rc.Control(func(fd uintptr) {
-		for cerr = unix.Connect(int(fd), sa); cerr == unix.EINTR; {
-			cerr = unix.Connect(int(fd), sa)
-		}
-	})
-	switch cerr {
-	case nil, unix.EISCONN:
-		return f, nil
-	case unix.EALREADY, unix.EINPROGRESS:
-	default:
-		f.Close()
-		return nil, os.NewSyscallError("connect", cerr)
-	}
-	f.SetWriteDeadline(time.Now().Add(timeout))
-	stop := context.AfterFunc(s.ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
-	// Asked first before any wait: the netpoller's readiness may have come
-	// before Write reset it.
-	err = rc.Write(func(fd uintptr) bool {
-		for {
-			cerr = unix.Connect(int(fd), sa)
-			if cerr != unix.EINTR {
-				break
-			}
-		}
-		switch cerr {
-		case nil, unix.EISCONN:
-			cerr = nil
-			return true
-		case unix.EALREADY, unix.EINPROGRESS:
-			return false // a spurious wake-up: wait on
-		}
-		return true
-	})
-	stop()
+	return -1, false, os.NewSyscallError("connect", err)
+}
+
+// localError is a dial that failed for want of something here
+// (descriptors, ephemeral ports, memory), not because of the backend.
+type localError struct{ error }
+
+func (e localError) Unwrap() error { return e.error }
+
+// connectError is why a connect on fd failed (its socket's error).
+func connectError(fd int) error {
+	n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err == nil {
-		err = cerr
-	}
-	if err != nil {
-		f.Close()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(addr), Err: err}
+		if n == 0 {
+			n = int(unix.ECONNRESET)
 		}
-		return nil, os.NewSyscallError("connect", err)
+		err = unix.Errno(n)
 	}
-	f.SetWriteDeadline(time.Time{})
-	return f, nil
+	return os.NewSyscallError("connect", err)
 }
 
 // Kinds of failed connects, as the stats split them.

@@ -1,10 +1,10 @@
 package lb
 
 import (
-	"context"
 	"net"
 	"testing"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestDialRefusedIsRefused: a connect to a closed port fails as refused,
@@ -17,12 +17,22 @@ func TestDialRefusedIsRefused(t *testing.T) {
 	}
 	a := ln.Addr().(*net.TCPAddr).AddrPort()
 	ln.Close()
-	s := &Server{ctx: context.Background()}
 	for i := range 300 {
-		f, err := s.dial(a, 2*time.Second)
-		if err == nil {
-			f.Close()
+		fd, done, err := dial(a)
+		if err == nil && done {
+			unix.Close(fd)
 			t.Fatalf("dial %d: connected to a closed port", i)
+		}
+		if err == nil {
+			// Wait as the loop does: the socket turns writable (with an
+			// error) once the connect is over.
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+			if _, perr := unix.Poll(pfd, 2000); perr != nil || pfd[0].Revents == 0 {
+				unix.Close(fd)
+				t.Fatalf("dial %d: no answer (%v)", i, perr)
+			}
+			err = connectError(fd)
+			unix.Close(fd)
 		}
 		if k := connectFailure(err); k != failRefused {
 			t.Fatalf("dial %d: got %v (kind %d), want refused", i, err, k)

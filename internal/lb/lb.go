@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -86,10 +87,11 @@ type Server struct {
 	// handedOff: a successor serves the ports; bind nothing any more.
 	handedOff bool
 
-	// poll is the one epoll set of every listening socket and parked
-	// connection, with its goroutine; parked counts parked directions.
-	poll   *poller
-	parked atomic.Int64
+	// poll is the one epoll set of every listening socket, with its
+	// goroutine; loops are the relay loops, handed new clients in turn.
+	poll    *poller
+	loops   []*evloop
+	nextIdx atomic.Uint32
 	// Ports waiting for room under the global cap or the descriptor
 	// budget (roomLoop puts them back).
 	roomMu   sync.Mutex
@@ -98,10 +100,6 @@ type Server struct {
 	// acceptBackoff is the current back-off after failed accepts (ns).
 	acceptBackoff atomic.Int64
 	acceptLog     rateLimit
-	// Reaper state: stacks of a mass park to give back (reap.go).
-	releaseStacks bool
-	lastRelease   time.Time
-	parkedSince   int // connections parked since the last release
 }
 
 // service is the balancer's state for one service, stable across snapshots.
@@ -145,7 +143,21 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("lb: %w", err)
 	}
 	s.poll = pl
-	s.wg.Add(2)
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		l, err := newLoop(s)
+		if err != nil {
+			for _, l := range s.loops {
+				l.close() // never started: it holds nothing
+			}
+			pl.close()
+			return fmt.Errorf("lb: %w", err)
+		}
+		s.loops = append(s.loops, l)
+	}
+	s.wg.Add(2 + len(s.loops))
+	for _, l := range s.loops {
+		go func() { defer s.wg.Done(); l.run() }()
+	}
 	go func() { defer s.wg.Done(); pl.loop(s) }()
 	go s.roomLoop(ctx.Done())
 	snap := s.o.Snapshots.Current()
@@ -424,15 +436,18 @@ func (s *Server) shutdown() {
 	for _, p := range all {
 		s.cutAll(p)
 	}
-	// The poller's goroutine ends; a parked connection it woke meanwhile
-	// runs on a closed socket and ends.
+	// The poller's goroutine ends; the loops cut what they still hold
+	// (connections accepted meanwhile) and end.
 	s.poll.close()
-	s.wg.Wait()
-	// Connections accepted while shutting down were cut by their handlers
-	// seeing ctx done; anything registered after cutAll is closed here.
-	for _, p := range all {
-		s.cutAll(p)
+	for _, l := range s.loops {
+		l.stop()
 	}
+	s.wg.Wait()
+}
+
+// nextLoop is the relay loop of the next client.
+func (s *Server) nextLoop() *evloop {
+	return s.loops[int(s.nextIdx.Add(1))%len(s.loops)]
 }
 
 // Stats returns every port's live counters, sorted by listener name and

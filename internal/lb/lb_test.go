@@ -365,8 +365,11 @@ func TestNoLeaks(t *testing.T) {
 		readLine(t, c)
 		open = append(open, c)
 	}
-	if g := runtime.NumGoroutine(); g < g0+20+2*20 {
-		t.Fatalf("got %d goroutines with 20 ports and 20 connections, want at least %d", g, g0+60)
+	// The measure sees them: 20 listening sockets and, per connection,
+	// four sockets (the client's, the balancer's two, the backend's) and
+	// the echo backend's goroutine.
+	if fds, g := countFDs(t), runtime.NumGoroutine(); fds < fds0+20+4*20 || g < g0+20 {
+		t.Fatalf("got %d fds and %d goroutines with 20 ports and 20 connections, want at least %d and %d", fds, g, fds0+100, g0+20)
 	}
 	e.stop() // cuts the open connections
 	for _, c := range open {

@@ -5,10 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"strconv"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -183,89 +181,78 @@ func parsePort(b []byte) (uint16, error) {
 	return uint16(p), nil
 }
 
-// headerConn is a client socket readProxyHeader reads: an *os.File or a
-// *net.TCPConn.
-type headerConn interface {
-	rawConner
-	io.Reader
-	SetReadDeadline(time.Time) error
+// proxyRead is a PROXY header read so far from a non-blocking socket.
+type proxyRead struct {
+	buf   []byte // the header so far: small, or a long v2 header's own
+	have  int
+	small [232]byte // a v2 header with IPv6 addresses and some TLVs
 }
 
-// readProxyHeader reads exactly the PROXY header at the start of c, leaving
-// the payload behind it unread, and gives up at deadline. It peeks at what
-// has arrived, consumes bytes that can only be header, and so never reads
-// into the payload nor needs a buffering wrapper around c.
-func readProxyHeader(c headerConn, deadline time.Time) (proxyHeader, error) {
-	if err := c.SetReadDeadline(deadline); err != nil {
-		return proxyHeader{}, err
+// step reads what has arrived of the header on fd, exactly: it peeks at
+// what is there, takes off the socket only bytes that belong to the
+// header, and so never reads into the payload nor needs a buffering
+// wrapper. It returns done with the header once it is whole; not done and
+// no error when fd has nothing more yet.
+func (r *proxyRead) step(fd int) (h proxyHeader, done bool, err error) {
+	if r.buf == nil {
+		r.buf = r.small[:]
 	}
-	defer c.SetReadDeadline(time.Time{})
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return proxyHeader{}, err
-	}
-	var buf [232]byte // a v2 header with IPv6 addresses and some TLVs
-	have := 0
 	for {
-		var n int
-		var perr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, _, perr = unix.Recvfrom(int(fd), buf[have:], unix.MSG_PEEK)
-			return perr != unix.EAGAIN
-		})
-		if err == nil {
-			err = perr
-		}
-		if err != nil {
-			return proxyHeader{}, fmt.Errorf("read proxy header: %w", err)
-		}
-		if n == 0 {
-			return proxyHeader{}, errors.New("read proxy header: connection closed before the header ended")
-		}
-		h, size, err := parseProxyHeader(buf[:have+n])
+		n, _, err := unix.Recvfrom(fd, r.buf[r.have:], unix.MSG_PEEK)
 		switch {
-		case err == nil:
-			// Consume the rest of the header, and nothing beyond it.
-			if _, err := ioReadFull(c, buf[have:size]); err != nil {
-				return proxyHeader{}, fmt.Errorf("read proxy header: %w", err)
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return h, false, nil
+		case err != nil:
+			return h, false, fmt.Errorf("read proxy header: %w", err)
+		case n == 0:
+			return h, false, errors.New("read proxy header: connection closed before the header ended")
+		}
+		h, size, perr := parseProxyHeader(r.buf[:r.have+n])
+		switch {
+		case perr == nil:
+			// Take the rest of the header, and nothing beyond it.
+			if err := readExactly(fd, r.buf[r.have:size]); err != nil {
+				return h, false, err
 			}
-			return h, nil
-		case errors.Is(err, errProxyShort):
-			// Everything peeked belongs to the header: take it off the socket.
-			if _, err := ioReadFull(c, buf[have:have+n]); err != nil {
-				return proxyHeader{}, fmt.Errorf("read proxy header: %w", err)
+			return h, true, nil
+		case errors.Is(perr, errProxyShort):
+			// Everything peeked belongs to the header: take it off.
+			if err := readExactly(fd, r.buf[r.have:r.have+n]); err != nil {
+				return h, false, err
 			}
-			have += n
-			if have == len(buf) {
-				return discardLongV2(c, buf[:have])
+			r.have += n
+			if r.have == len(r.buf) {
+				// A v2 header longer than the buffer (large TLVs): its
+				// length is in its first 16 bytes.
+				size := 16 + int(binary.BigEndian.Uint16(r.buf[14:16]))
+				if !bytes.HasPrefix(r.buf, proxyV2Sig) || size <= r.have {
+					return h, false, errors.New("read proxy header: header too long")
+				}
+				full := make([]byte, size)
+				copy(full, r.buf)
+				r.buf = full
 			}
 		default:
-			return proxyHeader{}, err
+			return h, false, perr
 		}
 	}
 }
 
-// discardLongV2 finishes a v2 header too long for the peek buffer (large
-// TLVs): its length is known from the first 16 bytes.
-func discardLongV2(c headerConn, head []byte) (proxyHeader, error) {
-	size := 16 + int(binary.BigEndian.Uint16(head[14:16]))
-	full := make([]byte, size)
-	copy(full, head)
-	if _, err := ioReadFull(c, full[len(head):]); err != nil {
-		return proxyHeader{}, fmt.Errorf("read proxy header: %w", err)
-	}
-	h, _, err := parseProxyHeader(full)
-	return h, err
-}
-
-func ioReadFull(c io.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := c.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
+// readExactly reads len(b) bytes that a peek showed are there.
+func readExactly(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Read(fd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return fmt.Errorf("read proxy header: %w", err)
+		case n == 0:
+			return errors.New("read proxy header: connection closed")
 		}
+		b = b[n:]
 	}
-	return n, nil
+	return nil
 }

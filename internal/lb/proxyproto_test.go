@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -115,13 +116,23 @@ func TestReadProxyHeaderLeavesThePayload(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			h, err := readProxyHeader(c.(*net.TCPConn), time.Now().Add(5*time.Second))
-			if err != nil || h.Src.String() != "[2001:db8::1]:1234" {
-				t.Fatalf("got %+v, %v", h, err)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			rc, _ := c.(*net.TCPConn).SyscallConn()
+			var r proxyRead
+			var h proxyHeader
+			var herr error
+			if err := rc.Read(func(fd uintptr) bool {
+				var done bool
+				h, done, herr = r.step(int(fd))
+				return done || herr != nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if herr != nil || h.Src.String() != "[2001:db8::1]:1234" {
+				t.Fatalf("got %+v, %v", h, herr)
 			}
 			buf := make([]byte, 7)
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, err := ioReadFull(c.(*net.TCPConn), buf); err != nil || string(buf) != "payload" {
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "payload" {
 				t.Fatalf("payload: got %q, %v", buf, err)
 			}
 		})

@@ -1,52 +1,10 @@
 package lb
 
 import (
-	"runtime"
-	"runtime/debug"
-	"runtime/metrics"
 	"time"
 
 	"github.com/seamark/seamark/api"
 )
-
-// parkAfter is how long a connection moves nothing before its relays
-// park: parkPasses of the reaper. Once releaseAfter connections parked,
-// the freed goroutine stacks (stackEstimate each) go back to the OS on the
-// next pass, at most every releaseEvery (two collections each time): else
-// Go keeps them until collections it seldom runs on an idle server. The
-// collections are process-wide and cost about the live heap, so they run
-// only when the stacks to release are at least 1/releaseShare of it: a
-// server that holds a large registry does not mark its whole heap twice
-// to give back a few megabytes.
-const (
-	parkAfter     = 500 * time.Millisecond
-	parkPasses    = int(parkAfter / reapEvery)
-	releaseAfter  = 256
-	releaseEvery  = 5 * time.Second
-	releaseShare  = 16
-	stackEstimate = 8 << 10
-)
-
-// heapLive is the heap the last collection marked live.
-func heapLive() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
-}
-
-// worthReleasing reports whether parked connections' stacks are worth two
-// process-wide collections.
-func worthReleasing(parked int, live uint64) bool {
-	return parked >= releaseAfter && uint64(parked)*stackEstimate*releaseShare >= live
-}
-
-// running reports whether a relay goroutine runs for c.
-func (c *conn) running() bool {
-	return c.dir[0].state.Load() == dirRunning || c.dir[1].state.Load() == dirRunning
-}
 
 // reap runs every reapEvery: it samples connections (byte counters and idle
 // timeouts), cuts connections of backends that went down when the listener
@@ -81,21 +39,6 @@ func (s *Server) reap(now time.Time) {
 		ports = append(ports, p)
 	}
 	s.mu.Unlock()
-	// Stacks of relays parked on the last pass go back to the OS now,
-	// rather than when the next collection lowers the heap's goal.
-	if s.releaseStacks {
-		s.releaseStacks = false
-		s.lastRelease = now
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			// The first collection frees the dead goroutines' stacks, the
-			// second their spans; then the heap goes back to the OS.
-			runtime.GC()
-			debug.FreeOSMemory()
-		}()
-	}
-	parkedNow := 0
 	for _, p := range ports {
 		spec := p.spec.Load()
 		idle := spec.IdleTimeout.D()
@@ -103,17 +46,9 @@ func (s *Server) reap(now time.Time) {
 		cutDown := spec.OnBackendDown == api.BackendDownCut
 		drain := spec.DrainTimeout.D()
 		p.mu.Lock()
-		var cut, park []*conn
+		var cut []*conn
 		var reasons []*string
 		for c := range p.conns {
-			// Park a connection whose relays moved nothing for parkAfter.
-			// Asked again every parkAfter while a relay still runs (one
-			// busy writing parks when it next reads).
-			if c.moved.Swap(false) {
-				c.quiet = 0
-			} else if c.quiet++; c.quiet%parkPasses == 0 && c.running() {
-				park = append(park, c)
-			}
 			if c.lastActive.IsZero() {
 				c.lastActive, c.nextSample = now, now.Add(every)
 				continue
@@ -140,13 +75,5 @@ func (s *Server) reap(now time.Time) {
 		for i, c := range cut {
 			s.cut(c, reasons[i])
 		}
-		for _, c := range park {
-			s.requestPark(c)
-		}
-		parkedNow += len(park)
-	}
-	s.parkedSince += parkedNow
-	if s.parkedSince >= releaseAfter && now.Sub(s.lastRelease) >= releaseEvery && worthReleasing(s.parkedSince, heapLive()) {
-		s.releaseStacks, s.parkedSince = true, 0
 	}
 }

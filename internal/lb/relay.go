@@ -1,224 +1,241 @@
 package lb
 
 import (
-	"errors"
-	"io"
-	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// relay moves src's bytes to dst until src ends, like io.Copy(dst, src)
-// between two bare *net.TCPConn, and returns the bytes written and nil at
-// src's clean end. It holds nothing while src is idle, copies small
-// messages through a pooled buffer, and splices a bulk stream, as HAProxy's
-// splice-auto does.
+// relayDir is one direction of a conn: what it read and could not write
+// yet, whether it splices, and whether its source ended.
 //
-// io.Copy (net's spliceFrom) takes a pipe pair for the whole copy, so an idle
-// proxied connection holds two pipes: six descriptors instead of two, and a
-// balancer under a 20 000 open-file limit runs out at about 3 300
-// connections. It also splices every message, and for a request of a few
-// hundred bytes two splices through a pipe cost the kernel more than a read
-// and a write. relay waits for src to be readable holding neither buffer nor
-// pipe. Each chunk is read into a buffer from a pool and written out; once a
-// read fills the whole buffer the stream is bulk, and from then on each
-// chunk is spliced through a pipe taken from a pool for that chunk only.
-func relay(dst, src rawConner) (int64, error) { return relayMarking(dst, src, nil) }
-
-// rawConner is a socket relay can wait on through Go's netpoller: a
-// *net.TCPConn or an *os.File holding a socket.
-type rawConner interface {
-	SyscallConn() (syscall.RawConn, error)
+// Small messages are read into the loop's one buffer and written out at
+// once; only what the destination could not take is kept, in a buffer of
+// its own from a pool, until it can. Once a read fills the whole buffer the
+// stream is bulk, and from then on each chunk is spliced through the loop's
+// pipe, as HAProxy's splice-auto does; a chunk the destination could not
+// take stays in that pipe, which the direction keeps until it is out. So an
+// idle connection holds neither buffer nor pipe: two descriptors and its
+// structs.
+type relayDir struct {
+	pend []byte  // what the destination has yet to take, in pbuf
+	pbuf *[]byte // from chunkBufs
+	pipe *splicePipe
+	left int // bytes in pipe
+	bulk bool
+	done bool  // the end was passed on
+	n    int64 // bytes written to the destination
 }
 
-// relayMarking is relay, setting moved (when not nil) whenever a chunk
-// moved: the reaper parks connections that moved nothing for a while. A
-// read deadline on src (the reaper's request to park) ends it with
-// os.ErrDeadlineExceeded, after a whole chunk: it can be called again.
-func relayMarking(dst, src rawConner, moved *atomic.Bool) (int64, error) {
-	rsrc, err := src.SyscallConn()
-	if err != nil {
-		return 0, err
+// release gives back what d holds (c is closing).
+func (d *relayDir) release() {
+	if d.pipe != nil {
+		putPipe(d.pipe, d.left == 0)
+		d.pipe, d.left = nil, 0
 	}
-	rdst, err := dst.SyscallConn()
-	if err != nil {
-		return 0, err
+	if d.pbuf != nil {
+		chunkBufs.Put(d.pbuf)
+		d.pbuf, d.pend = nil, nil
 	}
-	// One chunk's state, shared with the callbacks so that they are made
-	// once per relay, not once per chunk.
-	var (
-		bp      *[]byte
-		p       *splicePipe
-		n, left int
-		serr    error
-	)
-	var (
-		wbuf    []byte // what write has left to write
-		werr    error  // a write's error (serr is a read's)
-		written int64
-		bulk    bool
-	)
-	write := func(fd uintptr) bool {
-		for len(wbuf) > 0 {
-			m, err := unix.Write(int(fd), wbuf)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return false
-			case err != nil:
-				werr = err
-				return true
-			}
-			wbuf = wbuf[m:]
-			written += int64(m)
+}
+
+// moveBudget bounds the chunks one direction moves in a turn; a direction
+// with more waits for the loop's next round, after the other connections'
+// events.
+const moveBudget = 16
+
+// pump moves both directions of c as far as their sockets allow.
+func (l *evloop) pump(c *conn) {
+	for d := 0; d < 2 && c.state == stRelay; d++ {
+		if !c.dir[d].done {
+			l.move(c, d)
 		}
+	}
+}
+
+// move relays direction d of c: what is left from before first, then new
+// chunks until its source is drained, its destination full, its source
+// ended or its budget spent. A failed read or write cuts c.
+func (l *evloop) move(c *conn, d int) {
+	ds := &c.dir[d]
+	src, dst := c.sock(d), c.sock(1-d)
+	if ds.pipe != nil || ds.pbuf != nil {
+		if !c.wr[1-d] || !l.flush(c, d, dst) {
+			return
+		}
+	}
+	for budget := moveBudget; c.rd[d]; budget-- {
+		if budget == 0 {
+			l.requeue(c)
+			return
+		}
+		var more bool
+		if ds.bulk {
+			more = l.spliceChunk(c, d, src, dst)
+		} else {
+			more = l.copyChunk(c, d, src, dst)
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+// copyChunk reads one chunk of direction d into the loop's buffer and
+// writes it on, and reports whether to go on reading.
+//
+// A read shorter than the buffer took everything the socket held, so the
+// socket is drained: anything arriving later raises a new event, and the
+// read that would find nothing (EAGAIN) is saved, as nginx does. Only when
+// the peer's end was seen is the socket read on, to find that end.
+func (l *evloop) copyChunk(c *conn, d, src, dst int) bool {
+	ds := &c.dir[d]
+	n, err := readNB(src, l.buf)
+	switch {
+	case err == unix.EAGAIN:
+		c.rd[d] = false
+		return false
+	case err != nil:
+		l.fail(c)
+		return false
+	case n == 0:
+		l.endDir(c, d)
+		return false
+	}
+	m, err := writeNB(dst, l.buf[:n])
+	if err != nil && err != unix.EAGAIN {
+		l.fail(c)
+		return false
+	}
+	ds.n += int64(m)
+	if m < n {
+		// The destination is full: keep the rest until it is writable.
+		ds.pbuf = chunkBufs.Get().(*[]byte)
+		ds.pend = (*ds.pbuf)[:copy(*ds.pbuf, l.buf[m:n])]
+		c.wr[1-d] = false
+		return false
+	}
+	if n == len(l.buf) {
+		ds.bulk = true
 		return true
 	}
-	writeNow := func(fd uintptr) { write(fd) }
-	mark := func() {
-		if moved != nil && !moved.Load() {
-			moved.Store(true)
-		}
+	if !c.hup[d] {
+		c.rd[d] = false
+		return false
 	}
+	return true
+}
 
-	// read reads chunks and writes each on at once, staying in one
-	// RawConn.Read from message to message. It reads until EAGAIN: a short
-	// read does not prove src drained, as a FIN behind the data shows only
-	// on the next read, and its readiness may have come with the data's. It
-	// returns (true) at src's end, on an error, after a full buffer (the
-	// stream turns bulk) and when dst is full (wbuf is left).
-	read := func(fd uintptr) bool {
-		for {
-			if bp == nil {
-				bp = chunkBufs.Get().(*[]byte)
-			}
-			for n, serr = unix.Read(int(fd), *bp); serr == unix.EINTR; {
-				n, serr = unix.Read(int(fd), *bp)
-			}
-			if serr == unix.EAGAIN {
-				// Nothing to read: wait holding no buffer.
-				chunkBufs.Put(bp)
-				bp = nil
-				return false
-			}
-			if serr != nil || n <= 0 {
-				return true
-			}
-			mark()
-			wbuf = (*bp)[:n]
-			if err := rdst.Control(writeNow); err != nil && werr == nil {
-				werr = err
-			}
-			if werr != nil || len(wbuf) > 0 || n == len(*bp) {
-				return true
-			}
+// spliceChunk splices one chunk of direction d through the loop's pipe,
+// and reports whether to go on. A spliced chunk can be short while the
+// socket still holds more (the pipe's slots filled first), so a bulk
+// source is read until it has nothing.
+func (l *evloop) spliceChunk(c *conn, d, src, dst int) bool {
+	ds := &c.dir[d]
+	p := l.pipe
+	if p == nil {
+		if p = getPipe(); p == nil {
+			// Out of descriptors for a pipe: copy this chunk instead.
+			return l.copyChunk(c, d, src, dst)
 		}
+		l.pipe = p
 	}
-	drain := func(fd uintptr) bool {
-		if p == nil {
-			if p = getPipe(); p == nil {
-				serr = errNoPipe
-				return true
-			}
+	n, err := spliceNB(src, p.w, pipeSize)
+	switch {
+	case err == unix.EAGAIN:
+		c.rd[d] = false
+		return false
+	case err != nil:
+		l.fail(c)
+		return false
+	case n == 0:
+		l.endDir(c, d)
+		return false
+	}
+	left := n
+	for left > 0 {
+		m, err := spliceNB(p.r, dst, left)
+		if err == unix.EAGAIN {
+			break
 		}
-		n, serr = spliceNB(int(fd), p.w, pipeSize)
-		if serr == unix.EAGAIN {
-			// Nothing to read: wait holding no pipe.
-			putPipe(p, true)
-			p = nil
+		if err != nil || m == 0 {
+			l.pipe = nil
+			putPipe(p, false)
+			l.fail(c)
 			return false
 		}
-		return true
+		left -= m
+		ds.n += int64(m)
 	}
-	pump := func(fd uintptr) bool {
-		n, serr = spliceNB(p.r, int(fd), left)
-		return serr != unix.EAGAIN
+	if left > 0 {
+		// The destination is full: the direction keeps the pipe.
+		ds.pipe, ds.left = p, left
+		l.pipe = nil
+		c.wr[1-d] = false
+		return false
 	}
+	return true
+}
 
-	putBuf := func() {
-		if bp != nil {
-			chunkBufs.Put(bp)
-			bp = nil
+// flush writes what direction d kept for its destination, and reports
+// whether all of it went (false: still waiting, or c was cut).
+func (l *evloop) flush(c *conn, d, dst int) bool {
+	ds := &c.dir[d]
+	for ds.pipe != nil && ds.left > 0 {
+		m, err := spliceNB(ds.pipe.r, dst, ds.left)
+		if err == unix.EAGAIN {
+			c.wr[1-d] = false
+			return false
 		}
-		wbuf = nil
+		if err != nil || m == 0 {
+			l.fail(c)
+			return false
+		}
+		ds.left -= m
+		ds.n += int64(m)
 	}
-	for {
-		serr, werr = nil, nil
-		if !bulk {
-			err := rsrc.Read(read)
-			if err == nil {
-				err = serr
-			}
-			if err == nil && werr == nil && n <= 0 {
-				putBuf()
-				return written, nil // src's end
-			}
-			if err == nil && werr == nil && len(wbuf) > 0 {
-				// dst is full: wait for it.
-				if e := rdst.Write(write); e != nil && werr == nil {
-					werr = e
-				}
-			}
-			if werr != nil {
-				putBuf()
-				return written, os.NewSyscallError("write", werr)
-			}
-			if err != nil {
-				putBuf()
-				return written, os.NewSyscallError("read", err)
-			}
-			bulk = n == len(*bp)
-			putBuf()
-			continue
-		}
-
-		err := rsrc.Read(drain)
-		if err == nil {
-			err = serr
-		}
-		if errors.Is(err, errNoPipe) {
-			// Out of descriptors for a pipe: copy this chunk instead.
-			bulk = false
-			continue
+	if ds.pipe != nil {
+		putPipe(ds.pipe, true)
+		ds.pipe = nil
+	}
+	for len(ds.pend) > 0 {
+		m, err := writeNB(dst, ds.pend)
+		if err == unix.EAGAIN {
+			c.wr[1-d] = false
+			return false
 		}
 		if err != nil {
-			if p != nil {
-				putPipe(p, true) // a failed splice moved nothing
-				p = nil
-			}
-			return written, os.NewSyscallError("splice", err)
+			l.fail(c)
+			return false
 		}
-		if n == 0 { // src's end
-			putPipe(p, true)
-			p = nil
-			return written, nil
+		ds.pend = ds.pend[m:]
+		ds.n += int64(m)
+	}
+	if ds.pbuf != nil {
+		chunkBufs.Put(ds.pbuf)
+		ds.pbuf, ds.pend = nil, nil
+	}
+	return true
+}
+
+// readNB and writeNB are one non-blocking read or write, retried on EINTR;
+// a write that took nothing returns 0.
+func readNB(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return n, err
 		}
-		// Splice all of it out to dst.
-		mark()
-		for left = n; left > 0; {
-			serr = nil
-			err := rdst.Write(pump)
-			if err == nil {
-				err = serr
-			}
-			if err == nil && n == 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			if err != nil {
-				putPipe(p, false)
-				p = nil
-				return written, os.NewSyscallError("splice", err)
-			}
-			left -= n
-			written += int64(n)
+	}
+}
+
+func writeNB(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		if err != unix.EINTR {
+			return max(n, 0), err
 		}
-		putPipe(p, true)
-		p = nil
 	}
 }
 
@@ -231,8 +248,6 @@ func spliceNB(in, out, max int) (int, error) {
 		}
 	}
 }
-
-var errNoPipe = errors.New("no pipe")
 
 // chunkSize is the buffer of a copied chunk; a read that fills it marks the
 // stream as bulk, to be spliced from then on (HAProxy's default bufsize).

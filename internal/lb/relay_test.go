@@ -7,81 +7,112 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seamark/seamark/api"
 )
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
+// relayEnv is a balancer with one listener in front of an echo backend
+// named "e" (in this process, or in its own with proc); it returns the
+// listener's address.
+func relayEnv(t testing.TB, proc bool) (*env, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	e := newEnv(t)
+	e.service("app")
+	be := startBackendProc
+	if !proc {
+		be = func(t testing.TB, name string) *backendProc { return &backendProc{addr: echoBackend(t, name)} }
 	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		acc <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-acc
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a.(*net.TCPConn), b.(*net.TCPConn)
+	e.node("app", "e", be(t, "e").addr, 1)
+	port := freePorts(t, 1)[0]
+	e.sync(e.listener(api.Listener{Name: "relay", Port: port, Service: "app"}))
+	return e, fmt.Sprintf("127.0.0.1:%d", port)
 }
 
+// echoThrough sends payload through the balancer to the echo backend,
+// half-closing after it, and returns everything that came back after the
+// greeting. With lag, the client starts reading only after lag: the
+// balancer's destinations fill up and it holds what they cannot take.
+func echoThrough(t testing.TB, addr string, payload []byte, lag time.Duration) []byte {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(payload)
+		c.(*net.TCPConn).CloseWrite()
+		werr <- err
+	}()
+	time.Sleep(lag)
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(got, []byte("e\n")) {
+		t.Fatalf("no greeting: got %.20q", got)
+	}
+	return got[2:]
+}
+
+// waitIdle waits until the balancer counted every connection out and
+// returns its listener's stats.
+func waitIdle(t *testing.T, e *env) api.ListenerStats {
+	t.Helper()
+	var st api.ListenerStats
+	waitFor(t, 10*time.Second, "every connection counted out", func() bool {
+		st = e.lb.Stats()[0]
+		return st.Active == 0
+	})
+	return st
+}
+
+// Every byte goes through both ways and to the end, in copy mode (small
+// streams), once a stream turns bulk (spliced), and when the client reads
+// late so that the balancer holds what its destination cannot take; the
+// relays' byte counts are exact.
 func TestRelayCopiesToTheEnd(t *testing.T) {
+	e, addr := relayEnv(t, false)
+	var sent uint64
 	for _, tc := range []struct {
 		name string
 		size int
+		lag  time.Duration
 	}{
-		{"empty", 0},
-		{"one byte", 1},
-		{"a pipe's worth and one", 64<<10 + 1},
-		{"several chunks", 3<<20 + 7},
+		{"empty", 0, 0},
+		{"one byte", 1, 0},
+		{"a buffer's worth", chunkSize, 0},
+		{"a pipe's worth and one", 64<<10 + 1, 0},
+		{"several chunks", 3<<20 + 7, 0},
+		{"several chunks, read late", 8<<20 + 3, 300 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			// client -> src ==relay==> dst -> server
-			client, src := tcpPair(t)
-			dst, server := tcpPair(t)
 			payload := make([]byte, tc.size)
 			for i := range payload {
 				payload[i] = byte(rand.N(256))
 			}
-			go func() {
-				client.Write(payload)
-				client.CloseWrite()
-			}()
-			type result struct {
-				n   int64
-				err error
-			}
-			done := make(chan result, 1)
-			go func() {
-				n, err := relay(dst, src)
-				dst.CloseWrite()
-				done <- result{n, err}
-			}()
-			server.SetDeadline(time.Now().Add(10 * time.Second))
-			got, err := io.ReadAll(server)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := <-done
-			if r.err != nil || r.n != int64(tc.size) {
-				t.Errorf("relay: got %d, %v; want %d, nil", r.n, r.err, tc.size)
-			}
+			got := echoThrough(t, addr, payload, tc.lag)
 			if !bytes.Equal(got, payload) {
-				t.Errorf("got %d bytes, want the %d sent", len(got), len(payload))
+				t.Errorf("got %d bytes back, want the %d sent", len(got), len(payload))
+			}
+			sent += uint64(tc.size)
+			st := waitIdle(t, e)
+			if st.BytesIn != sent || st.BytesOut != st.BytesIn+2*st.Total {
+				t.Errorf("bytes: in %d, out %d; want in %d, out %d (the echo and each greeting)", st.BytesIn, st.BytesOut, sent, sent+2*st.Total)
+			}
+			if st.Resets != 0 {
+				t.Errorf("resets: %d", st.Resets)
 			}
 		})
 	}
@@ -94,116 +125,82 @@ func TestRelayCopiesWhenNoPipeCanBeMade(t *testing.T) {
 	}
 	pipe2 = func([]int, int) error { return unix.EMFILE }
 	defer func() { pipe2 = unix.Pipe2 }()
-	client, src := tcpPair(t)
-	dst, server := tcpPair(t)
+	_, addr := relayEnv(t, false)
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	go func() {
-		client.Write(payload)
-		client.CloseWrite()
-	}()
-	done := make(chan error, 1)
-	go func() {
-		_, err := relay(dst, src)
-		dst.CloseWrite()
-		done <- err
-	}()
-	server.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Errorf("relay: got %v, want nil", err)
-	}
-	if !bytes.Equal(got, payload) {
+	if got := echoThrough(t, addr, payload, 100*time.Millisecond); !bytes.Equal(got, payload) {
 		t.Errorf("got %d bytes, want the %d sent", len(got), len(payload))
 	}
 }
 
+// A client's reset cuts its connection and is counted.
 func TestRelayReportsAReset(t *testing.T) {
-	client, src := tcpPair(t)
-	dst, _ := tcpPair(t)
-	done := make(chan error, 1)
-	go func() {
-		_, err := relay(dst, src)
-		done <- err
-	}()
-	client.Write([]byte("x"))
-	time.Sleep(20 * time.Millisecond)
-	client.SetLinger(0)
-	client.Close()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("relay after a reset: got nil, want an error")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("relay did not end after the source was reset")
+	e, addr := relayEnv(t, false)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readLine(t, c); got != "e" {
+		t.Fatalf("greeting %q", got)
+	}
+	echo(t, c, "x")
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+	if st := waitIdle(t, e); st.Resets != 1 {
+		t.Errorf("resets: got %d, want 1", st.Resets)
 	}
 }
 
-func TestRelayStopsWhenItsConnectionIsClosed(t *testing.T) {
-	_, src := tcpPair(t)
-	dst, _ := tcpPair(t)
-	done := make(chan error, 1)
-	go func() {
-		_, err := relay(dst, src)
-		done <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	src.Close() // what cut does
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("relay on a closed connection: got nil, want an error")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("relay did not end after its connection was closed")
-	}
-}
-
-// Idle relays hold no pipe: io.Copy would hold one pipe (two descriptors)
-// per relay for its whole life.
+// Idle connections hold no pipe: io.Copy would hold one pipe (two
+// descriptors) per direction for its whole life.
 func TestIdleRelaysHoldNoPipe(t *testing.T) {
 	const n = 50
+	e, addr := relayEnv(t, true) // io.Copy in an in-process echo holds pipes
 	pipes0 := countPipes(t)
-	type pair struct{ client, server *net.TCPConn }
-	var pairs []pair
-	errs := make(chan error, n)
+	var conns []net.Conn
 	for range n {
-		client, src := tcpPair(t)
-		dst, server := tcpPair(t)
-		go func() {
-			_, err := relay(dst, src)
-			errs <- err
-		}()
-		pairs = append(pairs, pair{client, server})
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if got := readLine(t, c); got != "e" {
+			t.Fatalf("greeting %q", got)
+		}
+		// A bulk stream through each, then idle.
+		go c.Write(bytes.Repeat([]byte("x"), 256<<10))
+		back := make([]byte, 256<<10)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, back); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
 	}
-	// One byte through each, then idle.
-	for _, p := range pairs {
-		p.client.Write([]byte("x"))
-		p.server.SetReadDeadline(time.Now().Add(5 * time.Second))
-		var b [1]byte
-		if _, err := io.ReadFull(p.server, b[:]); err != nil {
+	// No connection holds a pipe or a buffer...
+	e.lb.mu.Lock()
+	for _, p := range e.lb.ports {
+		p.mu.Lock()
+		for c := range p.conns {
+			for d := range c.dir {
+				if c.dir[d].pipe != nil || c.dir[d].pbuf != nil {
+					t.Errorf("an idle connection holds a pipe or a buffer in direction %d", d)
+				}
+			}
+		}
+		p.mu.Unlock()
+	}
+	e.lb.mu.Unlock()
+	// ...and the pipes of the burst go once the pool is emptied.
+	waitFor(t, 5*time.Second, "the pool's pipes to close", func() bool {
+		runtime.GC()
+		return countPipes(t)-pipes0 < 2*len(e.lb.loops)+2
+	})
+	for _, c := range conns {
+		c.(*net.TCPConn).CloseWrite()
+		if _, err := io.ReadAll(c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := countPipes(t) - pipes0; got >= n {
-		t.Errorf("%d idle relays hold %d more pipe descriptors, want fewer than %d (a pool's few)", n, got, n)
-	}
-	for _, p := range pairs {
-		p.client.CloseWrite()
-	}
-	for range n {
-		select {
-		case err := <-errs:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("relay did not end at the source's end")
-		}
-	}
+	waitIdle(t, e)
 }
 
 func countPipes(t testing.TB) int {
@@ -220,21 +217,27 @@ func countPipes(t testing.TB) int {
 	return n
 }
 
+// BenchmarkRelay: one connection's round trips through the balancer.
 func BenchmarkRelay(b *testing.B) {
+	_, addr := relayEnv(b, false)
 	for _, size := range []int{128, 64 << 10} {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			client, src := tcpPair(b)
-			dst, server := tcpPair(b)
-			go relay(dst, src)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			var g [2]byte
+			io.ReadFull(c, g[:])
 			msg := make([]byte, size)
 			buf := make([]byte, size)
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := client.Write(msg); err != nil {
+				if _, err := c.Write(msg); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := io.ReadFull(server, buf); err != nil {
+				if _, err := io.ReadFull(c, buf); err != nil {
 					b.Fatal(err)
 				}
 			}

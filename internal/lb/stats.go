@@ -116,16 +116,9 @@ func emit(ch chan<- prometheus.Metric, d map[string]*prometheus.Desc, s api.Conn
 
 // tcpBytes reads the kernel's counters of a client socket: bytes received
 // from the client and bytes the client acknowledged.
-func tcpBytes(c rawConner) (in, out uint64, ok bool) {
-	rc, err := c.SyscallConn()
+func tcpBytes(fd int) (in, out uint64, ok bool) {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {
-		return 0, 0, false
-	}
-	var info *unix.TCPInfo
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil || gerr != nil {
 		return 0, 0, false
 	}
 	in, out = info.Bytes_received, info.Bytes_acked
@@ -161,7 +154,12 @@ func sub1(x uint64) uint64 {
 // account adds c's bytes since the last sample to its port and backend, and
 // reports whether any moved.
 func (s *Server) account(c *conn) bool {
-	in, out, ok := tcpBytes(c.client)
+	c.mu.Lock()
+	in, out, ok := uint64(0), uint64(0), false
+	if c.client >= 0 {
+		in, out, ok = tcpBytes(c.client)
+	}
+	c.mu.Unlock()
 	if !ok {
 		return false
 	}

@@ -1,0 +1,281 @@
+package lb
+
+import (
+	"container/heap"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// evloop is one of the balancer's relay loops (one per core): an epoll set
+// of its connections' sockets, edge triggered, and the one goroutine that
+// owns them. It dials the backend of each client handed to it, relays both
+// directions as the sockets become ready, and closes the sockets: nothing
+// else reads, writes or closes them, so a descriptor number cannot be
+// reused under it. Other goroutines reach it through tasks (start a
+// connection, cut one), an eventfd waking it when it sleeps.
+//
+// A connection costs no goroutine, idle or busy: an event costs a read and
+// a write, with no wake-up of a goroutine per direction, and a connection
+// costs two epoll_ctl (the kernel removes a socket from the set when it is
+// closed).
+type evloop struct {
+	s    *Server
+	epfd int
+	efd  int // eventfd: tasks wait
+
+	mu       sync.Mutex
+	tasks    []task
+	stopped  bool        // no more tasks: the poster keeps the connection
+	sleeping atomic.Bool // in epoll_wait with a timeout: a poster wakes it
+
+	// Owned by the loop's goroutine.
+	byFD   []*conn     // each socket of the loop, by descriptor number
+	gen    int32       // the last generation given to a connection
+	again  []*conn     // connections with work left after their turn
+	timers timerHeap   // connections waiting for a connect or a PROXY header
+	buf    []byte      // the copy buffer of every small message
+	pipe   *splicePipe // an empty pipe for the next spliced chunk
+	live   int
+}
+
+// task is work handed to a loop.
+type task struct {
+	c      *conn
+	cut    *string // nil: start c; else cut c for this reason
+	closed bool    // stop the loop
+}
+
+// efdTag marks the eventfd's events (a connection's Pad is its generation,
+// never negative).
+const efdTag = -1
+
+func newLoop(s *Server) (*evloop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd), Pad: efdTag}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return &evloop{s: s, epfd: epfd, efd: efd, buf: make([]byte, chunkSize)}, nil
+}
+
+// post hands t to the loop and reports whether it took it (false once the
+// loop stopped).
+func (l *evloop) post(t task) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.tasks = append(l.tasks, t)
+	l.mu.Unlock()
+	if l.sleeping.CompareAndSwap(true, false) {
+		var one = [8]byte{1}
+		unix.Write(l.efd, one[:])
+	}
+	return true
+}
+
+// run is the loop's goroutine: it waits for events, tasks and timers until
+// a stop task, then closes whatever connections are left.
+func (l *evloop) run() {
+	events := make([]unix.EpollEvent, 256)
+	var tasks []task
+	for {
+		timeout := -1
+		if len(l.again) > 0 {
+			timeout = 0
+		} else if len(l.timers) > 0 {
+			d := time.Until(l.timers[0].deadline)
+			timeout = max(0, int((d+time.Millisecond-1)/time.Millisecond))
+		}
+		if timeout != 0 {
+			l.mu.Lock()
+			if len(l.tasks) > 0 {
+				timeout = 0
+			} else {
+				l.sleeping.Store(true)
+			}
+			l.mu.Unlock()
+		}
+		n, err := unix.EpollWait(l.epfd, events, timeout)
+		if timeout != 0 {
+			l.sleeping.Store(false)
+		}
+		if err != nil && err != unix.EINTR {
+			l.s.log.Error("lb relay loop: epoll_wait failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+		for i := range events[:max(n, 0)] {
+			ev := &events[i]
+			if ev.Pad == efdTag {
+				var b [8]byte
+				unix.Read(l.efd, b[:])
+				continue
+			}
+			fd := int(ev.Fd)
+			if fd >= len(l.byFD) {
+				continue
+			}
+			if c := l.byFD[fd]; c != nil && c.gen == ev.Pad {
+				l.event(c, fd, ev.Events)
+			}
+		}
+		l.mu.Lock()
+		tasks, l.tasks = l.tasks, tasks[:0]
+		l.mu.Unlock()
+		stop := false
+		for i := range tasks {
+			t := &tasks[i]
+			switch {
+			case t.closed:
+				stop = true
+			case t.cut != nil:
+				l.cut(t.c, t.cut)
+			default:
+				l.start(t.c)
+			}
+			tasks[i] = task{}
+		}
+		if stop {
+			l.close()
+			return
+		}
+		if len(l.again) > 0 {
+			again := l.again
+			l.again = nil
+			for _, c := range again {
+				c.queued = false
+				l.pump(c)
+			}
+		}
+		if len(l.timers) > 0 {
+			now := time.Now()
+			for len(l.timers) > 0 && !l.timers[0].deadline.After(now) {
+				c := heap.Pop(&l.timers).(*conn)
+				l.expire(c)
+			}
+		}
+	}
+}
+
+// stop ends the loop: connections still open are cut (shutdown).
+func (l *evloop) stop() {
+	l.mu.Lock()
+	l.tasks = append(l.tasks, task{closed: true})
+	l.mu.Unlock()
+	var one = [8]byte{1}
+	unix.Write(l.efd, one[:])
+}
+
+// close cuts every connection left and releases the loop's descriptors.
+func (l *evloop) close() {
+	l.mu.Lock()
+	l.stopped = true
+	left := l.tasks
+	l.tasks = nil
+	l.mu.Unlock()
+	for _, t := range left {
+		if t.c != nil && t.cut == nil {
+			l.start(t.c) // registers it, so that the cut below finds it
+		}
+	}
+	for _, c := range l.byFD {
+		if c != nil && c.state != stDone {
+			l.cut(c, &endShutdown)
+		}
+	}
+	if l.pipe != nil {
+		putPipe(l.pipe, true)
+		l.pipe = nil
+	}
+	unix.Close(l.epfd)
+	unix.Close(l.efd)
+}
+
+// watch adds fd (a socket of c) to the set, edge triggered, for reading
+// and writing, and to the loop's table.
+func (l *evloop) watch(c *conn, fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: c.gen}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return err
+	}
+	if fd >= len(l.byFD) {
+		n := max(2*len(l.byFD), fd+1, 64)
+		grown := make([]*conn, n)
+		copy(grown, l.byFD)
+		l.byFD = grown
+	}
+	l.byFD[fd] = c
+	return nil
+}
+
+// forget drops fd from the table (it is about to be closed, which takes it
+// out of the set).
+func (l *evloop) forget(fd int) {
+	if fd >= 0 && fd < len(l.byFD) {
+		l.byFD[fd] = nil
+	}
+}
+
+// requeue gives c another turn after the next wait (it stopped with work
+// left, so that one busy connection does not hold the others).
+func (l *evloop) requeue(c *conn) {
+	if !c.queued {
+		c.queued = true
+		l.again = append(l.again, c)
+	}
+}
+
+// setTimer sets c's one deadline (a connect or a PROXY header's).
+func (l *evloop) setTimer(c *conn, at time.Time) {
+	c.deadline = at
+	if c.tidx >= 0 {
+		heap.Fix(&l.timers, c.tidx)
+		return
+	}
+	heap.Push(&l.timers, c)
+}
+
+// clearTimer drops c's deadline.
+func (l *evloop) clearTimer(c *conn) {
+	if c.tidx >= 0 {
+		heap.Remove(&l.timers, c.tidx)
+	}
+}
+
+// timerHeap orders connections by deadline; each knows its index.
+type timerHeap []*conn
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].tidx, h[j].tidx = i, j
+}
+func (h *timerHeap) Push(x any) {
+	c := x.(*conn)
+	c.tidx = len(*h)
+	*h = append(*h, c)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	c.tidx = -1
+	return c
+}
