@@ -2,8 +2,11 @@ package lb
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +29,12 @@ type evloop struct {
 	s    *Server
 	epfd int
 	efd  int // eventfd: tasks wait
+	// The epoll descriptor in Go's netpoller: an idle loop parks its
+	// goroutine there (no thread blocks in epoll_wait), until the set has
+	// an event or the first timer's deadline (waitDL) passes.
+	f      *os.File
+	rc     syscall.RawConn
+	waitDL time.Time
 
 	mu       sync.Mutex
 	tasks    []task
@@ -69,7 +78,59 @@ func newLoop(s *Server) (*evloop, error) {
 		unix.Close(efd)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	return &evloop{s: s, epfd: epfd, efd: efd, buf: make([]byte, chunkSize)}, nil
+	// Non-blocking, so that os.NewFile hands it to Go's netpoller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
+	}
+	f := os.NewFile(uintptr(epfd), "lb-loop")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		unix.Close(efd)
+		return nil, err
+	}
+	return &evloop{s: s, epfd: epfd, efd: efd, f: f, rc: rc, buf: make([]byte, chunkSize)}, nil
+}
+
+// wait returns the events ready in the set: at once, or with block after
+// waiting for one, or for the first timer's deadline (then none).
+func (l *evloop) wait(events []unix.EpollEvent, block bool) (int, error) {
+	if !block {
+		return epollWaitNB(l.epfd, events)
+	}
+	var dl time.Time
+	if len(l.timers) > 0 {
+		dl = l.timers[0].deadline
+	}
+	if !dl.Equal(l.waitDL) {
+		l.f.SetReadDeadline(dl)
+		l.waitDL = dl
+	}
+	var n int
+	var werr error
+	err := l.rc.Read(func(fd uintptr) bool {
+		n, werr = epollWaitNB(int(fd), events)
+		return n > 0 || werr != nil
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if err == nil {
+		err = werr
+	}
+	return n, err
+}
+
+// epollWaitNB is epoll_wait without waiting, retried on EINTR.
+func epollWaitNB(epfd int, events []unix.EpollEvent) (int, error) {
+	for {
+		n, err := unix.EpollWait(epfd, events, 0)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // post hands t to the loop and reports whether it took it (false once the
@@ -95,27 +156,21 @@ func (l *evloop) run() {
 	events := make([]unix.EpollEvent, 256)
 	var tasks []task
 	for {
-		timeout := -1
-		if len(l.again) > 0 {
-			timeout = 0
-		} else if len(l.timers) > 0 {
-			d := time.Until(l.timers[0].deadline)
-			timeout = max(0, int((d+time.Millisecond-1)/time.Millisecond))
-		}
-		if timeout != 0 {
+		block := len(l.again) == 0
+		if block {
 			l.mu.Lock()
 			if len(l.tasks) > 0 {
-				timeout = 0
+				block = false
 			} else {
 				l.sleeping.Store(true)
 			}
 			l.mu.Unlock()
 		}
-		n, err := unix.EpollWait(l.epfd, events, timeout)
-		if timeout != 0 {
+		n, err := l.wait(events, block)
+		if block {
 			l.sleeping.Store(false)
 		}
-		if err != nil && err != unix.EINTR {
+		if err != nil {
 			l.s.log.Error("lb relay loop: epoll_wait failed", "err", err)
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -202,7 +257,7 @@ func (l *evloop) close() {
 		putPipe(l.pipe, true)
 		l.pipe = nil
 	}
-	unix.Close(l.epfd)
+	l.f.Close()
 	unix.Close(l.efd)
 }
 
