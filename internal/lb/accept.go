@@ -150,7 +150,7 @@ func (s *Server) armLocked(p *port) {
 	if p.lfd.fd < 0 || p.lfd.armed {
 		return
 	}
-	if err := s.poll.ctl(unix.EPOLL_CTL_ADD, p.lfd.fd, unix.EPOLLIN, p.slot, 0); err != nil {
+	if err := s.poll.arm(p.lfd.fd, p.slot); err != nil {
 		s.log.Error("listener cannot wait for clients", "listener", p.key.name, "addr", p.key.addr.String(), "err", err)
 		return
 	}
@@ -163,7 +163,7 @@ func (s *Server) disarmLocked(p *port) {
 	if p.lfd.fd < 0 || !p.lfd.armed {
 		return
 	}
-	s.poll.del(p.lfd.fd)
+	s.poll.disarm(p.lfd.fd)
 	p.lfd.armed = false
 }
 
@@ -199,8 +199,10 @@ func (s *Server) resume(p *port) {
 // port does not hold the loop from the others (its socket stays ready).
 const acceptBatch = 64
 
-// ready accepts p's waiting clients (the poller's event on its socket).
-func (p *port) ready(s *Server, _ uint32, _ int32) {
+// ready accepts p's waiting clients into l (the event on its socket); l
+// starts them once p's lock is released.
+func (p *port) ready(l *evloop) {
+	s := l.s
 	p.lfd.mu.Lock()
 	defer p.lfd.mu.Unlock()
 	if p.lfd.fd < 0 || !p.lfd.armed {
@@ -230,9 +232,7 @@ func (p *port) ready(s *Server, _ uint32, _ int32) {
 			s.waitRoom(p)
 			return
 		}
-		// syscall's, not x/sys/unix's Accept4, which asks the socket's
-		// protocol (one getsockopt more per connection).
-		nfd, sa, err := syscall.Accept4(p.lfd.fd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		nfd, src, err := accept4NB(p.lfd.fd)
 		if err != nil {
 			switch err {
 			case syscall.EAGAIN:
@@ -258,11 +258,11 @@ func (p *port) ready(s *Server, _ uint32, _ int32) {
 		}
 		p.stats.active.Add(1)
 		p.stats.total.Add(1)
-		c := s.newConn(p, nfd, sockaddrPort(sa))
-		if !c.loop.post(task{c: c}) { // shutting down
-			resetClose(nfd)
-			s.release(p)
-		}
+		l.accepted = append(l.accepted, &conn{
+			loop: l, port: p, spec: spec,
+			client: nfd, server: -1, tidx: -1,
+			src: src, dst: p.key.addr,
+		})
 	}
 }
 

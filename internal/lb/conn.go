@@ -87,15 +87,6 @@ var (
 
 var sideClient, sideServer = "client", "server"
 
-// newConn is a client just accepted on p, for one of s's loops.
-func (s *Server) newConn(p *port, fd int, src netip.AddrPort) *conn {
-	return &conn{
-		loop: s.nextLoop(), port: p, spec: p.spec.Load(),
-		client: fd, server: -1, tidx: -1,
-		src: src, dst: p.key.addr, start: time.Now(),
-	}
-}
-
 // cut closes c at once (a reset to the client) for reason; it may be
 // called from any goroutine.
 func (s *Server) cut(c *conn, reason *string) {
@@ -108,6 +99,7 @@ func (l *evloop) start(c *conn) {
 		l.gen = 1
 	}
 	c.gen = l.gen
+	c.start = time.Now()
 	l.live++
 	if err := l.watch(c, c.client); err != nil {
 		l.drop(c, "no_backend", &c.port.stats.refused, err)
@@ -278,7 +270,7 @@ func (l *evloop) endDir(c *conn, d int) {
 	if !c.dir[1-d].done {
 		// When the other direction is already over, the close below sends
 		// the same FIN: one syscall less per connection.
-		unix.Shutdown(c.sock(1-d), unix.SHUT_WR)
+		shutdownWrite(c.sock(1 - d))
 		return
 	}
 	l.finish(c)
@@ -304,9 +296,9 @@ func (l *evloop) finish(c *conn) {
 	l.forget(c.client)
 	l.forget(c.server)
 	c.mu.Lock()
-	unix.Close(c.client)
+	closeFD(c.client)
 	if c.server >= 0 {
-		unix.Close(c.server)
+		closeFD(c.server)
 	}
 	c.client, c.server = -1, -1
 	c.mu.Unlock()

@@ -108,32 +108,19 @@ var errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadline
 // needs (socket, TCP_NODELAY, connect) and reports whether it is over
 // already; else the socket turns writable when it is (or reports an error).
 func dial(addr netip.AddrPort) (fd int, done bool, err error) {
-	var sa unix.Sockaddr
-	family := unix.AF_INET
-	if a := addr.Addr(); a.Is4() || a.Is4In6() {
-		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: a.Unmap().As4()}
-	} else {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: a.As16()}
-	}
-	fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	rs, family := sockaddrOf(addr)
+	fd, err = socketNB(family)
 	if err != nil {
 		return -1, false, localError{os.NewSyscallError("socket", err)}
 	}
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	for {
-		err = unix.Connect(fd, sa)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	switch err {
+	setNoDelay(fd)
+	switch err = connectNB(fd, &rs); err {
 	case nil:
 		return fd, true, nil
 	case unix.EINPROGRESS:
 		return fd, false, nil
 	}
-	unix.Close(fd)
+	closeFD(fd)
 	if err == unix.EADDRNOTAVAIL || err == unix.ENOBUFS || err == unix.ENOMEM {
 		return -1, false, localError{os.NewSyscallError("connect", err)}
 	}

@@ -138,27 +138,21 @@ func New(o Options) *Server {
 // connection and returns once all of them are gone.
 func (s *Server) Run(ctx context.Context) error {
 	s.ctx = ctx
-	pl, err := newPoller()
-	if err != nil {
-		return fmt.Errorf("lb: %w", err)
-	}
-	s.poll = pl
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		l, err := newLoop(s)
 		if err != nil {
 			for _, l := range s.loops {
 				l.close() // never started: it holds nothing
 			}
-			pl.close()
 			return fmt.Errorf("lb: %w", err)
 		}
 		s.loops = append(s.loops, l)
 	}
-	s.wg.Add(2 + len(s.loops))
+	s.poll = &poller{loops: s.loops}
+	s.wg.Add(1 + len(s.loops))
 	for _, l := range s.loops {
 		go func() { defer s.wg.Done(); l.run() }()
 	}
-	go func() { defer s.wg.Done(); pl.loop(s) }()
 	go s.roomLoop(ctx.Done())
 	snap := s.o.Snapshots.Current()
 	s.apply(snap, time.Now())
@@ -436,18 +430,12 @@ func (s *Server) shutdown() {
 	for _, p := range all {
 		s.cutAll(p)
 	}
-	// The poller's goroutine ends; the loops cut what they still hold
-	// (connections accepted meanwhile) and end.
-	s.poll.close()
+	// The loops cut what they still hold (connections accepted meanwhile)
+	// and end.
 	for _, l := range s.loops {
 		l.stop()
 	}
 	s.wg.Wait()
-}
-
-// nextLoop is the relay loop of the next client.
-func (s *Server) nextLoop() *evloop {
-	return s.loops[int(s.nextIdx.Add(1))%len(s.loops)]
 }
 
 // Stats returns every port's live counters, sorted by listener name and

@@ -6,20 +6,21 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // evloop is one of the balancer's relay loops (one per core): an epoll set
-// of its connections' sockets, edge triggered, and the one goroutine that
-// owns them. It dials the backend of each client handed to it, relays both
+// of every listening socket (poller.go) and of its connections' sockets
+// (edge triggered), and the one goroutine that owns them. It accepts the
+// clients of ports that are ready, dials their backends, relays both
 // directions as the sockets become ready, and closes the sockets: nothing
 // else reads, writes or closes them, so a descriptor number cannot be
-// reused under it. Other goroutines reach it through tasks (start a
-// connection, cut one), an eventfd waking it when it sleeps.
+// reused under it. Other goroutines reach it through tasks (cut a
+// connection, stop), an eventfd waking it when it sleeps.
 //
 // A connection costs no goroutine, idle or busy: an event costs a read and
 // a write, with no wake-up of a goroutine per direction, and a connection
@@ -38,24 +39,25 @@ type evloop struct {
 
 	mu       sync.Mutex
 	tasks    []task
-	stopped  bool        // no more tasks: the poster keeps the connection
+	stopped  bool        // no more tasks
 	sleeping atomic.Bool // in epoll_wait with a timeout: a poster wakes it
 
 	// Owned by the loop's goroutine.
-	byFD   []*conn     // each socket of the loop, by descriptor number
-	gen    int32       // the last generation given to a connection
-	again  []*conn     // connections with work left after their turn
-	timers timerHeap   // connections waiting for a connect or a PROXY header
-	buf    []byte      // the copy buffer of every small message
-	pipe   *splicePipe // an empty pipe for the next spliced chunk
-	live   int
+	byFD     []*conn     // each socket of the loop, by descriptor number
+	gen      int32       // the last generation given to a connection
+	again    []*conn     // connections with work left after their turn
+	accepted []*conn     // clients a port's event just accepted, to start
+	timers   timerHeap   // connections waiting for a connect or a PROXY header
+	buf      []byte      // the copy buffer of every small message
+	pipe     *splicePipe // an empty pipe for the next spliced chunk
+	live     int
 }
 
-// task is work handed to a loop.
+// task is work handed to a loop: cut c for a reason, or stop.
 type task struct {
 	c      *conn
-	cut    *string // nil: start c; else cut c for this reason
-	closed bool    // stop the loop
+	cut    *string
+	closed bool // stop the loop
 }
 
 // efdTag marks the eventfd's events (a connection's Pad is its generation,
@@ -123,16 +125,6 @@ func (l *evloop) wait(events []unix.EpollEvent, block bool) (int, error) {
 	return n, err
 }
 
-// epollWaitNB is epoll_wait without waiting, retried on EINTR.
-func epollWaitNB(epfd int, events []unix.EpollEvent) (int, error) {
-	for {
-		n, err := unix.EpollWait(epfd, events, 0)
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
-}
-
 // post hands t to the loop and reports whether it took it (false once the
 // loop stopped).
 func (l *evloop) post(t task) bool {
@@ -181,6 +173,17 @@ func (l *evloop) run() {
 				unix.Read(l.efd, b[:])
 				continue
 			}
+			if ev.Pad <= listenTag {
+				if h := l.s.poll.lookup(ev.Fd, listenTag-ev.Pad); h != nil {
+					h.ready(l)
+					for i, c := range l.accepted {
+						l.start(c)
+						l.accepted[i] = nil
+					}
+					l.accepted = l.accepted[:0]
+				}
+				continue
+			}
 			fd := int(ev.Fd)
 			if fd >= len(l.byFD) {
 				continue
@@ -195,13 +198,10 @@ func (l *evloop) run() {
 		stop := false
 		for i := range tasks {
 			t := &tasks[i]
-			switch {
-			case t.closed:
+			if t.closed {
 				stop = true
-			case t.cut != nil:
+			} else {
 				l.cut(t.c, t.cut)
-			default:
-				l.start(t.c)
 			}
 			tasks[i] = task{}
 		}
@@ -240,14 +240,8 @@ func (l *evloop) stop() {
 func (l *evloop) close() {
 	l.mu.Lock()
 	l.stopped = true
-	left := l.tasks
 	l.tasks = nil
 	l.mu.Unlock()
-	for _, t := range left {
-		if t.c != nil && t.cut == nil {
-			l.start(t.c) // registers it, so that the cut below finds it
-		}
-	}
 	for _, c := range l.byFD {
 		if c != nil && c.state != stDone {
 			l.cut(c, &endShutdown)
@@ -265,7 +259,7 @@ func (l *evloop) close() {
 // and writing, and to the loop's table.
 func (l *evloop) watch(c *conn, fd int) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: c.gen}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := epollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return err
 	}
 	if fd >= len(l.byFD) {

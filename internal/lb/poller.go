@@ -1,38 +1,31 @@
 package lb
 
 import (
-	"errors"
-	"fmt"
-	"os"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// poller is the balancer's one epoll set: every listening socket (level
-// triggered: ready while its accept queue is not empty) and every parked
-// connection's sockets (one shot: a connection idle long enough gives up
-// its relay goroutines and waits here). One goroutine (loop) waits for it
-// through Go's own netpoller, the epoll descriptor being readable while any
-// of its members is ready, and dispatches the events: it accepts on ready
-// ports and starts a relay for a parked connection that has data.
+// poller puts every listening socket into every relay loop's epoll set
+// (level triggered: ready while its accept queue is not empty; exclusive:
+// a new client wakes one waiting loop, not all), so that the loop that
+// takes a client accepts it and relays it, with no hand-over between
+// threads. A loop that is busy finds the ready port on its next wait.
 //
 // Events carry a slot of the poller's table and the slot's generation, not
 // a pointer nor a descriptor, so an event read just before its port closed
-// (or its connection ended) finds a stale generation and is dropped.
+// finds a stale generation and is dropped.
 type poller struct {
-	f  *os.File // the epoll descriptor, as Go's netpoller waits on it
-	rc syscall.RawConn
+	loops []*evloop
 
 	mu    sync.Mutex
 	slots []pslot
 	free  []int32
 }
 
-// pollee is what a slot dispatches to: a port or a parked connection.
+// pollee is what a slot dispatches to: a port.
 type pollee interface {
-	ready(s *Server, events uint32, sub int32)
+	ready(l *evloop)
 }
 
 type pslot struct {
@@ -42,25 +35,6 @@ type pslot struct {
 
 // pref names a slot: its index and its generation.
 type pref struct{ idx, gen int32 }
-
-func newPoller() (*poller, error) {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
-	}
-	// Non-blocking, so that os.NewFile hands it to Go's netpoller.
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "lb-epoll")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &poller{f: f, rc: rc}, nil
-}
 
 // add takes a slot for h.
 func (pl *poller) add(h pollee) pref {
@@ -99,56 +73,28 @@ func (pl *poller) lookup(idx, gen int32) pollee {
 	return pl.slots[idx].h
 }
 
-// ctl adds (op EPOLL_CTL_ADD) or modifies fd in the set, with events, for
-// r and sub (0 or 1: which side of a connection).
-// The poller's descriptor is used under Control, so that it cannot be
-// closed (and its number reused) meanwhile.
-func (pl *poller) ctl(op, fd int, events uint32, r pref, sub int32) error {
-	ev := unix.EpollEvent{Events: events, Fd: r.idx, Pad: r.gen<<1 | sub}
-	var err error
-	if cerr := pl.rc.Control(func(epfd uintptr) { err = unix.EpollCtl(int(epfd), op, fd, &ev) }); cerr != nil {
-		return cerr
-	}
-	return err
-}
+// Listener events' Pad is listenTag minus the slot's generation (a
+// connection's is its positive generation, the eventfd's efdTag).
+const listenTag = -2
 
-// del removes fd from the set.
-func (pl *poller) del(fd int) error {
-	var err error
-	if cerr := pl.rc.Control(func(epfd uintptr) { err = unix.EpollCtl(int(epfd), unix.EPOLL_CTL_DEL, fd, nil) }); cerr != nil {
-		return cerr
-	}
-	return err
-}
-
-// loop dispatches events until the poller is closed.
-func (pl *poller) loop(s *Server) {
-	events := make([]unix.EpollEvent, 128)
-	for {
-		var n int
-		var werr error
-		err := pl.rc.Read(func(fd uintptr) bool {
-			for {
-				n, werr = unix.EpollWait(int(fd), events, 0)
-				if werr != unix.EINTR {
-					break
-				}
+// arm adds listening socket fd, for r, to every loop's set; on an error it
+// is in none.
+func (pl *poller) arm(fd int, r pref) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: r.idx, Pad: listenTag - r.gen}
+	for i, l := range pl.loops {
+		if err := epollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			for _, l := range pl.loops[:i] {
+				epollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 			}
-			return n > 0 || werr != nil
-		})
-		if err != nil || werr != nil {
-			if err != nil && !errors.Is(err, os.ErrClosed) {
-				s.log.Error("lb event loop stopped", "err", err)
-			}
-			return
-		}
-		for i := range events[:n] {
-			ev := &events[i]
-			if h := pl.lookup(ev.Fd, ev.Pad>>1); h != nil {
-				h.ready(s, ev.Events, ev.Pad&1)
-			}
+			return err
 		}
 	}
+	return nil
 }
 
-func (pl *poller) close() { pl.f.Close() }
+// disarm takes listening socket fd out of every loop's set.
+func (pl *poller) disarm(fd int) {
+	for _, l := range pl.loops {
+		epollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	}
+}

@@ -219,36 +219,6 @@ func (l *evloop) flush(c *conn, d, dst int) bool {
 	return true
 }
 
-// readNB and writeNB are one non-blocking read or write, retried on EINTR;
-// a write that took nothing returns 0.
-func readNB(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, b)
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
-}
-
-func writeNB(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Write(fd, b)
-		if err != unix.EINTR {
-			return max(n, 0), err
-		}
-	}
-}
-
-// spliceNB is one non-blocking splice(2), retried on EINTR.
-func spliceNB(in, out, max int) (int, error) {
-	for {
-		n, err := unix.Splice(in, nil, out, nil, max, unix.SPLICE_F_NONBLOCK)
-		if err != unix.EINTR {
-			return int(n), err
-		}
-	}
-}
-
 // chunkSize is the buffer of a copied chunk; a read that fills it marks the
 // stream as bulk, to be spliced from then on (HAProxy's default bufsize).
 const chunkSize = 16 << 10
