@@ -56,9 +56,47 @@ func (l *evloop) dialNext(c *conn) {
 		}
 		c.state = stConnect
 		l.setTimer(c, time.Now().Add(spec.ConnectTimeout.D()))
+		l.speculate(c)
 		return
 	}
 	l.drop(c, "no_backend", &p.stats.refused, nil)
+}
+
+// speculate sends the client's first bytes to the backend at once, as
+// HAProxy does: a connect to a near backend (loopback, mostly) is over by
+// the time connect returns, and a write that goes through proves it, which
+// saves the loop a round for the socket to turn writable. A write that
+// finds the connect under way leaves the bytes to go once it is over; one
+// that fails fails the connect, and they go to the next backend. A client
+// that has sent nothing yet (where the server speaks first) costs a read.
+func (l *evloop) speculate(c *conn) {
+	ds := &c.dir[0]
+	if c.spec.ProxyProtocol != "" { // its header goes first, once connected
+		return
+	}
+	if ds.pbuf == nil {
+		n, err := readNB(c.client, l.buf)
+		switch {
+		case err == unix.EAGAIN:
+			return
+		case err != nil || n == 0:
+			c.rd[0] = true // the relay finds the end (or the error) again
+			return
+		}
+		ds.pbuf = chunkBufs.Get().(*[]byte)
+		ds.pend = (*ds.pbuf)[:copy(*ds.pbuf, l.buf[:n])]
+		c.rd[0] = n == len(l.buf) || c.hup[0]
+	}
+	m, err := writeNB(c.server, ds.pend)
+	switch err {
+	case nil:
+		ds.pend = ds.pend[m:]
+		ds.n += int64(m)
+		l.connected(c)
+	case unix.EAGAIN: // not connected yet
+	default:
+		l.dialFailed(c, os.NewSyscallError("connect", err))
+	}
 }
 
 // dialFailed ends c's connect to its backend with err and tries the next.

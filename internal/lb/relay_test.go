@@ -244,3 +244,36 @@ func BenchmarkRelay(b *testing.B) {
 		})
 	}
 }
+
+// A client that speaks first has its first bytes sent with the connect
+// (speculate); when that connect is refused they go to the next backend,
+// whole and once.
+func TestFirstBytesGoToTheBackendThatAnswers(t *testing.T) {
+	e := newEnv(t)
+	e.service("app")
+	e.node("app", "dead", refusingAddr(t), 5)
+	e.node("app", "live", echoBackend(t, "live"), 1)
+	port := freePorts(t, 1)[0]
+	e.sync(e.listener(api.Listener{Name: "first", Port: port, Service: "app"}))
+	for i := range 12 {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := fmt.Sprintf("hello %d\n", i)
+		if _, err := io.WriteString(c, msg); err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(got) != "live\n"+msg {
+			t.Fatalf("connection %d: got %q, %v; want the greeting and the echo", i, got, err)
+		}
+	}
+	st := waitIdle(t, e)
+	if st.ConnectRefused == 0 || st.Resets != 0 {
+		t.Errorf("stats: %d connects refused (want some), %d resets (want none)", st.ConnectRefused, st.Resets)
+	}
+}
