@@ -197,7 +197,7 @@ func (s *Server) resume(p *port) {
 
 // acceptBatch bounds the clients one port takes per event, so that a busy
 // port does not hold the loop from the others (its socket stays ready).
-const acceptBatch = 64
+const acceptBatch = 4
 
 // ready accepts p's waiting clients into l (the event on its socket); l
 // starts them once p's lock is released.

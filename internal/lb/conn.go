@@ -100,7 +100,8 @@ func (l *evloop) start(c *conn) {
 	}
 	c.gen = l.gen
 	c.start = time.Now()
-	l.live++
+	l.total.Add(1)
+	l.active.Add(1)
 	if err := l.watch(c, c.client); err != nil {
 		l.drop(c, "no_backend", &c.port.stats.refused, err)
 		return
@@ -302,7 +303,7 @@ func (l *evloop) finish(c *conn) {
 	}
 	c.client, c.server = -1, -1
 	c.mu.Unlock()
-	l.live--
+	l.active.Add(-1)
 	p := c.port
 	if relayed {
 		p.mu.Lock()

@@ -50,7 +50,10 @@ type evloop struct {
 	timers   timerHeap   // connections waiting for a connect or a PROXY header
 	buf      []byte      // the copy buffer of every small message
 	pipe     *splicePipe // an empty pipe for the next spliced chunk
-	live     int
+
+	// Its share of the connections, for metrics.
+	total  atomic.Uint64
+	active atomic.Int64
 }
 
 // task is work handed to a loop: cut c for a reason, or stop.

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"golang.org/x/sys/unix"
+	"strconv"
 
 	"sync/atomic"
 
@@ -71,7 +72,15 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	ch <- descMaxConns
+	ch <- descLoopTotal
+	ch <- descLoopActive
 }
+
+// The relay loops' shares of the connections (one loop per core).
+var (
+	descLoopTotal  = prometheus.NewDesc("seamark_lb_loop_connections_total", "Clients each relay loop accepted.", []string{"loop"}, nil)
+	descLoopActive = prometheus.NewDesc("seamark_lb_loop_active_connections", "Connections each relay loop holds now.", []string{"loop"}, nil)
+)
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	byName := map[string]*api.ConnStats{}
@@ -97,6 +106,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, b := range c.s.backendList() {
 		emit(ch, descBackend, b.stats.snapshot(), b.service, b.node)
+	}
+	for i, l := range c.s.loops {
+		ch <- prometheus.MustNewConstMetric(descLoopTotal, prometheus.CounterValue, float64(l.total.Load()), strconv.Itoa(i))
+		ch <- prometheus.MustNewConstMetric(descLoopActive, prometheus.GaugeValue, float64(l.active.Load()), strconv.Itoa(i))
 	}
 }
 
