@@ -16,27 +16,34 @@
 // What it writes: nothing to the store. A failed connect is reported to the
 // health checker through the FailureReporter it is given (the passive check
 // that moves the node to fast probes), and the next backend is tried, up to
-// the listener's retries, before the client notices. Live counters are
+// the listener's retries, before the client notices; a dial that fails for
+// want of descriptors, ports or memory here is not the node's fault and is
+// not reported. Live counters are
 // served through Stats and Prometheus metrics.
 //
-// One epoll set (poller.go) holds every listening socket, as a bare
-// descriptor, and every parked connection; one goroutine waits for it in
-// Go's netpoller and accepts on ready ports (accept.go), so a port costs no
-// goroutine. Each accepted client is an *os.File; handle (conn.go) checks
-// it, dials a backend by hand (dial.go) and relays both directions, one
-// goroutine each while bytes flow. A connection idle for half a second
-// parks: its goroutines end and its sockets wait in the epoll set until one
-// has data.
+// The data path is one relay loop per core (loop.go), each an epoll set
+// and the one goroutine that owns it. Every listening socket is in every
+// loop's set (poller.go; a port costs no goroutine): the loop whose wait
+// sees a port ready accepts a few of its clients (accept.go), and each
+// client stays in that loop for its whole life. The loop checks it (PROXY
+// header, allow and deny lists), dials a backend without blocking, trying
+// the next on failure (dial.go), sends the client's first bytes with the
+// connect, and relays both directions as the edge-triggered events of its
+// two sockets come (relay.go). Only the loop reads, writes or closes them;
+// others ask it to cut one through a task. So a connection costs no
+// goroutine, busy or idle, and an event costs its read and write: the
+// socket calls are raw, outside Go's scheduler (rawsys.go), as every one
+// is non-blocking. An idle loop parks in Go's netpoller.
 //
-// The data path keeps both sides bare sockets and relays them itself
-// (relay.go): small messages through a pooled buffer, bulk streams with
-// splice(2) through a pooled pipe, and neither held while a connection is
-// idle, so an idle connection costs two descriptors. A PROXY header to a
-// backend is written before the relay and one from an upstream balancer is
-// read exactly (peeked, then consumed), so nothing wraps the connections.
-// Byte counters and the idle timeout come from the kernel's TCP_INFO of the
-// client socket, sampled by one reaper, not from a counting reader in the
-// relay.
+// Small messages are copied through the loop's buffer, bulk streams
+// spliced (splice(2)) through the loop's pipe, as HAProxy's splice-auto
+// does; a direction keeps a buffer or a pipe only while its destination
+// cannot take what it read, so an idle connection costs two descriptors
+// and its structs. A PROXY header to a backend is written first, and one
+// from an upstream balancer is read exactly (peeked, then consumed), so
+// nothing wraps the connections. Byte counters and the idle timeout come
+// from the kernel's TCP_INFO of the client socket, sampled by one reaper,
+// and the relays' exact counts when a connection ends.
 //
 // Connections of every port together are one netlimit.Surface (surface "lb",
 // two descriptors each) of the server's descriptor budget, with an optional
