@@ -30,9 +30,10 @@ type evloop struct {
 	s    *Server
 	epfd int
 	efd  int // eventfd: tasks wait
-	// The epoll descriptor in Go's netpoller: an idle loop parks its
+	// The gate (see wait), in Go's netpoller as f: an idle loop parks its
 	// goroutine there (no thread blocks in epoll_wait), until the set has
 	// an event or the first timer's deadline (waitDL) passes.
+	gate   int
 	f      *os.File
 	rc     syscall.RawConn
 	waitDL time.Time
@@ -68,42 +69,69 @@ type task struct {
 const efdTag = -1
 
 func newLoop(s *Server) (*evloop, error) {
+	var fds []int
+	fail := func(op string, err error) (*evloop, error) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
+		return fail("epoll_create1", err)
 	}
+	fds = append(fds, epfd)
 	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
+		return fail("eventfd", err)
 	}
+	fds = append(fds, efd)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd), Pad: efdTag}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(efd)
-		return nil, fmt.Errorf("epoll_ctl: %w", err)
+		return fail("epoll_ctl", err)
 	}
-	// Non-blocking, so that os.NewFile hands it to Go's netpoller.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		unix.Close(efd)
-		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
+	// The gate: an epoll set holding only the loop's, one shot, in Go's
+	// netpoller (non-blocking, so that os.NewFile hands it over).
+	gate, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fail("epoll_create1", err)
 	}
-	f := os.NewFile(uintptr(epfd), "lb-loop")
+	fds = append(fds, gate)
+	ev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(epfd)}
+	if err := unix.EpollCtl(gate, unix.EPOLL_CTL_ADD, epfd, &ev); err != nil {
+		return fail("epoll_ctl", err)
+	}
+	if err := unix.SetNonblock(gate, true); err != nil {
+		return fail("epoll set non-blocking", err)
+	}
+	f := os.NewFile(uintptr(gate), "lb-loop-gate")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
+		unix.Close(epfd)
 		unix.Close(efd)
 		return nil, err
 	}
-	return &evloop{s: s, epfd: epfd, efd: efd, f: f, rc: rc, buf: make([]byte, chunkSize)}, nil
+	return &evloop{s: s, epfd: epfd, efd: efd, gate: gate, f: f, rc: rc, buf: make([]byte, chunkSize)}, nil
 }
 
 // wait returns the events ready in the set: at once, or with block after
 // waiting for one, or for the first timer's deadline (then none).
+//
+// A blocked loop parks its goroutine in Go's netpoller, through the gate:
+// the loop's set is in the gate one shot, armed only for the wait. Were
+// the set itself in the netpoller, every event of a busy loop would wake
+// the thread waiting in the netpoller, for nothing; and a loop blocking
+// its thread in epoll_wait has its P taken away and handed back by Go's
+// scheduler at every wait.
 func (l *evloop) wait(events []unix.EpollEvent, block bool) (int, error) {
 	if !block {
 		return epollWaitNB(l.epfd, events)
+	}
+	// Armed first: events that came before are found by the wait below.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(l.epfd)}
+	if err := epollCtl(l.gate, unix.EPOLL_CTL_MOD, l.epfd, &ev); err != nil {
+		return 0, fmt.Errorf("epoll_ctl: %w", err)
 	}
 	var dl time.Time
 	if len(l.timers) > 0 {
@@ -115,8 +143,8 @@ func (l *evloop) wait(events []unix.EpollEvent, block bool) (int, error) {
 	}
 	var n int
 	var werr error
-	err := l.rc.Read(func(fd uintptr) bool {
-		n, werr = epollWaitNB(int(fd), events)
+	err := l.rc.Read(func(uintptr) bool {
+		n, werr = epollWaitNB(l.epfd, events)
 		return n > 0 || werr != nil
 	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -255,6 +283,7 @@ func (l *evloop) close() {
 		l.pipe = nil
 	}
 	l.f.Close()
+	unix.Close(l.epfd)
 	unix.Close(l.efd)
 }
 
