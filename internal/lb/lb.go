@@ -138,19 +138,23 @@ func New(o Options) *Server {
 // connection and returns once all of them are gone.
 func (s *Server) Run(ctx context.Context) error {
 	s.ctx = ctx
+	var loops []*evloop
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		l, err := newLoop(s)
 		if err != nil {
-			for _, l := range s.loops {
+			for _, l := range loops {
 				l.close() // never started: it holds nothing
 			}
 			return fmt.Errorf("lb: %w", err)
 		}
-		s.loops = append(s.loops, l)
+		loops = append(loops, l)
 	}
-	s.poll = &poller{loops: s.loops}
-	s.wg.Add(1 + len(s.loops))
-	for _, l := range s.loops {
+	s.mu.Lock() // the metrics read them
+	s.loops = loops
+	s.mu.Unlock()
+	s.poll = &poller{loops: loops}
+	s.wg.Add(1 + len(loops))
+	for _, l := range loops {
 		go func() { defer s.wg.Done(); l.run() }()
 	}
 	go s.roomLoop(ctx.Done())

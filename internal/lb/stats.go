@@ -107,7 +107,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for _, b := range c.s.backendList() {
 		emit(ch, descBackend, b.stats.snapshot(), b.service, b.node)
 	}
-	for i, l := range c.s.loops {
+	c.s.mu.Lock()
+	loops := c.s.loops
+	c.s.mu.Unlock()
+	for i, l := range loops {
 		ch <- prometheus.MustNewConstMetric(descLoopTotal, prometheus.CounterValue, float64(l.total.Load()), strconv.Itoa(i))
 		ch <- prometheus.MustNewConstMetric(descLoopActive, prometheus.GaugeValue, float64(l.active.Load()), strconv.Itoa(i))
 	}
