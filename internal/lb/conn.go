@@ -36,9 +36,11 @@ type conn struct {
 	queued bool // in the loop's again list
 	// Readiness of each side's socket as the edge-triggered events told
 	// it: readable (until a read finds it drained), writable (until a
-	// write fills it), and its peer's end seen (read on to the end).
-	rd, wr, hup [2]bool
-	dir         [2]relayDir
+	// write fills it), its peer's end or an error seen (read on to the
+	// end), and its peer's FIN seen, cleanly (all the peer sent is queued
+	// ahead of it: a read that drains the socket reached the end).
+	rd, wr, hup, fin [2]bool
+	dir              [2]relayDir
 
 	// Dialing: the backend tried now, those tried before, and the
 	// deadline of a connect or of the PROXY header (in the loop's timers
@@ -138,6 +140,7 @@ func (l *evloop) event(c *conn, fd int, ev uint32) {
 	}
 	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
 		c.hup[side] = true
+		c.fin[side] = ev&(unix.EPOLLHUP|unix.EPOLLERR) == 0
 	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		c.wr[side] = true

@@ -105,7 +105,7 @@ func (l *evloop) dialFailed(c *conn, err error) {
 	l.forget(c.server)
 	unix.Close(c.server)
 	c.server = -1
-	c.rd[1], c.wr[1], c.hup[1] = false, false, false
+	c.rd[1], c.wr[1], c.hup[1], c.fin[1] = false, false, false, false
 	be := c.be
 	c.be = nil
 	l.failed(c, be, err)

@@ -120,7 +120,14 @@ func (l *evloop) copyChunk(c *conn, d, src, dst int) bool {
 		ds.bulk = true
 		return true
 	}
-	if !c.hup[d] {
+	switch {
+	case c.fin[d]:
+		// The FIN came before this read, behind everything the peer sent:
+		// a short read took all of it, so the source ended (one read less
+		// per connection than reading on to find the end).
+		l.endDir(c, d)
+		return false
+	case !c.hup[d]:
 		c.rd[d] = false
 		return false
 	}
