@@ -54,6 +54,20 @@ func writeNB(fd int, b []byte) (int, error) {
 	}
 }
 
+// sendMore is writeNB with MSG_MORE: the data waits in the socket for
+// what comes next (a FIN) to go in one packet.
+func sendMore(fd int, b []byte) (int, error) {
+	for {
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), bufPtr(b), uintptr(len(b)), unix.MSG_MORE|unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		if e != unix.EINTR {
+			if e != 0 {
+				return 0, e
+			}
+			return int(n), nil
+		}
+	}
+}
+
 // spliceNB is one non-blocking splice(2), retried on EINTR.
 func spliceNB(in, out, max int) (int, error) {
 	for {

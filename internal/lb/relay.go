@@ -103,7 +103,15 @@ func (l *evloop) copyChunk(c *conn, d, src, dst int) bool {
 		l.endDir(c, d)
 		return false
 	}
-	m, err := writeNB(dst, l.buf[:n])
+	// The last chunk before a clean FIN is written corked (MSG_MORE): the
+	// end passed on right after goes out in its packet, one packet less.
+	last := c.fin[d] && n < len(l.buf)
+	var m int
+	if last {
+		m, err = sendMore(dst, l.buf[:n])
+	} else {
+		m, err = writeNB(dst, l.buf[:n])
+	}
 	if err != nil && err != unix.EAGAIN {
 		l.fail(c)
 		return false
