@@ -124,7 +124,8 @@ func TestRelayCopiesWhenNoPipeCanBeMade(t *testing.T) {
 		putPipe(p, false) // close the pooled ones
 	}
 	pipe2 = func([]int, int) error { return unix.EMFILE }
-	defer func() { pipe2 = unix.Pipe2 }()
+	// Put back after the balancer stopped (cleanups run last first).
+	t.Cleanup(func() { pipe2 = unix.Pipe2 })
 	_, addr := relayEnv(t, false)
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	if got := echoThrough(t, addr, payload, 100*time.Millisecond); !bytes.Equal(got, payload) {
