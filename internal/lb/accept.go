@@ -16,7 +16,7 @@ import (
 )
 
 // listenFD is a port's listening socket: a bare non-blocking descriptor in
-// the poller's set, not in Go's netpoller, so that a port costs no
+// the relay loops' sets, not in Go's netpoller, so that a port costs no
 // goroutine and no runtime poll descriptor. mu orders accepting against
 // closing (a descriptor number is reused as soon as it is closed).
 //
@@ -24,7 +24,7 @@ import (
 type listenFD struct {
 	mu     sync.Mutex
 	fd     int  // -1 once closed
-	armed  bool // in the poller's set
+	armed  bool // in the loops' sets
 	capped bool // out of the set at max_conns, until a connection ends
 }
 
@@ -145,7 +145,7 @@ func prepareListener(fd int) error {
 	return nil
 }
 
-// armLocked puts p's socket into the poller's set.
+// armLocked puts p's socket into the loops' sets.
 func (s *Server) armLocked(p *port) {
 	if p.lfd.fd < 0 || p.lfd.armed {
 		return
@@ -157,7 +157,7 @@ func (s *Server) armLocked(p *port) {
 	p.lfd.armed = true
 }
 
-// disarmLocked takes p's socket out of the poller's set: clients wait in
+// disarmLocked takes p's socket out of the loops' sets: clients wait in
 // the kernel's backlog.
 func (s *Server) disarmLocked(p *port) {
 	if p.lfd.fd < 0 || !p.lfd.armed {

@@ -336,7 +336,7 @@ func strHash(s string) uint64 {
 	return h
 }
 
-// listenLocked binds p and adds it to the poller's set; a failure leaves p
+// listenLocked binds p and adds it to the loops' sets; a failure leaves p
 // in the failed state, retried by the reaper.
 func (s *Server) listenLocked(p *port) error {
 	if s.handedOff {

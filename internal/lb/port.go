@@ -16,8 +16,8 @@ type portKey struct {
 	addr netip.AddrPort
 }
 
-// port is one listening socket and the connections it accepted. The
-// poller accepts its clients (accept.go); each one is a conn (conn.go)
+// port is one listening socket and the connections it accepted. A relay
+// loop accepts its clients (accept.go); each one is a conn (conn.go)
 // dialed to a backend (dial.go); its counters are stats.go's.
 type port struct {
 	key  portKey

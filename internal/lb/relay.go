@@ -92,15 +92,7 @@ func (l *evloop) move(c *conn, d int) {
 func (l *evloop) copyChunk(c *conn, d, src, dst int) bool {
 	ds := &c.dir[d]
 	n, err := readNB(src, l.buf)
-	switch {
-	case err == unix.EAGAIN:
-		c.rd[d] = false
-		return false
-	case err != nil:
-		l.fail(c)
-		return false
-	case n == 0:
-		l.endDir(c, d)
+	if !l.gotChunk(c, d, n, err) {
 		return false
 	}
 	// The last chunk before a clean FIN is written corked (MSG_MORE): the
@@ -142,6 +134,24 @@ func (l *evloop) copyChunk(c *conn, d, src, dst int) bool {
 	return true
 }
 
+// gotChunk reports whether a read (or splice) of direction d's source
+// brought bytes; else it ends the direction at the source's end, cuts c on
+// an error, or marks the source drained.
+func (l *evloop) gotChunk(c *conn, d, n int, err error) bool {
+	switch {
+	case err == unix.EAGAIN:
+		c.rd[d] = false
+		return false
+	case err != nil:
+		l.fail(c)
+		return false
+	case n == 0:
+		l.endDir(c, d)
+		return false
+	}
+	return true
+}
+
 // spliceChunk splices one chunk of direction d through the loop's pipe,
 // and reports whether to go on. A spliced chunk can be short while the
 // socket still holds more (the pipe's slots filled first), so a bulk
@@ -157,15 +167,7 @@ func (l *evloop) spliceChunk(c *conn, d, src, dst int) bool {
 		l.pipe = p
 	}
 	n, err := spliceNB(src, p.w, pipeSize)
-	switch {
-	case err == unix.EAGAIN:
-		c.rd[d] = false
-		return false
-	case err != nil:
-		l.fail(c)
-		return false
-	case n == 0:
-		l.endDir(c, d)
+	if !l.gotChunk(c, d, n, err) {
 		return false
 	}
 	left := n
