@@ -509,8 +509,8 @@ func (e *env) idlePhase(ctx context.Context, rep *report) error {
 			return err
 		}
 		r.rss1, r.fd1 = procRSS(s.pid), fdCount(s.pid)
-		// seamark parks idle connections after 1 s (their relay goroutines
-		// end); Go returns the freed stacks to the OS over a few seconds.
+		// Measured again 10 s later: memory a burst of connections used
+		// and freed goes back to the OS over a few seconds.
 		if err := sleep(ctx, 10*time.Second); err != nil {
 			return err
 		}
