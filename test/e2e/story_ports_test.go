@@ -58,9 +58,12 @@ groups:
     members: [{name: lb1, address: %s, priority: 151}, {name: lb2, address: %s, priority: 150}]
 `, lb1h.addr, lb2h.addr)
 	sc := newStoryCluster(t, lab, cfg)
+	// The standby starts once lb1 is active: with preempt off, whichever
+	// member bids first keeps the role, and two servers started a few
+	// milliseconds apart bid in either order (CI saw lb2 first).
 	lb1 := startLabServer(t, lb1h, sc.cfg, sc.etcd, "--member", "lb1", "--balancer=true")
-	startLabServer(t, lb2h, sc.cfg, sc.etcd, "--member", "lb2", "--balancer=true")
 	waitGroupAnswer(t, sc.servers[0], "lb", lb1h.addr.String(), 20*time.Second)
+	startLabServer(t, lb2h, sc.cfg, sc.etcd, "--member", "lb2", "--balancer=true")
 
 	nodes := map[string]*labNode{}
 	for _, h := range old {
