@@ -333,16 +333,13 @@ func (s *Server) roomLoop(stop <-chan struct{}) {
 
 // resetClose closes an accepted socket with a reset (no TIME_WAIT).
 func resetClose(fd int) {
-	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	setLinger0(fd)
 	unix.Close(fd)
 }
 
-func sockaddrPort(sa any) netip.AddrPort {
+// sockaddrPort is sa's address and port.
+func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
 	switch a := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *syscall.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *unix.SockaddrInet6:
