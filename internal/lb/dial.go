@@ -39,7 +39,7 @@ func (l *evloop) dialNext(c *conn) {
 				err = localError{os.NewSyscallError("epoll_ctl", err)}
 			}
 		}
-		if errors.As(err, new(localError)) {
+		if err != nil && errors.As(err, new(localError)) {
 			// Out of descriptors, ports or memory here: no fault of the
 			// backend's, so the health checker is not told.
 			l.drop(c, "local_error", &p.stats.refused, err)

@@ -37,6 +37,12 @@ type evloop struct {
 	f      *os.File
 	rc     syscall.RawConn
 	waitDL time.Time
+	// The gate's read callback and what it reads into and found, made
+	// once: a closure per wait would be an allocation per wait.
+	waitFn   func(uintptr) bool
+	waitInto []unix.EpollEvent
+	waitN    int
+	waitErr  error
 
 	mu       sync.Mutex
 	tasks    []task
@@ -112,7 +118,12 @@ func newLoop(s *Server) (*evloop, error) {
 		unix.Close(efd)
 		return nil, err
 	}
-	return &evloop{s: s, epfd: epfd, efd: efd, gate: gate, f: f, rc: rc, buf: make([]byte, chunkSize)}, nil
+	l := &evloop{s: s, epfd: epfd, efd: efd, gate: gate, f: f, rc: rc, buf: make([]byte, chunkSize)}
+	l.waitFn = func(uintptr) bool {
+		l.waitN, l.waitErr = epollWaitNB(l.epfd, l.waitInto)
+		return l.waitN > 0 || l.waitErr != nil
+	}
+	return l, nil
 }
 
 // wait returns the events ready in the set: at once, or with block after
@@ -141,12 +152,10 @@ func (l *evloop) wait(events []unix.EpollEvent, block bool) (int, error) {
 		l.f.SetReadDeadline(dl)
 		l.waitDL = dl
 	}
-	var n int
-	var werr error
-	err := l.rc.Read(func(uintptr) bool {
-		n, werr = epollWaitNB(l.epfd, events)
-		return n > 0 || werr != nil
-	})
+	l.waitInto = events
+	err := l.rc.Read(l.waitFn)
+	n, werr := l.waitN, l.waitErr
+	l.waitInto, l.waitN, l.waitErr = nil, 0, nil
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, nil
 	}
