@@ -161,6 +161,7 @@ type loadRow struct {
 	backCPU  cpuTime // the backend processes
 	othersPc float64 // other processes, % of one core
 	irqPc    float64 // irq and softirq, % of one core
+	idlePc   float64 // the machine's idle time, % of one core
 	retrans  int64
 }
 
@@ -436,11 +437,11 @@ func (e *env) usage() usage {
 }
 
 // others is the rest of the machine between u0 and u1 in % of one core:
-// processes not ours, and irq+softirq.
-func others(u0, u1 usage, tool cpuTime) (procs, irq float64) {
+// processes not ours, irq+softirq, and idle time.
+func others(u0, u1 usage, tool cpuTime) (procs, irq, idle float64) {
 	ours := u1.self.sub(u0.self).total() + u1.lbs.sub(u0.lbs).total() + u1.backs.sub(u0.backs).total() + tool.total()
 	wall := u1.t.Sub(u0.t)
-	return max(cpuPct(u1.busy.procs-u0.busy.procs-ours, wall), 0), cpuPct(u1.busy.irq-u0.busy.irq, wall)
+	return max(cpuPct(u1.busy.procs-u0.busy.procs-ours, wall), 0), cpuPct(u1.busy.irq-u0.busy.irq, wall), cpuPct(u1.busy.idle-u0.busy.idle, wall)
 }
 
 func (e *env) iperfRun(ctx context.Context, s side, round, parallel int) (loadRow, error) {
@@ -453,7 +454,7 @@ func (e *env) iperfRun(ctx context.Context, s side, round, parallel int) (loadRo
 	}
 	row := loadRow{test: fmt.Sprintf("iperf3 -P %d", parallel), side: s.name, round: round, value: res.bps / 1e9,
 		wall: u1.t.Sub(u0.t), toolCPU: res.cpu, backCPU: u1.backs.sub(u0.backs), retrans: res.retrans}
-	row.othersPc, row.irqPc = others(u0, u1, res.cpu)
+	row.othersPc, row.irqPc, row.idlePc = others(u0, u1, res.cpu)
 	if s.pid != 0 {
 		row.lbCPU = c1.sub(c0)
 	}
@@ -475,7 +476,7 @@ func (e *env) wrkRun(ctx context.Context, s side, round int, closeEach bool) (lo
 	row := loadRow{test: test, side: s.name, round: round, value: res.rps, count: res.requests,
 		errors: res.errors, errText: res.errText, wall: u1.t.Sub(u0.t), toolCPU: res.cpu,
 		backCPU: u1.backs.sub(u0.backs)}
-	row.othersPc, row.irqPc = others(u0, u1, res.cpu)
+	row.othersPc, row.irqPc, row.idlePc = others(u0, u1, res.cpu)
 	if s.pid != 0 {
 		row.lbCPU = c1.sub(c0)
 	}
@@ -720,6 +721,11 @@ func (r *report) print() {
 		smC, _ := r.mean("wrk", "seamark", lbPct)
 		hpC, _ := r.mean("wrk", "HAProxy", lbPct)
 		row("balancer CPU during wrk (% of one core)", fmt.Sprintf("%.0f %%", smC), fmt.Sprintf("%.0f %%", hpC), ratio(smC, hpC), "-")
+		idle := func(x loadRow) float64 { return x.idlePc }
+		smI, _ := r.mean("wrk", "seamark", idle)
+		hpI, _ := r.mean("wrk", "HAProxy", idle)
+		dI, _ := r.mean("wrk", "direct", idle)
+		row("machine idle during wrk (% of one core; the cores' time the run left unused)", fmt.Sprintf("%.0f %%", smI), fmt.Sprintf("%.0f %%", hpI), "-", fmt.Sprintf("%.0f %%", dI))
 		perConn := func(x loadRow) float64 {
 			if x.count == 0 {
 				return 0
@@ -831,10 +837,10 @@ func (r *report) print() {
 	}
 	if len(r.rows) > 0 {
 		fmt.Println()
-		fmt.Println("Every load run (balancer CPU: the balancer process; tool: iperf3 -c or wrk; backends: iperf3 -s and nginx; softirq: the whole machine's irq and softirq time, where much of loopback TCP's work is charged, to no process; other processes: the machine's process time minus all of these and this program, i.e. other people's work):")
+		fmt.Println("Every load run (balancer CPU: the balancer process; tool: iperf3 -c or wrk; backends: iperf3 -s and nginx; softirq: the whole machine's irq and softirq time, where much of loopback TCP's work is charged, to no process; other processes: the machine's process time minus all of these and this program, i.e. other people's work; idle: time no core had anything to run, which a run bounded by the cores' time alone would not leave):")
 		fmt.Println()
-		fmt.Println("| run | round | side | result | balancer CPU (user / sys) | tool CPU | backends CPU | softirq | other processes | notes |")
-		fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+		fmt.Println("| run | round | side | result | balancer CPU (user / sys) | tool CPU | backends CPU | softirq | other processes | idle | notes |")
+		fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 		rows := slices.Clone(r.rows)
 		slices.SortStableFunc(rows, func(a, b loadRow) int { return cmp.Compare(a.test, b.test) })
 		for _, x := range rows {
@@ -854,8 +860,8 @@ func (r *report) print() {
 			if x.side != "direct" {
 				lb = fmt.Sprintf("%.0f %% (%.0f / %.0f)", x.lbPct(), cpuPct(x.lbCPU.user, x.wall), cpuPct(x.lbCPU.sys, x.wall))
 			}
-			fmt.Printf("| %s | %d | %s | %s | %s | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %s |\n", x.test, x.round+1, x.side, res, lb,
-				cpuPct(x.toolCPU.total(), x.wall), cpuPct(x.backCPU.total(), x.wall), x.irqPc, x.othersPc, note)
+			fmt.Printf("| %s | %d | %s | %s | %s | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %s |\n", x.test, x.round+1, x.side, res, lb,
+				cpuPct(x.toolCPU.total(), x.wall), cpuPct(x.backCPU.total(), x.wall), x.irqPc, x.othersPc, x.idlePc, note)
 		}
 	}
 }

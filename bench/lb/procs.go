@@ -225,6 +225,7 @@ func socketCount(pid int) int {
 type machineTime struct {
 	procs time.Duration // user, nice, system: processes and the kernel on their behalf
 	irq   time.Duration // irq and softirq (on lo, much of TCP's receive work, charged to no process)
+	idle  time.Duration // idle and iowait: no core had anything to run
 }
 
 func machineBusy() machineTime {
@@ -242,7 +243,7 @@ func machineBusy() machineTime {
 		return time.Duration(x) * 10 * time.Millisecond
 	}
 	// cpu user nice system idle iowait irq softirq steal ...
-	return machineTime{procs: v(1) + v(2) + v(3) + v(8), irq: v(6) + v(7)}
+	return machineTime{procs: v(1) + v(2) + v(3) + v(8), irq: v(6) + v(7), idle: v(4) + v(5)}
 }
 
 func cpuPct(cpu, wall time.Duration) float64 {
