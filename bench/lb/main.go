@@ -56,6 +56,7 @@ func main() {
 	flag.IntVar(&o.idle, "idle", 5000, "idle connections held through each balancer")
 	flag.IntVar(&o.listeners, "listeners", 10000, "ports of the many-listeners phase (at most 10000, seamark's range limit)")
 	flag.IntVar(&o.wrkConns, "c", 50, "wrk connections")
+	flag.StringVar(&o.iperfAffinity, "iperf-affinity", "", "pin the iperf3 client and server to these cores (iperf3 -A, e.g. 0,1), so that the rounds compare the balancers rather than where the scheduler put the two single-threaded iperf3 processes (default: not pinned)")
 	flag.IntVar(&o.nginxWorkers, "nginx-workers", 1, "nginx worker processes")
 	flag.StringVar(&o.splice, "haproxy-splice", "always", "HAProxy splicing: auto (option splice-auto), always (splice-request and splice-response) or off")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the seamark server process (its whole life: every phase but the listeners one) here")
@@ -83,6 +84,7 @@ type options struct {
 	listeners, wrkConns    int
 	nginxWorkers           int
 	splice, cpuprofile     string
+	iperfAffinity          string
 	only                   string
 	manyAddr               string
 	inspect                time.Duration
@@ -215,6 +217,9 @@ func run(ctx context.Context, o options) (err error) {
 		toolVersion(o.haproxyPath, "-v"), toolVersion(o.nginxPath, "-v"), toolVersion(o.iperfPath, "--version"), toolVersion(o.wrkPath, "-v"))
 	fmt.Printf("- open-file limit: %d (soft raised to hard; HAProxy gets `ulimit-n %d` and the largest maxconn that fits)\n", rl.Cur, rl.Cur)
 	fmt.Printf("- HAProxy: nbthread 2, mode tcp, balance roundrobin, splice %s, maxconn %d, no logs\n", o.splice, haproxyMaxconn(rl.Cur, 3))
+	if o.iperfAffinity != "" {
+		fmt.Printf("- iperf3 client and server pinned to cores %s (iperf3 -A); the balancers and the rest are not\n", o.iperfAffinity)
+	}
 	fmt.Printf("- seamark: `seamark server` (internal/server.Start in a child process: embedded store, registry, idle checker, DNS, API, balancer), listeners with check type none, round_robin\n")
 	fmt.Printf("- CPU: /proc/<pid>/stat utime+stime of the balancer process (HAProxy: its one process, both threads; seamark: the whole server process)\n\n")
 
@@ -447,7 +452,7 @@ func others(u0, u1 usage, tool cpuTime) (procs, irq, idle float64) {
 func (e *env) iperfRun(ctx context.Context, s side, round, parallel int) (loadRow, error) {
 	log.Printf("round %d: iperf3 -P %d through %s", round+1, parallel, s.name)
 	u0, c0 := e.usage(), procCPU(s.pid)
-	res, err := runIperf3(ctx, e.o.iperfPath, portOf(s.port["iperf"]), e.o.d, parallel)
+	res, err := runIperf3(ctx, e.o.iperfPath, portOf(s.port["iperf"]), e.o.d, parallel, e.o.iperfAffinity)
 	c1, u1 := procCPU(s.pid), e.usage()
 	if err != nil {
 		return loadRow{}, fmt.Errorf("through %s: %w", s.name, err)

@@ -117,16 +117,21 @@ type iperfResult struct {
 }
 
 // runIperf3 runs `iperf3 -c` against addr:port for d with parallel streams,
-// omitting the first second (slow start). A server still busy with the
-// previous test is retried.
-func runIperf3(ctx context.Context, path string, port int, d time.Duration, parallel int) (iperfResult, error) {
+// omitting the first second (slow start), with the client and server
+// pinned to the cores affinity names (iperf3 -A) unless it is empty. A
+// server still busy with the previous test is retried.
+func runIperf3(ctx context.Context, path string, port int, d time.Duration, parallel int, affinity string) (iperfResult, error) {
 	var res iperfResult
 	secs := max(int(d.Round(time.Second)/time.Second), 1)
 	for attempt := 1; attempt <= 5; attempt++ {
 		res.attempts = attempt
 		tctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
-		cmd := exec.CommandContext(tctx, path, "-c", "127.0.0.1", "-p", strconv.Itoa(port),
-			"-t", strconv.Itoa(secs), "-O", "1", "-P", strconv.Itoa(parallel), "-J")
+		args := []string{"-c", "127.0.0.1", "-p", strconv.Itoa(port),
+			"-t", strconv.Itoa(secs), "-O", "1", "-P", strconv.Itoa(parallel), "-J"}
+		if affinity != "" {
+			args = append(args, "-A", affinity)
+		}
+		cmd := exec.CommandContext(tctx, path, args...)
 		t0 := time.Now()
 		out, err := cmd.Output()
 		cancel()
