@@ -2,7 +2,7 @@
 // HAProxy (nbthread 2, splicing, roundrobin) in one run, in front of the same
 // backends on loopback, and prints a markdown table with the ratios.
 //
-//	go run ./bench/lb [-d 10s] [-rounds 2] [-idle 5000] [-listeners 10000] [-cpuprofile lb.cpu]
+//	go run ./bench/lb [-d 10s] [-rounds 2] [-idle 5000] [-listeners 10000] [-cpuprofile lb.cpu] [-iperf-affinity 0,1]
 //
 // Needs Debian's haproxy, nginx, iperf3 and wrk (apt-get install -y haproxy
 // nginx iperf3 wrk). Every process it runs is its own child, stopped by PID;
@@ -16,7 +16,9 @@
 // connections/s with wrk and `Connection: close`, and request latency), and a
 // hold server in this process (idle connections). CPU is each balancer
 // process's utime+stime from /proc/<pid>/stat over a run (all its threads;
-// seamark's includes its idle store and API), memory its VmRSS.
+// seamark's includes its idle store and API), memory its VmRSS; each load
+// run also prints the machine's idle time (/proc/stat), the cores' time the
+// run left unused.
 //
 // Phases, one load at a time: idle connections held through each balancer
 // (RSS and descriptors per connection), throughput (iperf3 -P 1 and -P 4)
